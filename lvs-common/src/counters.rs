@@ -1,0 +1,97 @@
+//! Per-CPU counters of every verdict and every drop reason.
+//!
+//! The dataplane counts each packet once, in `STATS` (a per-CPU array indexed by [`Counter`]);
+//! userspace sums over CPUs. The names double as metric labels.
+
+/// One counter slot. The discriminant is the index in the `STATS` map.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Passed: not IPv4 (ARP, IPv6, ...), or an Ethernet frame too short to parse.
+    PassNotIp = 0,
+    /// Passed: IPv4 but neither TCP nor UDP.
+    PassNotTcpUdp = 1,
+    /// Passed: a fragment (not handled yet; the kernel gets it).
+    PassFragment = 2,
+    /// Passed: malformed header (bad IHL, truncated L4 header, bad total length).
+    PassMalformed = 3,
+    /// Passed: no connection and no virtual service for the destination.
+    PassNoService = 4,
+    /// Passed: TCP packet without SYN for a service and no connection (IPVS NF_ACCEPTs these).
+    PassNotSyn = 5,
+    /// Forwarded by the kernel: rewritten packet handed to the stack because the FIB lookup
+    /// found no neighbour yet (or asked for the stack's help).
+    PassFibFallback = 6,
+    /// Forwarded: rewritten and redirected to the egress interface.
+    Redirect = 7,
+    /// Dropped: the scheduler found no usable real server.
+    DropNoDest = 8,
+    /// Dropped: the connection table is full.
+    DropConnTableFull = 9,
+    /// Dropped: the service's configuration could not be read (inconsistent maps).
+    DropServiceMissing = 10,
+    /// Dropped: TTL would reach zero when forwarding.
+    DropTtlExceeded = 11,
+    /// Dropped: a forwarding method this build does not implement.
+    DropUnsupportedForward = 12,
+    /// Passed: the FIB lookup failed (no route, blackhole, forwarding disabled).
+    PassFibFailed = 13,
+    /// Informational (not a verdict): a new connection was scheduled.
+    NewConn = 14,
+    /// Informational: a packet matched an existing connection (either direction).
+    ConnHit = 15,
+}
+
+/// Number of slots in `STATS`.
+pub const COUNTER_COUNT: u32 = 16;
+
+impl Counter {
+    /// Every counter, in index order.
+    pub const ALL: [Counter; COUNTER_COUNT as usize] = [
+        Counter::PassNotIp,
+        Counter::PassNotTcpUdp,
+        Counter::PassFragment,
+        Counter::PassMalformed,
+        Counter::PassNoService,
+        Counter::PassNotSyn,
+        Counter::PassFibFallback,
+        Counter::Redirect,
+        Counter::DropNoDest,
+        Counter::DropConnTableFull,
+        Counter::DropServiceMissing,
+        Counter::DropTtlExceeded,
+        Counter::DropUnsupportedForward,
+        Counter::PassFibFailed,
+        Counter::NewConn,
+        Counter::ConnHit,
+    ];
+
+    /// Stable snake_case name (metric label).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::PassNotIp => "pass_not_ip",
+            Counter::PassNotTcpUdp => "pass_not_tcp_udp",
+            Counter::PassFragment => "pass_fragment",
+            Counter::PassMalformed => "pass_malformed",
+            Counter::PassNoService => "pass_no_service",
+            Counter::PassNotSyn => "pass_not_syn",
+            Counter::PassFibFallback => "pass_fib_fallback",
+            Counter::Redirect => "redirect",
+            Counter::DropNoDest => "drop_no_dest",
+            Counter::DropConnTableFull => "drop_conn_table_full",
+            Counter::DropServiceMissing => "drop_service_missing",
+            Counter::DropTtlExceeded => "drop_ttl_exceeded",
+            Counter::DropUnsupportedForward => "drop_unsupported_forward",
+            Counter::PassFibFailed => "pass_fib_failed",
+            Counter::NewConn => "new_conn",
+            Counter::ConnHit => "conn_hit",
+        }
+    }
+}
+
+impl TryFrom<u32> for Counter {
+    type Error = u32;
+    fn try_from(v: u32) -> Result<Self, u32> {
+        Counter::ALL.get(v as usize).copied().ok_or(v)
+    }
+}

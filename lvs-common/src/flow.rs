@@ -1,0 +1,84 @@
+//! Connection-table types: the flow key, the connection entry, and the NAT reverse index.
+//!
+//! `CONNS` maps the client-side 5-tuple (client -> VIP) to a [`ConnEntry`], like IPVS's
+//! connection hash keyed on the input direction. For NAT connections `CONNS_OUT` maps the
+//! real-server-side 5-tuple (RIP -> client) back to the `CONNS` key, so replies find their
+//! connection (IPVS's output lookup). DR/TUN connections have no `CONNS_OUT` entry.
+
+/// Default capacity of `CONNS` (and of `CONNS_OUT`): one million concurrent connections.
+pub const DEFAULT_CONN_TABLE_SIZE: u32 = 1 << 20;
+
+/// A directional 5-tuple. 40 bytes, no hidden padding.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FlowKey {
+    /// Source address, network order (IPv4 in `src[0]`).
+    pub src: [u32; 4],
+    /// Destination address, network order.
+    pub dst: [u32; 4],
+    /// Source port, network order.
+    pub sport: u16,
+    /// Destination port, network order.
+    pub dport: u16,
+    /// IP protocol number (6 or 17).
+    pub proto: u8,
+    /// Address family (`AF_INET` = 2, `AF_INET6` = 10).
+    pub family: u8,
+    /// Always zero.
+    pub _pad: [u8; 2],
+}
+
+/// Connection flags (`ConnEntry::flags`).
+pub mod conn_flags {
+    /// The entry has a `CONNS_OUT` twin (NAT): the state machine uses INPUT/OUTPUT, not
+    /// INPUT_ONLY.
+    pub const NAT: u16 = 0x1;
+}
+
+/// One tracked connection (value of `CONNS`). 64 bytes, no hidden padding.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ConnEntry {
+    /// Virtual address the client talks to, network order.
+    pub vaddr: [u32; 4],
+    /// Real server address, network order.
+    pub daddr: [u32; 4],
+    /// Virtual port, network order.
+    pub vport: u16,
+    /// Real server port, network order.
+    pub dport: u16,
+    /// Forwarding method (`IP_VS_CONN_F_*` numbering: 0 masq, 2 tunnel, 3 route).
+    pub fwd: u8,
+    /// TCP state index (`tcp_state`), or `tcp_state::UDP`.
+    pub state: u8,
+    /// `conn_flags::*`.
+    pub flags: u16,
+    /// Index of the service in `SERVICES`.
+    pub svc_id: u32,
+    /// Index of the real server in `DESTS`.
+    pub dest_id: u32,
+    /// When the entry expires, in `bpf_ktime_get_ns` time (CLOCK_MONOTONIC). An expired entry
+    /// no longer matches; userspace reclaims it.
+    pub expires_ns: u64,
+    /// When the connection was created, same clock.
+    pub created_ns: u64,
+}
+
+/// Value of `CONNS_OUT`: the `CONNS` key of the connection this reply belongs to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ConnRef {
+    pub in_key: FlowKey,
+}
+
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
+const _: () = assert!(core::mem::size_of::<ConnEntry>() == 64);
+const _: () = assert!(core::mem::size_of::<ConnRef>() == 40);
+const _: () = assert!(core::mem::offset_of!(ConnEntry, expires_ns) == 48);
+
+#[cfg(feature = "user")]
+mod pod {
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::ConnEntry {}
+    unsafe impl aya::Pod for super::ConnRef {}
+}

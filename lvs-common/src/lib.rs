@@ -1,0 +1,42 @@
+//! Types shared by the XDP dataplane and userspace: every map key and value, once.
+//!
+//! Rules for everything in here (the verifier and the kernel's hash maps compare raw bytes):
+//! - `#[repr(C)]`, every padding byte declared as a `_pad` field and zeroed, sizes asserted at
+//!   compile time. Hidden padding made conntrack lookups miss at random.
+//! - No `bool`, `Option` or enum inside map values: integers only, converted with `TryFrom`.
+//! - Addresses and ports are kept in **network byte order**, exactly as they sit in the packet,
+//!   so the dataplane copies them without swapping. IPv4 addresses use the first `u32` of a
+//!   `[u32; 4]`, the other three are zero.
+#![no_std]
+
+pub mod counters;
+pub mod csum;
+pub mod flow;
+pub mod service;
+pub mod tcp_state;
+
+/// Names of the maps, as the eBPF object defines them and as they are pinned.
+pub mod map_names {
+    pub const SVC_INDEX: &str = "SVC_INDEX";
+    pub const SERVICES: &str = "SERVICES";
+    pub const SCHED_STATE: &str = "SCHED_STATE";
+    pub const DESTS: &str = "DESTS";
+    pub const CONNS: &str = "CONNS";
+    pub const CONNS_OUT: &str = "CONNS_OUT";
+    pub const TIMEOUTS: &str = "TIMEOUTS";
+    pub const STATS: &str = "STATS";
+    /// Every map, for pinning.
+    pub const ALL: [&str; 8] =
+        [SVC_INDEX, SERVICES, SCHED_STATE, DESTS, CONNS, CONNS_OUT, TIMEOUTS, STATS];
+}
+
+/// Name of the XDP program in the object.
+pub const XDP_PROGRAM: &str = "lvs_xdp";
+
+/// Version of the map layout. Pinned maps are reused without any schema check, so the pin
+/// directory carries this number; bump it whenever a key or value type changes.
+pub const MAP_ABI_VERSION: u32 = 1;
+
+/// Address family values as the kernel numbers them.
+pub const AF_INET: u8 = 2;
+pub const AF_INET6: u8 = 10;

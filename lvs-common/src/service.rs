@@ -1,0 +1,195 @@
+//! Virtual services and real servers as the dataplane sees them.
+//!
+//! `SVC_INDEX` maps a [`SvcKey`] to a slot in `SERVICES` (an array of [`ServiceConf`], which
+//! also holds the service's real servers in kernel order, newest first). Real servers live in
+//! `DESTS`, an array of [`DestConf`]; `SCHED_STATE` holds the per-service scheduler position.
+//! Userspace owns slot allocation and rewrites a whole `ServiceConf` on every change.
+
+/// Capacity of `SERVICES`, `SCHED_STATE` and `SVC_INDEX`.
+pub const MAX_SERVICES: u32 = 16384;
+/// Capacity of `DESTS`.
+pub const MAX_DESTS: u32 = 65536;
+/// Real servers per service the dataplane can hold. Also bounds the scheduler loop, which the
+/// verifier must see as finite.
+pub const MAX_DESTS_PER_SVC: usize = 256;
+
+/// Scheduler identifiers (`ServiceConf::sched`).
+pub mod sched {
+    pub const RR: u32 = 1;
+
+    /// The id for a scheduler name, if the dataplane implements it.
+    pub fn from_name(name: &str) -> Option<u32> {
+        match name {
+            "rr" => Some(RR),
+            _ => None,
+        }
+    }
+
+    pub fn name(id: u32) -> Option<&'static str> {
+        match id {
+            RR => Some("rr"),
+            _ => None,
+        }
+    }
+}
+
+/// Key of `SVC_INDEX`. 20 bytes, no hidden padding.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct SvcKey {
+    /// Virtual address, network order (IPv4 in `addr[0]`).
+    pub addr: [u32; 4],
+    /// Virtual port, network order.
+    pub port: u16,
+    /// IP protocol number.
+    pub proto: u8,
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u8,
+}
+
+/// `ServiceConf::flags` bits that only the dataplane's bookkeeping uses.
+pub mod svc_conf_flags {
+    /// The slot holds a live service.
+    pub const IN_USE: u32 = 0x8000_0000;
+    /// IPVS service flags (`IP_VS_SVC_F_*`) occupy the low bits unchanged.
+    pub const IPVS_MASK: u32 = 0x0000_ffff;
+}
+
+/// One virtual service (value of `SERVICES`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceConf {
+    /// The service's key, so userspace can rebuild its view from the maps after a restart.
+    pub key: SvcKey,
+    /// `sched::*`.
+    pub sched: u32,
+    /// `svc_conf_flags::IN_USE` | IPVS service flags.
+    pub flags: u32,
+    /// Persistence timeout, seconds.
+    pub timeout: u32,
+    /// Persistence netmask (IPv4 mask in host order, or IPv6 prefix length).
+    pub netmask: u32,
+    /// Number of valid entries in `dests`.
+    pub dest_count: u32,
+    /// `DESTS` slots of the real servers, kernel order (newest first).
+    pub dests: [u32; MAX_DESTS_PER_SVC],
+}
+
+impl Default for ServiceConf {
+    fn default() -> Self {
+        ServiceConf {
+            key: SvcKey::default(),
+            sched: 0,
+            flags: 0,
+            timeout: 0,
+            netmask: 0,
+            dest_count: 0,
+            dests: [0; MAX_DESTS_PER_SVC],
+        }
+    }
+}
+
+/// `DestConf::flags` bits.
+pub mod dest_flags {
+    /// IPVS's `IP_VS_DEST_F_AVAILABLE`: the slot holds a live real server.
+    pub const AVAILABLE: u32 = 0x1;
+    /// `IP_VS_DEST_F_OVERLOAD`: over its upper threshold; schedulers skip it.
+    pub const OVERLOAD: u32 = 0x2;
+}
+
+/// One real server (value of `DESTS`). 40 bytes, no hidden padding.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct DestConf {
+    /// Real server address, network order.
+    pub addr: [u32; 4],
+    /// Real server port, network order.
+    pub port: u16,
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u8,
+    /// Forwarding method (0 masq, 1 local, 2 tunnel, 3 route).
+    pub fwd: u8,
+    /// Weight; 0 quiesces the server.
+    pub weight: i32,
+    /// `dest_flags::*`.
+    pub flags: u32,
+    /// Upper connection threshold (0 = none).
+    pub u_threshold: u32,
+    /// Lower connection threshold (0 = none).
+    pub l_threshold: u32,
+    /// `SERVICES` slot of the owning service.
+    pub svc_id: u32,
+}
+
+/// Mutable per-service scheduler state (value of `SCHED_STATE`). 8 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SchedState {
+    /// rr: position *after* the last chosen real server in `ServiceConf::dests`, i.e. the
+    /// index at which the next walk starts; 0 is the list head (IPVS's initial pointer).
+    pub rr_next: u32,
+    pub _pad: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<SvcKey>() == 20);
+const _: () = assert!(core::mem::size_of::<ServiceConf>() == 40 + 4 * MAX_DESTS_PER_SVC);
+const _: () = assert!(core::mem::size_of::<DestConf>() == 40);
+const _: () = assert!(core::mem::size_of::<SchedState>() == 8);
+
+/// The rr walk over a service's real servers (IPVS `ip_vs_rr_schedule`), as a pure function
+/// so both sides agree: starting at `next`, wrap once around the `count` entries and return the
+/// index of the first one `eligible` accepts.
+///
+/// `next` is the slot after the previously chosen server (0 = list head).
+#[inline(always)]
+pub fn rr_pick(count: u32, next: u32, mut eligible: impl FnMut(u32) -> bool) -> Option<u32> {
+    if count == 0 {
+        return None;
+    }
+    let mut idx = if next >= count { 0 } else { next };
+    let mut i = 0;
+    while i < count && i < MAX_DESTS_PER_SVC as u32 {
+        if eligible(idx) {
+            return Some(idx);
+        }
+        idx += 1;
+        if idx >= count {
+            idx = 0;
+        }
+        i += 1;
+    }
+    None
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    unsafe impl aya::Pod for super::SvcKey {}
+    unsafe impl aya::Pod for super::ServiceConf {}
+    unsafe impl aya::Pod for super::DestConf {}
+    unsafe impl aya::Pod for super::SchedState {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `-a A`, `-a B -w 0`, `-a C` gives kernel order C,B,A and the sequence C A C A.
+    #[test]
+    fn rr_skips_weight_zero_like_the_kernel() {
+        let weights = [1, 0, 1]; // C, B, A
+        let mut next = 0;
+        let mut seq = [0u32; 4];
+        for s in seq.iter_mut() {
+            let i = rr_pick(3, next, |i| weights[i as usize] > 0).unwrap();
+            *s = i;
+            next = i + 1;
+        }
+        assert_eq!(seq, [0, 2, 0, 2]);
+    }
+
+    #[test]
+    fn rr_none_when_all_quiesced() {
+        assert_eq!(rr_pick(2, 0, |_| false), None);
+        assert_eq!(rr_pick(0, 0, |_| true), None);
+    }
+}

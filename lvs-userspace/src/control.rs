@@ -1,0 +1,140 @@
+//! The control protocol between lvsd and its clients (ipvsadm, tests, lvsd itself on reload).
+//!
+//! One JSON object per line over a Unix stream socket: the client writes a [`Request`], lvsd
+//! answers with one [`Response`] and keeps the connection open for more. Errors are reported
+//! as the errno the kernel's IPVS would have returned for the same operation, so that ipvsadm
+//! can print the exact text libipvs prints (`ipvs_strerror`).
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    os::unix::net::UnixStream,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{DestSpec, ServiceKey, ServiceSpec, ServiceStatus};
+
+/// Default control socket path.
+pub const DEFAULT_SOCKET: &str = "/run/lvs/lvsd.sock";
+/// Environment variable that overrides the socket path for clients.
+pub const SOCKET_ENV: &str = "LVS_SOCKET";
+
+/// The socket a client should use: `$LVS_SOCKET` or the default.
+pub fn socket_path() -> PathBuf {
+    std::env::var_os(SOCKET_ENV).map(PathBuf::from).unwrap_or_else(|| DEFAULT_SOCKET.into())
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Request {
+    /// `-A`.
+    AddService(ServiceSpec),
+    /// `-E`.
+    EditService(ServiceSpec),
+    /// `-D`.
+    DelService(ServiceKey),
+    /// `-a`.
+    AddDest { service: ServiceKey, dest: DestSpec },
+    /// `-e`.
+    EditDest { service: ServiceKey, dest: DestSpec },
+    /// `-d`; the dest is named by address and port.
+    DelDest { service: ServiceKey, addr: std::net::IpAddr, port: u16 },
+    /// `-C`.
+    Clear,
+    /// `-L` of everything: services and dests in kernel order (the client sorts).
+    List,
+    /// `-L -t VIP:port`: one service.
+    GetService(ServiceKey),
+    /// Version and connection-table size for the `-L` header.
+    GetInfo,
+}
+
+/// Errors as IPVS reports them (the errno values of the kernel's setsockopt/netlink replies).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Errno {
+    /// EPERM
+    Perm,
+    /// ENOENT: no such destination, or scheduler not found.
+    NoEnt,
+    /// ESRCH: no such service.
+    Srch,
+    /// ENOMEM: a table is full.
+    NoMem,
+    /// EEXIST: service or destination already exists.
+    Exist,
+    /// EINVAL
+    Inval,
+    /// ERANGE: l_threshold > u_threshold, negative weight.
+    Range,
+    /// EOPNOTSUPP: not supported (yet) by this dataplane.
+    OpNotSupp,
+    /// EAFNOSUPPORT
+    AfNoSupport,
+}
+
+impl Errno {
+    /// The numeric errno on Linux.
+    pub fn raw(self) -> i32 {
+        match self {
+            Errno::Perm => libc::EPERM,
+            Errno::NoEnt => libc::ENOENT,
+            Errno::Srch => libc::ESRCH,
+            Errno::NoMem => libc::ENOMEM,
+            Errno::Exist => libc::EEXIST,
+            Errno::Inval => libc::EINVAL,
+            Errno::Range => libc::ERANGE,
+            Errno::OpNotSupp => libc::EOPNOTSUPP,
+            Errno::AfNoSupport => libc::EAFNOSUPPORT,
+        }
+    }
+}
+
+/// Daemon information for the listing header.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Info {
+    /// IPVS version code reported to ipvsadm (0x010201 = 1.2.1).
+    pub version_code: u32,
+    /// Capacity of the connection table (`size=` in the `-L` header).
+    pub conn_table_size: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    Ok,
+    /// The operation failed; `detail` is a human explanation for logs (ipvsadm prints only the
+    /// errno's text, as the real one does).
+    Error { errno: Errno, detail: String },
+    Services(Vec<ServiceStatus>),
+    Info(Info),
+}
+
+/// A blocking client connection to lvsd.
+pub struct Client {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Client {
+    pub fn connect(path: &Path) -> anyhow::Result<Self> {
+        let stream = UnixStream::connect(path)
+            .with_context(|| format!("cannot connect to lvsd at {}", path.display()))?;
+        let writer = stream.try_clone()?;
+        Ok(Client { reader: BufReader::new(stream), writer })
+    }
+
+    /// Sends one request and waits for its response.
+    pub fn call(&mut self, req: &Request) -> anyhow::Result<Response> {
+        let mut line = serde_json::to_string(req)?;
+        line.push('\n');
+        self.writer.write_all(line.as_bytes())?;
+        let mut answer = String::new();
+        if self.reader.read_line(&mut answer)? == 0 {
+            bail!("lvsd closed the control connection");
+        }
+        Ok(serde_json::from_str(&answer).context("malformed response from lvsd")?)
+    }
+}

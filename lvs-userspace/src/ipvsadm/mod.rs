@@ -1,0 +1,1 @@
+//! ipvsadm-compatible CLI (being written).
