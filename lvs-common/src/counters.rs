@@ -30,8 +30,8 @@ pub enum Counter {
     DropConnTableFull = 9,
     /// Dropped: the service's configuration could not be read (inconsistent maps).
     DropServiceMissing = 10,
-    /// Dropped: TTL would reach zero when forwarding.
-    DropTtlExceeded = 11,
+    /// Passed: TTL would reach zero when forwarding; the kernel sends the ICMP error.
+    PassTtlExceeded = 11,
     /// Dropped: a forwarding method this build does not implement.
     DropUnsupportedForward = 12,
     /// Passed: the FIB lookup failed (no route, blackhole, forwarding disabled).
@@ -40,10 +40,13 @@ pub enum Counter {
     NewConn = 14,
     /// Informational: a packet matched an existing connection (either direction).
     ConnHit = 15,
+    /// Dropped: a client packet of a connection whose real server has been deleted (IPVS
+    /// drops these while `expire_nodest_conn` is 0).
+    DropDestUnavailable = 16,
 }
 
 /// Number of slots in `STATS`.
-pub const COUNTER_COUNT: u32 = 16;
+pub const COUNTER_COUNT: u32 = 17;
 
 impl Counter {
     /// Every counter, in index order.
@@ -59,11 +62,12 @@ impl Counter {
         Counter::DropNoDest,
         Counter::DropConnTableFull,
         Counter::DropServiceMissing,
-        Counter::DropTtlExceeded,
+        Counter::PassTtlExceeded,
         Counter::DropUnsupportedForward,
         Counter::PassFibFailed,
         Counter::NewConn,
         Counter::ConnHit,
+        Counter::DropDestUnavailable,
     ];
 
     /// Stable snake_case name (metric label).
@@ -80,11 +84,12 @@ impl Counter {
             Counter::DropNoDest => "drop_no_dest",
             Counter::DropConnTableFull => "drop_conn_table_full",
             Counter::DropServiceMissing => "drop_service_missing",
-            Counter::DropTtlExceeded => "drop_ttl_exceeded",
+            Counter::PassTtlExceeded => "pass_ttl_exceeded",
             Counter::DropUnsupportedForward => "drop_unsupported_forward",
             Counter::PassFibFailed => "pass_fib_failed",
             Counter::NewConn => "new_conn",
             Counter::ConnHit => "conn_hit",
+            Counter::DropDestUnavailable => "drop_dest_unavailable",
         }
     }
 }

@@ -136,29 +136,35 @@ const _: () = assert!(core::mem::size_of::<ServiceConf>() == 40 + 4 * MAX_DESTS_
 const _: () = assert!(core::mem::size_of::<DestConf>() == 40);
 const _: () = assert!(core::mem::size_of::<SchedState>() == 8);
 
-/// The rr walk over a service's real servers (IPVS `ip_vs_rr_schedule`), as a pure function
-/// so both sides agree: starting at `next`, wrap once around the `count` entries and return the
-/// index of the first one `eligible` accepts.
-///
-/// `next` is the slot after the previously chosen server (0 = list head).
+/// Step `i` of the rr walk over `count` real servers starting at `start` (IPVS
+/// `ip_vs_rr_schedule`: after the last chosen server to the end, then from the head up to and
+/// including it). `start` must be below `count`.
 #[inline(always)]
+pub fn rr_index(start: u32, i: u32, count: u32) -> u32 {
+    let idx = start + i;
+    if idx >= count {
+        idx - count
+    } else {
+        idx
+    }
+}
+
+/// Where the rr walk starts: `next` is the slot after the previously chosen server, 0 the list
+/// head. A pointer past the end (servers deleted since) starts again at the head.
+#[inline(always)]
+pub fn rr_start(next: u32, count: u32) -> u32 {
+    if next >= count {
+        0
+    } else {
+        next
+    }
+}
+
+/// The whole rr walk as a plain loop: the reference the dataplane's `bpf_loop` version
+/// follows step by step (same [`rr_start`] and [`rr_index`]), used by host-side tests.
 pub fn rr_pick(count: u32, next: u32, mut eligible: impl FnMut(u32) -> bool) -> Option<u32> {
-    if count == 0 {
-        return None;
-    }
-    let mut idx = if next >= count { 0 } else { next };
-    let mut i = 0;
-    while i < count && i < MAX_DESTS_PER_SVC as u32 {
-        if eligible(idx) {
-            return Some(idx);
-        }
-        idx += 1;
-        if idx >= count {
-            idx = 0;
-        }
-        i += 1;
-    }
-    None
+    let start = rr_start(next, count);
+    (0..count.min(MAX_DESTS_PER_SVC as u32)).map(|i| rr_index(start, i, count)).find(|&i| eligible(i))
 }
 
 #[cfg(feature = "user")]

@@ -49,6 +49,8 @@ pub enum Request {
     GetService(ServiceKey),
     /// Version and connection-table size for the `-L` header.
     GetInfo,
+    /// The dataplane's per-verdict counters, summed over CPUs.
+    Counters,
 }
 
 /// Errors as IPVS reports them (the errno values of the kernel's setsockopt/netlink replies).
@@ -110,6 +112,8 @@ pub enum Response {
     Error { errno: Errno, detail: String },
     Services(Vec<ServiceStatus>),
     Info(Info),
+    /// `(counter name, value)` in the dataplane's counter order.
+    Counters(Vec<(String, u64)>),
 }
 
 /// A blocking client connection to lvsd.

@@ -1,1 +1,70 @@
-fn main(){}
+//! lvsd: the director daemon. See `lvs_userspace::daemon`.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use lvs_userspace::{control, daemon};
+
+/// XDP/eBPF Linux Virtual Server director.
+#[derive(Parser, Debug)]
+#[command(name = "lvsd", version)]
+struct Args {
+    /// YAML configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// bpffs directory for pinned maps and links (two directors on one host need two).
+    #[arg(long, value_name = "DIR", default_value = daemon::DEFAULT_PIN_DIR)]
+    pin_dir: PathBuf,
+    /// Control socket path.
+    #[arg(long, value_name = "PATH", default_value = control::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// On SIGTERM leave the XDP program attached and the maps pinned (forwarding continues).
+    #[arg(long)]
+    keep_dataplane: bool,
+    /// Print the dataplane's verdict counters of a running lvsd and exit.
+    #[arg(long, conflicts_with = "config")]
+    counters: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let result = if args.counters {
+        print_counters(&args.socket)
+    } else if let Some(config) = args.config {
+        daemon::run(daemon::Options {
+            config,
+            pin_dir: args.pin_dir,
+            socket: args.socket,
+            keep_dataplane: args.keep_dataplane,
+        })
+    } else {
+        Err(anyhow::anyhow!("--config FILE is required"))
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lvsd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_counters(socket: &std::path::Path) -> anyhow::Result<()> {
+    let mut c = control::Client::connect(socket)?;
+    match c.call(&control::Request::Counters)? {
+        control::Response::Counters(v) => {
+            for (name, value) in v {
+                println!("{name} {value}");
+            }
+            Ok(())
+        }
+        other => Err(anyhow::anyhow!("unexpected answer: {other:?}")),
+    }
+}

@@ -1,0 +1,49 @@
+//! Every map of the dataplane. Key and value types live in `lvs-common`; userspace pins all of
+//! them (names in `lvs_common::map_names`) so forwarding survives a daemon restart.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, PerCpuArray},
+};
+use lvs_common::{
+    counters::COUNTER_COUNT,
+    flow::{ConnEntry, ConnRef, FlowKey, DEFAULT_CONN_TABLE_SIZE},
+    service::{DestConf, SchedState, ServiceConf, SvcKey, MAX_DESTS, MAX_SERVICES},
+    tcp_state::TIMEOUT_SLOTS,
+};
+
+/// Virtual service lookup: (VIP, port, protocol) -> slot in `SERVICES`.
+#[map]
+pub static SVC_INDEX: HashMap<SvcKey, u32> = HashMap::with_max_entries(MAX_SERVICES, 0);
+
+/// Service configuration and its real-server list, by slot.
+#[map]
+pub static SERVICES: Array<ServiceConf> = Array::with_max_entries(MAX_SERVICES, 0);
+
+/// Scheduler position per service slot (written by the dataplane on every new connection).
+#[map]
+pub static SCHED_STATE: Array<SchedState> = Array::with_max_entries(MAX_SERVICES, 0);
+
+/// Real servers, by slot.
+#[map]
+pub static DESTS: Array<DestConf> = Array::with_max_entries(MAX_DESTS, 0);
+
+/// Connection table, keyed on the client-side 5-tuple. Capacity is set by userspace from the
+/// config (`connection_table_size`); a plain (not LRU) hash so that entries disappear only by
+/// expiry, as in IPVS, and ActiveConn/InActConn stay exact.
+#[map]
+pub static CONNS: HashMap<FlowKey, ConnEntry> =
+    HashMap::with_max_entries(DEFAULT_CONN_TABLE_SIZE, 0);
+
+/// NAT reverse index: real-server-side 5-tuple -> `CONNS` key.
+#[map]
+pub static CONNS_OUT: HashMap<FlowKey, ConnRef> =
+    HashMap::with_max_entries(DEFAULT_CONN_TABLE_SIZE, 0);
+
+/// Per-state timeouts in seconds, indexed by `tcp_state` (UDP last). Filled by userspace.
+#[map]
+pub static TIMEOUTS: Array<u32> = Array::with_max_entries(TIMEOUT_SLOTS, 0);
+
+/// Per-CPU verdict and drop-reason counters, indexed by `Counter`.
+#[map]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);

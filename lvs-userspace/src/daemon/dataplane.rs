@@ -1,0 +1,216 @@
+//! Loading the XDP object, pinning its maps, and attaching it through pinned bpf_links.
+//!
+//! Layout under the pin directory (`/sys/fs/bpf/lvs` by default):
+//! `v<MAP_ABI_VERSION>/maps/<MAP>` and `v<MAP_ABI_VERSION>/links/<interface>`. Pinned maps are
+//! reused without any schema check, hence the version in the path. Pinned links keep the
+//! program attached when lvsd exits or is killed; a restarted lvsd swaps its freshly loaded
+//! program into the existing link (`bpf_link_update`), so forwarding never stops.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{bail, Context};
+use aya::{
+    programs::{links::FdLink, links::PinnedLink, Xdp, XdpMode},
+    Ebpf, EbpfLoader,
+};
+use lvs_common::{map_names, MAP_ABI_VERSION, XDP_PROGRAM};
+use tracing::{info, warn};
+
+use crate::config::XdpMode as ConfigXdpMode;
+
+/// The compiled XDP object, built by build.rs (empty when built with `AYA_BUILD_SKIP=1`).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lvs"));
+
+/// Where this director's pins live.
+#[derive(Clone, Debug)]
+pub struct PinLayout {
+    pub root: PathBuf,
+}
+
+impl PinLayout {
+    pub fn new(pin_dir: &Path) -> Self {
+        PinLayout { root: pin_dir.join(format!("v{MAP_ABI_VERSION}")) }
+    }
+
+    pub fn maps(&self) -> PathBuf {
+        self.root.join("maps")
+    }
+
+    pub fn links(&self) -> PathBuf {
+        self.root.join("links")
+    }
+
+    pub fn link(&self, iface: &str) -> PathBuf {
+        self.links().join(iface)
+    }
+
+    /// Whether a previous lvsd left its maps here.
+    pub fn has_state(&self) -> bool {
+        self.maps().join(map_names::SERVICES).exists()
+    }
+}
+
+/// How an interface ended up attached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    pub interface: String,
+    /// "native", "generic", or "kept" (program replaced in a link a previous lvsd pinned).
+    pub mode: &'static str,
+}
+
+/// A loaded dataplane. Dropping it does not detach anything: links and maps are pinned.
+pub struct Dataplane {
+    pub ebpf: Ebpf,
+    pub pins: PinLayout,
+}
+
+fn ensure_bpffs(dir: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(dir).with_context(|| {
+        format!("cannot create {} (is bpffs mounted on /sys/fs/bpf?)", dir.display())
+    })
+}
+
+impl Dataplane {
+    /// Loads the object, reusing the maps pinned by a previous lvsd or creating and pinning
+    /// new ones with `conn_table_size` entries in the connection table.
+    pub fn load(pin_dir: &Path, conn_table_size: u32) -> anyhow::Result<Self> {
+        if OBJECT.is_empty() {
+            bail!("this lvsd was built without its XDP object (AYA_BUILD_SKIP); rebuild it");
+        }
+        let pins = PinLayout::new(pin_dir);
+        ensure_bpffs(&pins.maps())?;
+        ensure_bpffs(&pins.links())?;
+        let reuse = pins.has_state();
+        let map_paths: Vec<(&str, PathBuf)> =
+            map_names::ALL.iter().map(|n| (*n, pins.maps().join(n))).collect();
+        let mut loader = EbpfLoader::new();
+        for (name, path) in &map_paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        loader.map_max_entries(map_names::CONNS, conn_table_size);
+        loader.map_max_entries(map_names::CONNS_OUT, conn_table_size);
+        let mut ebpf = loader.load(OBJECT).context("loading the XDP object")?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(XDP_PROGRAM)
+            .context("XDP program missing from the object")?
+            .try_into()?;
+        prog.load().context("the verifier rejected the XDP program")?;
+        if reuse {
+            info!(dir = %pins.root.display(), "reusing pinned maps from a previous lvsd");
+        }
+        Ok(Dataplane { ebpf, pins })
+    }
+
+    fn program(&mut self) -> anyhow::Result<&mut Xdp> {
+        Ok(self.ebpf.program_mut(XDP_PROGRAM).context("XDP program missing")?.try_into()?)
+    }
+
+    /// Attaches to `iface`, or takes over the link a previous lvsd pinned for it.
+    pub fn attach(&mut self, iface: &str, mode: ConfigXdpMode) -> anyhow::Result<Attachment> {
+        let pin = self.pins.link(iface);
+        if pin.exists() {
+            match self.take_over(&pin) {
+                Ok(()) => {
+                    info!(interface = iface, "XDP program replaced in the pinned link");
+                    return Ok(Attachment { interface: iface.to_string(), mode: "kept" });
+                }
+                // The interface was recreated, or the link is otherwise dead: attach afresh.
+                Err(e) => {
+                    warn!(interface = iface, error = %format!("{e:#}"), "pinned link unusable, attaching anew");
+                    let _ = fs::remove_file(&pin);
+                }
+            }
+        }
+        let tries: &[(XdpMode, &'static str)] = match mode {
+            ConfigXdpMode::Auto => &[(XdpMode::Driver, "native"), (XdpMode::Skb, "generic")],
+            ConfigXdpMode::Native => &[(XdpMode::Driver, "native")],
+            ConfigXdpMode::Generic => &[(XdpMode::Skb, "generic")],
+        };
+        let mut last_err = None;
+        for (m, name) in tries {
+            let prog = self.program()?;
+            match prog.attach(iface, *m) {
+                Ok(id) => {
+                    let link = prog.take_link(id)?;
+                    let fd: FdLink = link
+                        .try_into()
+                        .context("kernel attached XDP without a bpf_link; cannot pin it")?;
+                    fd.pin(&pin).with_context(|| format!("pinning link {}", pin.display()))?;
+                    info!(interface = iface, mode = name, "XDP attached");
+                    return Ok(Attachment { interface: iface.to_string(), mode: name });
+                }
+                Err(e) => {
+                    if *name == "native" && tries.len() > 1 {
+                        warn!(interface = iface, error = %e, "native XDP unavailable, trying generic");
+                    }
+                    last_err = Some(anyhow::Error::new(e));
+                }
+            }
+        }
+        Err(last_err.expect("at least one mode tried"))
+            .with_context(|| format!("attaching XDP to interface {iface}"))
+    }
+
+    fn take_over(&mut self, pin: &Path) -> anyhow::Result<()> {
+        let pinned = PinnedLink::from_pin(pin)?;
+        let fd = pinned.unpin()?;
+        let xdp_link = fd.try_into()?;
+        let prog = self.program()?;
+        let id = match prog.attach_to_link(xdp_link) {
+            Ok(id) => id,
+            Err(e) => return Err(e.into()),
+        };
+        let link = prog.take_link(id)?;
+        let fd: FdLink = link.try_into()?;
+        fd.pin(pin)?;
+        Ok(())
+    }
+}
+
+/// Detaches from every interface pinned under `pins` (SIGTERM without `--keep-dataplane`).
+pub fn detach_all(pins: &PinLayout) {
+    let Ok(entries) = fs::read_dir(pins.links()) else { return };
+    for e in entries.flatten() {
+        detach_link(&e.path(), &e.file_name().to_string_lossy());
+    }
+}
+
+/// Detaches interfaces a previous lvsd attached that the config no longer names.
+pub fn detach_except(pins: &PinLayout, keep: &[String]) {
+    let Ok(entries) = fs::read_dir(pins.links()) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !keep.contains(&name) {
+            detach_link(&e.path(), &name);
+        }
+    }
+}
+
+fn detach_link(path: &Path, iface: &str) {
+    let fd = PinnedLink::from_pin(path)
+        .map_err(anyhow::Error::from)
+        .and_then(|p| p.unpin().map_err(anyhow::Error::from));
+    match fd {
+        // Dropping the last reference to the link detaches the program.
+        Ok(fd) => {
+            drop(fd);
+            info!(interface = iface, "XDP detached");
+        }
+        Err(err) => {
+            warn!(link = %path.display(), error = %err, "cannot detach");
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+/// Removes the pinned maps and the directories (after [`detach_all`]).
+pub fn unpin_all(pins: &PinLayout) {
+    let _ = fs::remove_dir_all(&pins.root);
+    if let Some(parent) = pins.root.parent() {
+        // Only removes the pin directory if nothing else (another ABI version) lives there.
+        let _ = fs::remove_dir(parent);
+    }
+}

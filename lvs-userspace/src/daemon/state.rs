@@ -1,0 +1,388 @@
+//! The virtual-server table with IPVS's rules, mirrored into the maps on every change.
+//!
+//! Each operation validates first and writes the maps only when it cannot fail half-way, and
+//! answers errors with the errno kernel IPVS gives for the same request.
+
+use std::collections::BTreeMap;
+
+use lvs_common::service::{
+    dest_flags, sched, svc_conf_flags, DestConf, SchedState, ServiceConf, MAX_DESTS,
+    MAX_DESTS_PER_SVC, MAX_SERVICES,
+};
+use tracing::info;
+
+use super::tables::{self, Tables};
+use crate::{
+    control::Errno,
+    model::{svc_flags, DestSpec, DestStatus, Forward, ServiceKey, ServiceSpec, ServiceStatus},
+};
+
+/// Every scheduler name kernel IPVS knows.
+pub const IPVS_SCHEDULERS: [&str; 14] =
+    ["rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh", "fo", "ovf", "twos"];
+
+/// An operation failure: the errno ipvsadm turns into its message, and a detail for logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpError {
+    pub errno: Errno,
+    pub detail: String,
+}
+
+fn err<T>(errno: Errno, detail: impl Into<String>) -> Result<T, OpError> {
+    Err(OpError { errno, detail: detail.into() })
+}
+
+/// What this dataplane can run today. Kept in one place so ipvsadm requests and the YAML
+/// config are refused for the same reasons.
+pub fn check_service_supported(spec: &ServiceSpec) -> Result<u32, OpError> {
+    if !IPVS_SCHEDULERS.contains(&spec.scheduler.as_str()) {
+        return err(Errno::NoEnt, format!("unknown scheduler '{}'", spec.scheduler));
+    }
+    let Some(id) = sched::from_name(&spec.scheduler) else {
+        return err(
+            Errno::NoEnt,
+            format!("scheduler '{}' is not implemented by this dataplane yet (only rr)", spec.scheduler),
+        );
+    };
+    match spec.key {
+        ServiceKey::Fwmark { .. } => {
+            return err(Errno::OpNotSupp, "firewall-mark services are not supported yet")
+        }
+        ServiceKey::Addr { addr, .. } if addr.is_ipv6() => {
+            return err(Errno::AfNoSupport, "IPv6 services are not supported yet")
+        }
+        _ => {}
+    }
+    if spec.flags & (svc_flags::PERSISTENT | svc_flags::ONEPACKET) != 0 {
+        return err(Errno::OpNotSupp, "persistence and one-packet scheduling are not supported yet");
+    }
+    Ok(id)
+}
+
+/// The same for a real server of `svc`.
+pub fn check_dest_supported(svc: &ServiceKey, d: &DestSpec) -> Result<(), OpError> {
+    if d.weight < 0 {
+        return err(Errno::Range, "negative weight");
+    }
+    // The kernel refuses l > u even when u is 0 (no upper threshold).
+    if d.l_threshold > d.u_threshold {
+        return err(Errno::Range, "l_threshold is greater than u_threshold");
+    }
+    if d.addr.is_ipv6() != svc.is_ipv6() || d.addr.is_ipv6() {
+        return err(Errno::AfNoSupport, "IPv6 real servers are not supported yet");
+    }
+    if d.forward != Forward::Masq {
+        return err(
+            Errno::OpNotSupp,
+            format!("forwarding method {} is not supported yet (only masquerading, -m)", d.forward.ipvs_name()),
+        );
+    }
+    Ok(())
+}
+
+struct Dest {
+    slot: u32,
+    spec: DestSpec,
+}
+
+struct Service {
+    slot: u32,
+    spec: ServiceSpec,
+    sched_id: u32,
+    /// Kernel order: newest first.
+    dests: Vec<Dest>,
+}
+
+/// The daemon's view of the virtual servers; the maps are always a copy of it.
+pub struct VirtualServers {
+    services: BTreeMap<u32, Service>,
+    next_svc_slot: u32,
+    next_dest_slot: u32,
+    used_dest_slots: std::collections::HashSet<u32>,
+}
+
+impl VirtualServers {
+    /// Rebuilds the view from the maps (after a restart, the pinned maps are the truth).
+    pub fn recover(t: &Tables) -> anyhow::Result<Self> {
+        let mut vs = VirtualServers {
+            services: BTreeMap::new(),
+            next_svc_slot: 0,
+            next_dest_slot: 0,
+            used_dest_slots: Default::default(),
+        };
+        for item in t.svc_index.iter() {
+            let (k, slot) = item?;
+            let conf = t.services.get(&slot, 0)?;
+            if conf.flags & svc_conf_flags::IN_USE == 0 {
+                continue;
+            }
+            let Some(key) = tables::model_key(&k) else { continue };
+            let scheduler = sched::name(conf.sched).unwrap_or("rr").to_string();
+            let spec = ServiceSpec {
+                key,
+                scheduler,
+                flags: conf.flags & svc_conf_flags::IPVS_MASK,
+                timeout: conf.timeout,
+                netmask: conf.netmask,
+            };
+            let mut dests = Vec::new();
+            for &ds in conf.dests.iter().take(conf.dest_count as usize) {
+                let d = t.dests.get(&ds, 0)?;
+                vs.used_dest_slots.insert(ds);
+                vs.next_dest_slot = vs.next_dest_slot.max(ds + 1) % MAX_DESTS;
+                dests.push(Dest { slot: ds, spec: tables::dest_spec(&d) });
+            }
+            vs.next_svc_slot = vs.next_svc_slot.max(slot + 1) % MAX_SERVICES;
+            vs.services.insert(slot, Service { slot, spec, sched_id: conf.sched, dests });
+        }
+        Ok(vs)
+    }
+
+    pub fn len(&self) -> usize {
+        self.services.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty()
+    }
+
+    fn find(&self, key: &ServiceKey) -> Option<u32> {
+        self.services.values().find(|s| s.spec.key == *key).map(|s| s.slot)
+    }
+
+    fn alloc_svc_slot(&mut self) -> Option<u32> {
+        for i in 0..MAX_SERVICES {
+            let slot = (self.next_svc_slot + i) % MAX_SERVICES;
+            if !self.services.contains_key(&slot) {
+                self.next_svc_slot = (slot + 1) % MAX_SERVICES;
+                return Some(slot);
+            }
+        }
+        None
+    }
+
+    /// Next-fit, so a freed slot is reused as late as possible: connections of a deleted real
+    /// server still name its slot until they expire.
+    fn alloc_dest_slot(&mut self) -> Option<u32> {
+        for i in 0..MAX_DESTS {
+            let slot = (self.next_dest_slot + i) % MAX_DESTS;
+            if !self.used_dest_slots.contains(&slot) {
+                self.next_dest_slot = (slot + 1) % MAX_DESTS;
+                self.used_dest_slots.insert(slot);
+                return Some(slot);
+            }
+        }
+        None
+    }
+
+    fn conf_of(svc: &Service) -> anyhow::Result<ServiceConf> {
+        let mut conf = ServiceConf {
+            key: tables::svc_key(&svc.spec.key)?,
+            sched: svc.sched_id,
+            flags: svc_conf_flags::IN_USE | (svc.spec.flags & svc_conf_flags::IPVS_MASK),
+            timeout: svc.spec.timeout,
+            netmask: svc.spec.netmask,
+            dest_count: svc.dests.len() as u32,
+            ..Default::default()
+        };
+        for (i, d) in svc.dests.iter().enumerate() {
+            conf.dests[i] = d.slot;
+        }
+        Ok(conf)
+    }
+
+    fn write_service(t: &mut Tables, svc: &Service) -> Result<(), OpError> {
+        let conf = Self::conf_of(svc).map_err(internal)?;
+        t.services.set(svc.slot, conf, 0).map_err(internal)
+    }
+
+    /// `ipvsadm -A`.
+    pub fn add_service(&mut self, t: &mut Tables, spec: ServiceSpec) -> Result<(), OpError> {
+        let sched_id = check_service_supported(&spec)?;
+        if self.find(&spec.key).is_some() {
+            return err(Errno::Exist, format!("{} already exists", spec.key));
+        }
+        let Some(slot) = self.alloc_svc_slot() else {
+            return err(Errno::NoMem, format!("service table full ({MAX_SERVICES})"));
+        };
+        let svc = Service { slot, spec, sched_id, dests: Vec::new() };
+        let key = tables::svc_key(&svc.spec.key).map_err(internal)?;
+        Self::write_service(t, &svc)?;
+        t.sched_state.set(slot, SchedState::default(), 0).map_err(internal)?;
+        // Published last: the dataplane can only find a fully written service.
+        t.svc_index.insert(key, slot, 0).map_err(internal)?;
+        info!(service = %svc.spec.key, scheduler = %svc.spec.scheduler, "service added");
+        self.services.insert(slot, svc);
+        Ok(())
+    }
+
+    /// `ipvsadm -E`. The scheduler state is reset only when the scheduler changes, as in IPVS.
+    pub fn edit_service(&mut self, t: &mut Tables, spec: ServiceSpec) -> Result<(), OpError> {
+        let Some(slot) = self.find(&spec.key) else {
+            return err(Errno::Srch, format!("{} does not exist", spec.key));
+        };
+        let sched_id = check_service_supported(&spec)?;
+        let svc = self.services.get_mut(&slot).expect("found above");
+        let rebind = svc.sched_id != sched_id;
+        svc.spec = spec;
+        svc.sched_id = sched_id;
+        Self::write_service(t, svc)?;
+        if rebind {
+            t.sched_state.set(slot, SchedState::default(), 0).map_err(internal)?;
+        }
+        info!(service = %svc.spec.key, scheduler = %svc.spec.scheduler, "service edited");
+        Ok(())
+    }
+
+    /// `ipvsadm -D`. Connections already scheduled stay in the table until they expire; their
+    /// packets are dropped because the real server is no longer available (IPVS with
+    /// `expire_nodest_conn=0`).
+    pub fn del_service(&mut self, t: &mut Tables, key: &ServiceKey) -> Result<(), OpError> {
+        let Some(slot) = self.find(key) else {
+            return err(Errno::Srch, format!("{key} does not exist"));
+        };
+        let svc = self.services.remove(&slot).expect("found above");
+        let k = tables::svc_key(key).map_err(internal)?;
+        // Unpublish first so no new connection is scheduled while the rest goes away.
+        let _ = t.svc_index.remove(&k);
+        for d in &svc.dests {
+            let _ = t.dests.set(d.slot, DestConf::default(), 0);
+            self.used_dest_slots.remove(&d.slot);
+        }
+        let _ = t.services.set(slot, ServiceConf::default(), 0);
+        info!(service = %key, "service deleted");
+        Ok(())
+    }
+
+    /// `ipvsadm -C`.
+    pub fn clear(&mut self, t: &mut Tables) -> Result<(), OpError> {
+        let keys: Vec<ServiceKey> = self.services.values().map(|s| s.spec.key).collect();
+        for k in keys {
+            self.del_service(t, &k)?;
+        }
+        Ok(())
+    }
+
+    /// `ipvsadm -a`: the new real server goes to the head of the list, as in the kernel.
+    pub fn add_dest(&mut self, t: &mut Tables, key: &ServiceKey, d: DestSpec) -> Result<(), OpError> {
+        let Some(slot) = self.find(key) else {
+            return err(Errno::Srch, format!("{key} does not exist"));
+        };
+        let svc = &self.services[&slot];
+        if svc.dests.iter().any(|x| x.spec.addr == d.addr && x.spec.port == d.port) {
+            return err(Errno::Exist, format!("{}:{} already exists in {key}", d.addr, d.port));
+        }
+        check_dest_supported(key, &d)?;
+        if svc.dests.len() >= MAX_DESTS_PER_SVC {
+            return err(Errno::NoMem, format!("{key} already has {MAX_DESTS_PER_SVC} real servers"));
+        }
+        let Some(ds) = self.alloc_dest_slot() else {
+            return err(Errno::NoMem, format!("real-server table full ({MAX_DESTS})"));
+        };
+        t.dests.set(ds, tables::dest_conf(&d, slot, dest_flags::AVAILABLE), 0).map_err(internal)?;
+        let svc = self.services.get_mut(&slot).expect("found above");
+        info!(service = %key, server = %d.addr, port = d.port, weight = d.weight, "real server added");
+        svc.dests.insert(0, Dest { slot: ds, spec: d });
+        Self::write_service(t, svc)?;
+        // rr keeps pointing at the same server, which has moved one place down; the list head
+        // stays the list head.
+        let mut st = t.sched_state.get(&slot, 0).unwrap_or_default();
+        if st.rr_next != 0 {
+            st.rr_next += 1;
+            let _ = t.sched_state.set(slot, st, 0);
+        }
+        Ok(())
+    }
+
+    /// `ipvsadm -e`.
+    pub fn edit_dest(&mut self, t: &mut Tables, key: &ServiceKey, d: DestSpec) -> Result<(), OpError> {
+        let Some(slot) = self.find(key) else {
+            return err(Errno::Srch, format!("{key} does not exist"));
+        };
+        let svc = self.services.get_mut(&slot).expect("found above");
+        let Some(pos) = svc.dests.iter().position(|x| x.spec.addr == d.addr && x.spec.port == d.port)
+        else {
+            return err(Errno::NoEnt, format!("{}:{} is not in {key}", d.addr, d.port));
+        };
+        check_dest_supported(key, &d)?;
+        let ds = svc.dests[pos].slot;
+        t.dests.set(ds, tables::dest_conf(&d, slot, dest_flags::AVAILABLE), 0).map_err(internal)?;
+        info!(service = %key, server = %d.addr, port = d.port, weight = d.weight, "real server edited");
+        svc.dests[pos].spec = d;
+        Ok(())
+    }
+
+    /// `ipvsadm -d`.
+    pub fn del_dest(
+        &mut self,
+        t: &mut Tables,
+        key: &ServiceKey,
+        addr: std::net::IpAddr,
+        port: u16,
+    ) -> Result<(), OpError> {
+        let Some(slot) = self.find(key) else {
+            return err(Errno::Srch, format!("{key} does not exist"));
+        };
+        let svc = self.services.get_mut(&slot).expect("found above");
+        let Some(pos) = svc.dests.iter().position(|x| x.spec.addr == addr && x.spec.port == port)
+        else {
+            return err(Errno::NoEnt, format!("{addr}:{port} is not in {key}"));
+        };
+        let removed = svc.dests.remove(pos);
+        Self::write_service(t, svc)?;
+        // IPVS rr: if the pointer was on the deleted server it moves back to the previous one
+        // (or the head); servers after the deleted one move up a place.
+        let mut st = t.sched_state.get(&slot, 0).unwrap_or_default();
+        let p = pos as u32;
+        if st.rr_next > p {
+            st.rr_next -= 1;
+            let _ = t.sched_state.set(slot, st, 0);
+        }
+        let _ = t.dests.set(removed.slot, DestConf::default(), 0);
+        self.used_dest_slots.remove(&removed.slot);
+        info!(service = %key, server = %addr, port, "real server deleted");
+        Ok(())
+    }
+
+    /// Every service with live connection counts, in slot order, dests in kernel order.
+    pub fn list(&self, t: &Tables) -> Vec<ServiceStatus> {
+        let counts = t.conn_counts(tables::monotonic_ns());
+        self.services.values().map(|s| Self::status(s, &counts)).collect()
+    }
+
+    /// One service, or ESRCH.
+    pub fn get(&self, t: &Tables, key: &ServiceKey) -> Result<ServiceStatus, OpError> {
+        let Some(slot) = self.find(key) else {
+            return err(Errno::Srch, format!("{key} does not exist"));
+        };
+        let counts = t.conn_counts(tables::monotonic_ns());
+        Ok(Self::status(&self.services[&slot], &counts))
+    }
+
+    fn status(s: &Service, counts: &std::collections::HashMap<u32, (u32, u32)>) -> ServiceStatus {
+        ServiceStatus {
+            spec: s.spec.clone(),
+            dests: s
+                .dests
+                .iter()
+                .map(|d| {
+                    let (a, i) = counts.get(&d.slot).copied().unwrap_or_default();
+                    DestStatus { spec: d.spec.clone(), active_conns: a, inact_conns: i, persist_conns: 0 }
+                })
+                .collect(),
+        }
+    }
+
+    /// The specs of every service and its dests, in `ipvsadm -a` order (oldest first), for
+    /// diffing against a config.
+    pub fn specs(&self) -> Vec<(ServiceSpec, Vec<DestSpec>)> {
+        self.services
+            .values()
+            .map(|s| (s.spec.clone(), s.dests.iter().rev().map(|d| d.spec.clone()).collect()))
+            .collect()
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> OpError {
+    OpError { errno: Errno::NoMem, detail: format!("map update failed: {e}") }
+}

@@ -1,0 +1,233 @@
+//! Typed access to the pinned maps, and conversions between the model and the map layouts.
+
+use std::{
+    collections::HashMap as StdHashMap,
+    net::{IpAddr, Ipv4Addr},
+    path::Path,
+};
+
+use anyhow::{anyhow, Context};
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
+use lvs_common::{
+    counters::{Counter, COUNTER_COUNT},
+    flow::{ConnEntry, FlowKey},
+    map_names,
+    service::{DestConf, SchedState, ServiceConf, SvcKey},
+    tcp_state, AF_INET, AF_INET6,
+};
+
+use crate::model::{DestSpec, Forward, Protocol, ServiceKey};
+
+/// Handles on every map the control plane writes or reads.
+pub struct Tables {
+    pub svc_index: HashMap<MapData, SvcKey, u32>,
+    pub services: Array<MapData, ServiceConf>,
+    pub sched_state: Array<MapData, SchedState>,
+    pub dests: Array<MapData, DestConf>,
+    pub conns: HashMap<MapData, FlowKey, ConnEntry>,
+    pub timeouts: Array<MapData, u32>,
+    pub stats: PerCpuArray<MapData, u64>,
+}
+
+fn open(dir: &Path, name: &str) -> anyhow::Result<Map> {
+    let path = dir.join(name);
+    let data =
+        MapData::from_pin(&path).with_context(|| format!("opening pinned map {}", path.display()))?;
+    Ok(Map::from_map_data(data)?)
+}
+
+impl Tables {
+    /// Opens the maps pinned in `dir` (the loader pins every map there).
+    pub fn open(dir: &Path) -> anyhow::Result<Self> {
+        Ok(Tables {
+            svc_index: HashMap::try_from(open(dir, map_names::SVC_INDEX)?)?,
+            services: Array::try_from(open(dir, map_names::SERVICES)?)?,
+            sched_state: Array::try_from(open(dir, map_names::SCHED_STATE)?)?,
+            dests: Array::try_from(open(dir, map_names::DESTS)?)?,
+            conns: HashMap::try_from(open(dir, map_names::CONNS)?)?,
+            timeouts: Array::try_from(open(dir, map_names::TIMEOUTS)?)?,
+            stats: PerCpuArray::try_from(open(dir, map_names::STATS)?)?,
+        })
+    }
+
+    /// Capacity of the connection table.
+    pub fn conn_capacity(dir: &Path) -> anyhow::Result<u32> {
+        let data = MapData::from_pin(dir.join(map_names::CONNS))?;
+        Ok(data.info()?.max_entries())
+    }
+
+    pub fn write_timeouts(&mut self, timeouts: &[u32; 12]) -> anyhow::Result<()> {
+        for (i, t) in timeouts.iter().enumerate() {
+            self.timeouts.set(i as u32, *t, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Every verdict counter, summed over CPUs.
+    pub fn counters(&self) -> anyhow::Result<Vec<(Counter, u64)>> {
+        let mut out = Vec::with_capacity(COUNTER_COUNT as usize);
+        for c in Counter::ALL {
+            let per_cpu = self.stats.get(&(c as u32), 0)?;
+            out.push((c, per_cpu.iter().sum()));
+        }
+        Ok(out)
+    }
+
+    /// ActiveConn/InActConn per `DESTS` slot, counted from the live (unexpired) entries of the
+    /// connection table. Entries are attributed to a slot only if they still point at the
+    /// address the slot holds now (slots are reused after a real server is deleted).
+    pub fn conn_counts(&self, now_ns: u64) -> StdHashMap<u32, (u32, u32)> {
+        let mut counts: StdHashMap<u32, (u32, u32)> = StdHashMap::new();
+        let mut dest_cache: StdHashMap<u32, Option<DestConf>> = StdHashMap::new();
+        for item in self.conns.iter() {
+            let Ok((_, e)) = item else { continue };
+            if e.expires_ns <= now_ns {
+                continue;
+            }
+            let dest = *dest_cache
+                .entry(e.dest_id)
+                .or_insert_with(|| self.dests.get(&e.dest_id, 0).ok());
+            let Some(d) = dest else { continue };
+            if d.addr != e.daddr || d.svc_id != e.svc_id {
+                continue;
+            }
+            let slot = counts.entry(e.dest_id).or_default();
+            if tcp_state::is_active(e.state) {
+                slot.0 += 1;
+            } else {
+                slot.1 += 1;
+            }
+        }
+        counts
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock `bpf_ktime_get_ns` reads.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// An address in the maps' layout: network order, IPv4 in word 0.
+pub fn addr_words(addr: IpAddr) -> ([u32; 4], u8) {
+    match addr {
+        IpAddr::V4(a) => ([u32::from_ne_bytes(a.octets()), 0, 0, 0], AF_INET),
+        IpAddr::V6(a) => {
+            let o = a.octets();
+            let mut w = [0u32; 4];
+            for (i, chunk) in o.chunks_exact(4).enumerate() {
+                w[i] = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+            }
+            (w, AF_INET6)
+        }
+    }
+}
+
+/// The inverse of [`addr_words`].
+pub fn words_addr(w: [u32; 4], family: u8) -> IpAddr {
+    if family == AF_INET6 {
+        let mut o = [0u8; 16];
+        for (i, word) in w.iter().enumerate() {
+            o[i * 4..i * 4 + 4].copy_from_slice(&word.to_ne_bytes());
+        }
+        IpAddr::from(o)
+    } else {
+        IpAddr::V4(Ipv4Addr::from(w[0].to_ne_bytes()))
+    }
+}
+
+/// The `SVC_INDEX` key of an address-based service.
+pub fn svc_key(key: &ServiceKey) -> anyhow::Result<SvcKey> {
+    match key {
+        ServiceKey::Addr { protocol, addr, port } => {
+            let (addr, family) = addr_words(*addr);
+            Ok(SvcKey { addr, port: port.to_be(), proto: protocol.number(), family })
+        }
+        ServiceKey::Fwmark { .. } => Err(anyhow!("firewall-mark services have no address key")),
+    }
+}
+
+/// The model key of a `SVC_INDEX` key.
+pub fn model_key(k: &SvcKey) -> Option<ServiceKey> {
+    let protocol = match k.proto {
+        6 => Protocol::Tcp,
+        17 => Protocol::Udp,
+        _ => return None,
+    };
+    Some(ServiceKey::Addr {
+        protocol,
+        addr: words_addr(k.addr, k.family),
+        port: u16::from_be(k.port),
+    })
+}
+
+/// A real server in the map layout.
+pub fn dest_conf(d: &DestSpec, svc_id: u32, flags: u32) -> DestConf {
+    let (addr, family) = addr_words(d.addr);
+    DestConf {
+        addr,
+        port: d.port.to_be(),
+        family,
+        fwd: d.forward.number(),
+        weight: d.weight,
+        flags,
+        u_threshold: d.u_threshold,
+        l_threshold: d.l_threshold,
+        svc_id,
+    }
+}
+
+/// The model form of a `DESTS` entry.
+pub fn dest_spec(c: &DestConf) -> DestSpec {
+    DestSpec {
+        addr: words_addr(c.addr, c.family),
+        port: u16::from_be(c.port),
+        forward: Forward::from_number(c.fwd).unwrap_or(Forward::Masq),
+        weight: c.weight,
+        u_threshold: c.u_threshold,
+        l_threshold: c.l_threshold,
+    }
+}
+
+/// The `CONNS_OUT` key of a NAT connection (reply direction: real server -> client).
+pub fn out_key(in_key: &FlowKey, e: &ConnEntry) -> FlowKey {
+    FlowKey {
+        src: e.daddr,
+        dst: in_key.src,
+        sport: e.dport,
+        dport: in_key.sport,
+        proto: in_key.proto,
+        family: in_key.family,
+        _pad: [0; 2],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_round_trip_in_network_order() {
+        let a: IpAddr = "192.0.2.11".parse().unwrap();
+        let (w, f) = addr_words(a);
+        assert_eq!(w[0].to_ne_bytes(), [192, 0, 2, 11]);
+        assert_eq!(words_addr(w, f), a);
+        let b: IpAddr = "2001:db8::1".parse().unwrap();
+        let (w, f) = addr_words(b);
+        assert_eq!(words_addr(w, f), b);
+    }
+
+    #[test]
+    fn ports_are_stored_as_they_sit_in_the_packet() {
+        let k = svc_key(&ServiceKey::Addr {
+            protocol: Protocol::Tcp,
+            addr: "203.0.113.10".parse().unwrap(),
+            port: 80,
+        })
+        .unwrap();
+        assert_eq!(k.port.to_ne_bytes(), [0, 80]);
+        assert_eq!(model_key(&k).unwrap().port(), 80);
+    }
+}

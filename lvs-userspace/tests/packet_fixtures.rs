@@ -1,0 +1,424 @@
+//! Packet fixtures run through the real XDP program with BPF_PROG_TEST_RUN.
+//!
+//! Each fixture is {name, input frame, expected verdict, expected output frame}. Expected
+//! frames are built from scratch with full checksums (not the incremental updates the program
+//! uses), so a wrong checksum update shows up as a byte mismatch. Maps are set up through the
+//! daemon's own control-plane code (`VirtualServers`), as lvsd would.
+//!
+//! `bpf_fib_lookup` runs in the caller's network namespace, so the test thread moves into a
+//! private namespace with two veth pairs and static neighbours, which makes next hops and MAC
+//! addresses deterministic. Needs root; in CI (`CI` set) a missing privilege is a failure.
+
+use std::{net::IpAddr, path::PathBuf, process::Command};
+
+use aya::programs::{TestRun, TestRunOptions, Xdp};
+use lvs_common::{counters::Counter, csum, XDP_PROGRAM};
+use lvs_userspace::{
+    daemon::{
+        dataplane::{self, Dataplane, PinLayout},
+        state::VirtualServers,
+        tables::Tables,
+    },
+    model::{DestSpec, Forward, Protocol, ServiceKey, ServiceSpec},
+};
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const XDP_REDIRECT: u32 = 4;
+
+const CLIENT: [u8; 4] = [198, 51, 100, 2];
+const VIP: [u8; 4] = [203, 0, 113, 10];
+const RS1: [u8; 4] = [192, 0, 2, 11];
+const RS2: [u8; 4] = [192, 0, 2, 12];
+const RS1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x11];
+const RS2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x12];
+const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+const DIRECTOR_IN_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+/// MAC of the director's server-side interface (set on the veth in the fixture namespace).
+const DIRECTOR_RS_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xd1];
+/// MAC of the director's client-side interface.
+const DIRECTOR_CL_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xd2];
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const PSH: u8 = 0x08;
+const RST: u8 = 0x04;
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Skips (outside CI) or fails (in CI) when the test cannot have the privileges it needs.
+fn require_root() -> bool {
+    if is_root() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("packet fixture tests need root (CAP_BPF, CAP_NET_ADMIN) and must run in CI");
+    }
+    eprintln!("skipping: packet fixture tests need root");
+    false
+}
+
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}",
+        args,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Moves the calling thread into a new network namespace shaped like a director: `cl`
+/// (198.51.100.1/24) towards the client, `rs` (192.0.2.1/24) towards the real servers,
+/// forwarding on, static neighbours for the client and both real servers.
+fn private_director_netns() {
+    // SAFETY: unshare(CLONE_NEWNET) affects only this thread, which the test owns.
+    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+    // Children inherit this thread's namespace.
+    sh(&["ip", "link", "set", "lo", "up"]);
+    sh(&["ip", "link", "add", "cl", "address", "02:00:00:00:00:d2", "type", "veth", "peer", "name", "clp"]);
+    sh(&["ip", "link", "add", "rs", "address", "02:00:00:00:00:d1", "type", "veth", "peer", "name", "rsp"]);
+    for dev in ["cl", "clp", "rs", "rsp"] {
+        sh(&["ip", "link", "set", dev, "up"]);
+    }
+    sh(&["ip", "addr", "add", "198.51.100.1/24", "dev", "cl"]);
+    sh(&["ip", "addr", "add", "192.0.2.1/24", "dev", "rs"]);
+    sh(&["ip", "neigh", "replace", "198.51.100.2", "lladdr", "02:00:00:00:00:02", "dev", "cl", "nud", "permanent"]);
+    sh(&["ip", "neigh", "replace", "192.0.2.11", "lladdr", "02:00:00:00:00:11", "dev", "rs", "nud", "permanent"]);
+    sh(&["ip", "neigh", "replace", "192.0.2.12", "lladdr", "02:00:00:00:00:12", "dev", "rs", "nud", "permanent"]);
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").expect("ip_forward");
+}
+
+// ---- packet building (full checksums, independent of the program's incremental updates) ----
+
+struct Ip {
+    src: [u8; 4],
+    dst: [u8; 4],
+    ttl: u8,
+    options: Vec<u8>,
+    frag: u16,
+}
+
+impl Ip {
+    fn new(src: [u8; 4], dst: [u8; 4]) -> Self {
+        Ip { src, dst, ttl: 64, options: Vec::new(), frag: 0x4000 }
+    }
+}
+
+fn pseudo_sum(ip: &Ip, proto: u8, l4_len: usize) -> u32 {
+    let mut ph = Vec::new();
+    ph.extend_from_slice(&ip.src);
+    ph.extend_from_slice(&ip.dst);
+    ph.extend_from_slice(&[0, proto]);
+    ph.extend_from_slice(&(l4_len as u16).to_be_bytes());
+    csum::sum_words(&ph, 0)
+}
+
+fn frame(dst_mac: [u8; 6], src_mac: [u8; 6], ip: &Ip, proto: u8, l4: Vec<u8>) -> Vec<u8> {
+    let ihl = 20 + ip.options.len();
+    assert_eq!(ihl % 4, 0);
+    let tot = ihl + l4.len();
+    let mut h = vec![
+        0x40 | (ihl / 4) as u8,
+        0,
+        (tot >> 8) as u8,
+        tot as u8,
+        0x12,
+        0x34,
+        (ip.frag >> 8) as u8,
+        ip.frag as u8,
+        ip.ttl,
+        proto,
+        0,
+        0,
+    ];
+    h.extend_from_slice(&ip.src);
+    h.extend_from_slice(&ip.dst);
+    h.extend_from_slice(&ip.options);
+    let c = csum::checksum(&h);
+    h[10..12].copy_from_slice(&c.to_ne_bytes());
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&h);
+    f.extend_from_slice(&l4);
+    f
+}
+
+fn tcp(ip: &Ip, sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut t = Vec::new();
+    t.extend_from_slice(&sport.to_be_bytes());
+    t.extend_from_slice(&dport.to_be_bytes());
+    t.extend_from_slice(&1000u32.to_be_bytes());
+    t.extend_from_slice(&(if flags & ACK != 0 { 2000u32 } else { 0 }).to_be_bytes());
+    t.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    t.extend_from_slice(payload);
+    let c = !csum::fold(csum::sum_words(&t, pseudo_sum(ip, 6, t.len())));
+    t[16..18].copy_from_slice(&c.to_ne_bytes());
+    t
+}
+
+fn udp(ip: &Ip, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let len = 8 + payload.len();
+    let mut u = Vec::new();
+    u.extend_from_slice(&sport.to_be_bytes());
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&(len as u16).to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(payload);
+    let mut c = !csum::fold(csum::sum_words(&u, pseudo_sum(ip, 17, len)));
+    if c == 0 {
+        c = 0xffff;
+    }
+    u[6..8].copy_from_slice(&c.to_ne_bytes());
+    u
+}
+
+fn tcp_frame(dmac: [u8; 6], smac: [u8; 6], ip: Ip, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    let l4 = tcp(&ip, sport, dport, flags, b"GET / HTTP/1.1\r\n\r\n");
+    frame(dmac, smac, &ip, 6, l4)
+}
+
+fn udp_frame(dmac: [u8; 6], smac: [u8; 6], ip: Ip, sport: u16, dport: u16) -> Vec<u8> {
+    let l4 = udp(&ip, sport, dport, b"ping");
+    frame(dmac, smac, &ip, 17, l4)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.chunks(16)
+        .map(|c| c.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join("\n    ")
+}
+
+// ---- the rig ----
+
+struct Rig {
+    dp: Dataplane,
+    tables: Tables,
+    vs: VirtualServers,
+    pins: PinLayout,
+    pin_dir: PathBuf,
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        dataplane::unpin_all(&self.pins);
+        let _ = std::fs::remove_dir_all(&self.pin_dir);
+    }
+}
+
+impl Rig {
+    fn new(tag: &str) -> Rig {
+        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/lvs-fixture-{}-{tag}", std::process::id()));
+        let dp = Dataplane::load(&pin_dir, 4096).expect("load dataplane");
+        let pins = dp.pins.clone();
+        let mut tables = Tables::open(&pins.maps()).expect("open maps");
+        tables.write_timeouts(&lvs_common::tcp_state::DEFAULT_TIMEOUTS).unwrap();
+        let vs = VirtualServers::recover(&tables).unwrap();
+        Rig { dp, tables, vs, pins, pin_dir }
+    }
+
+    fn service(&mut self, proto: Protocol, port: u16, servers: &[[u8; 4]]) -> ServiceKey {
+        let key = ServiceKey::Addr { protocol: proto, addr: IpAddr::from(VIP), port };
+        self.vs.add_service(&mut self.tables, ServiceSpec::new(key, "rr")).unwrap();
+        for s in servers {
+            let d = DestSpec::new(IpAddr::from(*s), port, Forward::Masq, 1);
+            self.vs.add_dest(&mut self.tables, &key, d).unwrap();
+        }
+        key
+    }
+
+    fn run(&mut self, input: &[u8]) -> (u32, Vec<u8>) {
+        let prog: &mut Xdp = self.dp.ebpf.program_mut(XDP_PROGRAM).unwrap().try_into().unwrap();
+        let mut out = vec![0u8; input.len() + 256];
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(input);
+        opts.data_out = Some(&mut out);
+        let r = prog.test_run(opts).expect("BPF_PROG_TEST_RUN");
+        out.truncate(r.data_size_out as usize);
+        (r.return_value, out)
+    }
+
+    fn counter(&self, c: Counter) -> u64 {
+        self.tables.counters().unwrap().into_iter().find(|(k, _)| *k == c).unwrap().1
+    }
+}
+
+struct Fixture {
+    name: &'static str,
+    input: Vec<u8>,
+    verdict: u32,
+    /// `None`: the frame must come out unchanged.
+    output: Option<Vec<u8>>,
+}
+
+fn check(rig: &mut Rig, fixtures: Vec<Fixture>) {
+    let mut failures = Vec::new();
+    for f in fixtures {
+        let (verdict, out) = rig.run(&f.input);
+        let want = f.output.clone().unwrap_or_else(|| f.input.clone());
+        if verdict != f.verdict || out != want {
+            failures.push(format!(
+                "{}: verdict {verdict} (want {})\n  in:   {}\n  got:  {}\n  want: {}",
+                f.name,
+                f.verdict,
+                hex(&f.input),
+                hex(&out),
+                hex(&want)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "fixtures failed:\n{}", failures.join("\n"));
+}
+
+fn with_ttl(mut ip: Ip, ttl: u8) -> Ip {
+    ip.ttl = ttl;
+    ip
+}
+
+#[test]
+fn nat_fixtures() {
+    if !require_root() {
+        return;
+    }
+    // Run on a thread of our own so the namespace switch cannot leak into other tests.
+    std::thread::spawn(|| {
+        private_director_netns();
+        let mut rig = Rig::new("nat");
+        // -a rs1, -a rs2: kernel order rs2, rs1, so rr starts with rs2.
+        rig.service(Protocol::Tcp, 80, &[RS1, RS2]);
+        rig.service(Protocol::Udp, 53, &[RS1]);
+        rig.service(Protocol::Tcp, 443, &[]);
+
+        let opts = vec![0x01, 0x01, 0x01, 0x00]; // NOP NOP NOP EOL: a 24-byte IPv4 header
+        let mut syn_in = Ip::new(CLIENT, VIP);
+        syn_in.options = opts.clone();
+        let mut syn_out = Ip::new(CLIENT, RS2);
+        syn_out.options = opts;
+        syn_out.ttl = 63;
+
+        let mut arp = vec![0xff; 6];
+        arp.extend_from_slice(&CLIENT_MAC);
+        arp.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+        arp.extend_from_slice(&[0; 18]);
+
+        let mut frag = Ip::new(CLIENT, VIP);
+        frag.frag = 0x2000; // MF: first fragment
+        let mut bad_ihl = tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 40000, 80, SYN);
+        bad_ihl[14] = 0x44;
+        let short_tcp = {
+            let full = tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 40000, 80, SYN);
+            full[..14 + 20 + 10].to_vec()
+        };
+
+        let fixtures = vec![
+            Fixture { name: "ARP passes untouched", input: arp, verdict: XDP_PASS, output: None },
+            Fixture {
+                name: "TCP to a non-VIP address passes untouched",
+                input: tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, [198, 51, 100, 1]), 40000, 80, SYN),
+                verdict: XDP_PASS,
+                output: None,
+            },
+            Fixture {
+                name: "TCP to the VIP on a port without a service passes untouched",
+                input: tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 40000, 22, SYN),
+                verdict: XDP_PASS,
+                output: None,
+            },
+            Fixture {
+                name: "first fragment to the VIP passes untouched",
+                input: tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, frag, 40000, 80, SYN),
+                verdict: XDP_PASS,
+                output: None,
+            },
+            Fixture { name: "IHL 4 passes untouched", input: bad_ihl, verdict: XDP_PASS, output: None },
+            Fixture { name: "truncated TCP header passes untouched", input: short_tcp, verdict: XDP_PASS, output: None },
+            Fixture {
+                name: "ACK without a connection passes untouched (IPVS schedules only SYNs)",
+                input: tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 40001, 80, ACK),
+                verdict: XDP_PASS,
+                output: None,
+            },
+            Fixture {
+                name: "SYN with IP options to the VIP goes to rs2 (newest first), rewritten",
+                input: tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, syn_in, 40000, 80, SYN),
+                verdict: XDP_REDIRECT,
+                output: Some(tcp_frame(RS2_MAC, DIRECTOR_RS_MAC, syn_out, 40000, 80, SYN)),
+            },
+            Fixture {
+                name: "next SYN from another port goes to rs1 (round robin)",
+                input: tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 40002, 80, SYN),
+                verdict: XDP_REDIRECT,
+                output: Some(tcp_frame(RS1_MAC, DIRECTOR_RS_MAC, with_ttl(Ip::new(CLIENT, RS1), 63), 40002, 80, SYN)),
+            },
+            Fixture {
+                name: "later packet of the first flow sticks to rs2",
+                input: tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 40000, 80, ACK | PSH),
+                verdict: XDP_REDIRECT,
+                output: Some(tcp_frame(RS2_MAC, DIRECTOR_RS_MAC, with_ttl(Ip::new(CLIENT, RS2), 63), 40000, 80, ACK | PSH)),
+            },
+            Fixture {
+                name: "reply from rs2 is rewritten to come from the VIP",
+                input: tcp_frame(DIRECTOR_RS_MAC, RS2_MAC, Ip::new(RS2, CLIENT), 80, 40000, SYN | ACK),
+                verdict: XDP_REDIRECT,
+                output: Some(tcp_frame(CLIENT_MAC, DIRECTOR_CL_MAC, with_ttl(Ip::new(VIP, CLIENT), 63), 80, 40000, SYN | ACK)),
+            },
+            Fixture {
+                name: "reply from the wrong real server for that flow passes untouched",
+                input: tcp_frame(DIRECTOR_RS_MAC, RS1_MAC, Ip::new(RS1, CLIENT), 80, 40000, ACK),
+                verdict: XDP_PASS,
+                output: None,
+            },
+            Fixture {
+                name: "UDP datagram to the VIP is rewritten to rs1",
+                input: udp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 5353, 53),
+                verdict: XDP_REDIRECT,
+                output: Some(udp_frame(RS1_MAC, DIRECTOR_RS_MAC, with_ttl(Ip::new(CLIENT, RS1), 63), 5353, 53)),
+            },
+            Fixture {
+                name: "UDP reply is rewritten to come from the VIP",
+                input: udp_frame(DIRECTOR_RS_MAC, RS1_MAC, Ip::new(RS1, CLIENT), 53, 5353),
+                verdict: XDP_REDIRECT,
+                output: Some(udp_frame(CLIENT_MAC, DIRECTOR_CL_MAC, with_ttl(Ip::new(VIP, CLIENT), 63), 53, 5353)),
+            },
+            Fixture {
+                name: "SYN to a service without real servers is dropped",
+                input: tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 40003, 443, SYN),
+                verdict: XDP_DROP,
+                output: None,
+            },
+            Fixture {
+                name: "RST for the first flow still goes to rs2",
+                input: tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 40000, 80, RST),
+                verdict: XDP_REDIRECT,
+                output: Some(tcp_frame(RS2_MAC, DIRECTOR_RS_MAC, with_ttl(Ip::new(CLIENT, RS2), 63), 40000, 80, RST)),
+            },
+        ];
+        check(&mut rig, fixtures);
+
+        // Every verdict above was counted under its reason.
+        assert_eq!(rig.counter(Counter::PassNotIp), 1);
+        assert_eq!(rig.counter(Counter::PassNoService), 3, "non-VIP, port 22, wrong-server reply");
+        assert_eq!(rig.counter(Counter::PassFragment), 1);
+        assert_eq!(rig.counter(Counter::PassMalformed), 2);
+        assert_eq!(rig.counter(Counter::PassNotSyn), 1);
+        assert_eq!(rig.counter(Counter::Redirect), 7);
+        assert_eq!(rig.counter(Counter::NewConn), 3);
+        assert_eq!(rig.counter(Counter::DropNoDest), 1);
+
+        // Deleting rs2 makes its connection's client packets drop (IPVS, expire_nodest_conn=0).
+        let key = ServiceKey::Addr { protocol: Protocol::Tcp, addr: IpAddr::from(VIP), port: 80 };
+        rig.vs.del_dest(&mut rig.tables, &key, IpAddr::from(RS2), 80).unwrap();
+        let (v, _) = rig.run(&tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 40000, 80, ACK));
+        assert_eq!(v, XDP_DROP);
+        assert_eq!(rig.counter(Counter::DropDestUnavailable), 1);
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+}
