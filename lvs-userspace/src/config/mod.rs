@@ -1,1 +1,182 @@
-//! YAML configuration (being written).
+//! lvsd's YAML configuration: interfaces, XDP mode, table sizes, timeouts and the virtual
+//! services with their real servers (`configs/reference.yaml` documents every key).
+//!
+//! Parsing is strict: unknown keys, wrong types, impossible combinations and anything the
+//! kernel's IPVS or ipvsadm would refuse are errors, reported as `FILE:LINE:COLUMN: message`
+//! pointing at the offending key or value. A director that starts with a half-understood
+//! configuration forwards traffic wrongly, so refusing is the safe side.
+
+mod schema;
+mod tree;
+
+#[cfg(test)]
+mod tests;
+
+use std::{fmt, path::Path};
+
+use crate::model::{DestSpec, ServiceSpec};
+
+/// How the XDP program is attached to the interfaces.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum XdpMode {
+    /// Native (driver) mode, falling back to generic where the driver lacks XDP support.
+    #[default]
+    Auto,
+    /// Native (driver) mode only; attaching fails on drivers without XDP support.
+    Native,
+    /// Generic (skb) mode: works on every interface, slower.
+    Generic,
+}
+
+impl XdpMode {
+    /// The name used in the configuration file.
+    pub fn name(self) -> &'static str {
+        match self {
+            XdpMode::Auto => "auto",
+            XdpMode::Native => "native",
+            XdpMode::Generic => "generic",
+        }
+    }
+}
+
+impl fmt::Display for XdpMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A position in the configuration file, 1-based (columns count characters).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Location {
+    /// Line, starting at 1.
+    pub line: usize,
+    /// Column, starting at 1.
+    pub column: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.column)
+    }
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Interfaces to attach the XDP program to, in file order, without duplicates.
+    pub interfaces: Vec<String>,
+    /// How to attach the XDP program.
+    pub xdp_mode: XdpMode,
+    /// Capacity of the connection table (entries).
+    pub connection_table_size: u32,
+    /// Per-state timeouts in seconds, indexed like `lvs_common::tcp_state::STATE_NAMES` (the 11
+    /// TCP states, then UDP); kernel defaults where the file sets none.
+    pub timeouts: [u32; 12],
+    /// Virtual services in file order.
+    pub services: Vec<ServiceConfig>,
+    /// The file name given to [`load`] or [`parse`], for later error messages.
+    pub source: String,
+}
+
+impl Config {
+    /// An error at `location` in this configuration's file, for checks made after parsing
+    /// (e.g. a scheduler the dataplane does not implement).
+    pub fn error_at(&self, location: Location, message: impl Into<String>) -> ConfigError {
+        ConfigError::at(&self.source, location, message)
+    }
+}
+
+/// A virtual service and its real servers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// The service as ipvsadm `-A` would create it.
+    pub spec: ServiceSpec,
+    /// Real servers in file order; ipvsadm `-a` for each, in this order.
+    pub dests: Vec<DestSpec>,
+    /// Where the service's mapping starts.
+    pub location: Location,
+    /// Where each real server's mapping starts, parallel to `dests`.
+    pub dest_locations: Vec<Location>,
+}
+
+/// Why a configuration was refused.
+///
+/// Displays as `FILE:LINE:COLUMN: message`, or `FILE: message` for problems with the file as a
+/// whole, followed by `\n  hint: ...` when there is advice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file name the configuration was read from.
+    pub file: String,
+    /// The offending key, value or mapping; `None` when the file as a whole is the problem.
+    pub location: Option<Location>,
+    /// What is wrong, in operator language.
+    pub message: String,
+    /// How to fix it, when that is not obvious from the message.
+    pub hint: Option<String>,
+}
+
+impl ConfigError {
+    /// An error at a position in `file`.
+    pub fn at(file: &str, location: Location, message: impl Into<String>) -> Self {
+        ConfigError {
+            file: file.to_string(),
+            location: Some(location),
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// An error about the file as a whole.
+    pub fn file(file: &str, message: impl Into<String>) -> Self {
+        ConfigError {
+            file: file.to_string(),
+            location: None,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// The same error with advice appended.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.location {
+            Some(loc) => write!(f, "{}:{}: {}", self.file, loc, self.message)?,
+            None => write!(f, "{}: {}", self.file, self.message)?,
+        }
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads and validates the configuration file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let source = path.display().to_string();
+    let bytes =
+        std::fs::read(path).map_err(|e| ConfigError::file(&source, format!("cannot read: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        ConfigError::file(
+            &source,
+            format!(
+                "cannot read: not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })?;
+    parse(&text, &source)
+}
+
+/// Validates configuration `text`; `source` names it in errors (usually the file name).
+pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
+    let root = tree::parse(text, source)?;
+    schema::build(root, source)
+}
