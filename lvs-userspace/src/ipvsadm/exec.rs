@@ -1,0 +1,273 @@
+//! Carrying out a resolved command against lvsd, with ipvsadm's output and exit codes.
+
+
+use super::{
+    command::{Format, ListWhat, Proto, Resolved, Svc},
+    errors::{ipvs_strerror, Call, Stop},
+    format,
+    matrix::Cmd,
+    names::Names,
+    sort::sort_all,
+    Backend, BackendError, Io,
+};
+use crate::{
+    control::{Errno, Info, Request, Response},
+    model::{DestSpec, Protocol, ServiceKey, ServiceSpec, ServiceStatus},
+};
+
+pub struct Ctx<'a, 'b> {
+    pub io: &'a mut Io<'b>,
+    pub backend: &'a mut dyn Backend,
+    pub names: &'a dyn Names,
+    pub program: String,
+}
+
+/// Exit status of a failed set command (ipvsadm returns -1 from main).
+const SET_FAILED: i32 = 255;
+/// Exit status of a failed listing (`exit(1)` in ipvsadm's list functions).
+const LIST_FAILED: i32 = 1;
+
+/// ipvsadm exits 2 when it cannot reach IPVS at all (`ipvs_init` failing after modprobe);
+/// lvsd stands in for the kernel module here, so an unreachable lvsd is that case.
+fn init_failure(msg: &str) -> Stop {
+    Stop {
+        code: 2,
+        stdout: String::new(),
+        stderr: format!("Can't initialize ipvs: {msg}\nAre you sure that lvsd is running?\n"),
+    }
+}
+
+/// What lvsd answered, once transport problems are set aside.
+enum Answer {
+    Ok,
+    Errno(Errno),
+    Services(Vec<ServiceStatus>),
+    Info(Info),
+}
+
+impl Ctx<'_, '_> {
+    /// Sends a request; transport failures end the program (`fail_code` for a broken link).
+    fn ask(&mut self, req: &Request, fail_code: i32) -> Result<Answer, Stop> {
+        match self.backend.call(req) {
+            Ok(Response::Ok) => Ok(Answer::Ok),
+            Ok(Response::Error { errno, .. }) => Ok(Answer::Errno(errno)),
+            Ok(Response::Services(s)) => Ok(Answer::Services(s)),
+            Ok(Response::Info(i)) => Ok(Answer::Info(i)),
+            Ok(other) => Err(broken(fail_code, &format!("unexpected answer from lvsd: {other:?}"))),
+            Err(BackendError::Unreachable(m)) => Err(init_failure(&m)),
+            Err(BackendError::Broken(m)) => Err(broken(fail_code, &m)),
+        }
+    }
+
+    fn out(&mut self, text: &str) {
+        let _ = self.io.stdout.write_all(text.as_bytes());
+    }
+
+    fn err(&mut self, text: &str) {
+        let _ = self.io.stderr.write_all(text.as_bytes());
+    }
+
+    /// A set command: print libipvs's text for an error and report -1.
+    fn set(&mut self, call: Call, req: Request) -> Result<i32, Stop> {
+        match self.ask(&req, SET_FAILED)? {
+            Answer::Errno(e) => {
+                self.err(&format!("{}\n", ipvs_strerror(call, e)));
+                Ok(SET_FAILED)
+            }
+            _ => Ok(0),
+        }
+    }
+
+    /// What lvsd cannot do yet: say so plainly instead of imitating IPVS output.
+    fn unsupported(&mut self, what: &str) -> i32 {
+        self.err(&format!("{}: {what} is not supported by lvsd yet\n", self.program));
+        SET_FAILED
+    }
+}
+
+fn broken(code: i32, msg: &str) -> Stop {
+    Stop { code, stdout: String::new(), stderr: format!("lvsd: {msg}\n") }
+}
+
+/// The model's key for the service on the command line, or what is missing from the model.
+fn service_key(svc: &Svc) -> Result<ServiceKey, &'static str> {
+    if svc.fwmark != 0 {
+        return Ok(ServiceKey::Fwmark { mark: svc.fwmark, ipv6: svc.v6 == Some(true) });
+    }
+    let protocol = match svc.proto {
+        Some(Proto::Tcp) => Protocol::Tcp,
+        Some(Proto::Udp) => Protocol::Udp,
+        Some(Proto::Sctp) => return Err("SCTP virtual services"),
+        None => return Err("a command without a virtual service"),
+    };
+    let addr = svc.addr.ok_or("a command without a virtual service")?;
+    Ok(ServiceKey::Addr { protocol, addr, port: svc.port })
+}
+
+pub fn execute(ctx: &mut Ctx<'_, '_>, r: &Resolved) -> Result<i32, Stop> {
+    match r.cmd {
+        Cmd::List => list(ctx, r),
+        Cmd::Save => {
+            save(ctx, &r.format)?;
+            Ok(0)
+        }
+        Cmd::Flush => ctx.set(Call::Flush, Request::Clear),
+        Cmd::Add | Cmd::Edit | Cmd::Del | Cmd::AddDest | Cmd::EditDest | Cmd::DelDest => {
+            let key = match service_key(&r.svc) {
+                Ok(k) => k,
+                Err(what) => return Ok(ctx.unsupported(what)),
+            };
+            service_command(ctx, r, key)
+        }
+        Cmd::Zero => Ok(ctx.unsupported("zeroing counters (-Z)")),
+        Cmd::Timeout => Ok(ctx.unsupported("setting connection timeouts (--set)")),
+        Cmd::StartDaemon => Ok(ctx.unsupported("the connection sync daemon (--start-daemon)")),
+        Cmd::StopDaemon => Ok(ctx.unsupported("the connection sync daemon (--stop-daemon)")),
+        // Handled by the caller (it needs the line reader).
+        Cmd::Restore => unreachable!("restore is dispatched before execute"),
+    }
+}
+
+fn service_command(ctx: &mut Ctx<'_, '_>, r: &Resolved, key: ServiceKey) -> Result<i32, Stop> {
+    let spec = || ServiceSpec {
+        key,
+        scheduler: r.svc.sched.clone(),
+        flags: r.svc.flags,
+        timeout: r.svc.timeout,
+        netmask: r.svc.netmask,
+    };
+    let dest = || {
+        let d = &r.dest;
+        let addr = d.addr.expect("the matrix requires -r for server commands");
+        DestSpec {
+            addr,
+            port: d.port,
+            forward: d.forward,
+            weight: d.weight,
+            u_threshold: d.u_threshold,
+            l_threshold: d.l_threshold,
+        }
+    };
+    match r.cmd {
+        Cmd::Add | Cmd::Edit => {
+            let call = if r.cmd == Cmd::Add { Call::AddService } else { Call::UpdateService };
+            if !r.svc.pe.is_empty() {
+                return Ok(persistence_engine(ctx, call, &r.svc.pe));
+            }
+            let req = if r.cmd == Cmd::Add { Request::AddService(spec()) } else { Request::EditService(spec()) };
+            ctx.set(call, req)
+        }
+        Cmd::Del => ctx.set(Call::DelService, Request::DelService(key)),
+        Cmd::AddDest | Cmd::EditDest => {
+            if r.dest.tun_type != 0 {
+                return Ok(ctx.unsupported("GUE and GRE tunnels (--tun-type)"));
+            }
+            if r.cmd == Cmd::AddDest {
+                ctx.set(Call::AddDest, Request::AddDest { service: key, dest: dest() })
+            } else {
+                ctx.set(Call::UpdateDest, Request::EditDest { service: key, dest: dest() })
+            }
+        }
+        Cmd::DelDest => {
+            let d = dest();
+            ctx.set(Call::DelDest, Request::DelDest { service: key, addr: d.addr, port: d.port })
+        }
+        _ => unreachable!("not a service command"),
+    }
+}
+
+/// `--pe`: the model has no persistence engine. The kernel knows only `sip`; any other name
+/// fails its module lookup with ENOENT, which is reproduced here. (The kernel would check
+/// for an existing service first, so `-A` of an existing service with a bogus engine says
+/// "Service already exists" there and "Scheduler or persistence engine not found" here.)
+fn persistence_engine(ctx: &mut Ctx<'_, '_>, call: Call, pe: &str) -> i32 {
+    if pe == "sip" {
+        ctx.unsupported("the sip persistence engine (--pe)")
+    } else {
+        ctx.err(&format!("{}\n", ipvs_strerror(call, Errno::NoEnt)));
+        SET_FAILED
+    }
+}
+
+fn list(ctx: &mut Ctx<'_, '_>, r: &Resolved) -> Result<i32, Stop> {
+    match r.list {
+        ListWhat::Connections => return Ok(ctx.unsupported("listing connections (-c)")),
+        ListWhat::Timeout => return Ok(ctx.unsupported("listing timeouts (--timeout)")),
+        ListWhat::Daemon => return Ok(ctx.unsupported("listing sync daemons (--daemon)")),
+        _ if r.format.stats || r.format.rate => {
+            return Ok(ctx.unsupported("traffic statistics (--stats, --rate)"));
+        }
+        ListWhat::Service => {
+            let key = match service_key(&r.svc) {
+                Ok(k) => k,
+                Err(what) => return Ok(ctx.unsupported(what)),
+            };
+            list_service(ctx, key, &r.format)?;
+        }
+        ListWhat::All => list_all(ctx, &r.format)?,
+    }
+    Ok(0)
+}
+
+/// `-L -t VIP:port`: no version header; a missing service exits 1.
+fn list_service(ctx: &mut Ctx<'_, '_>, key: ServiceKey, f: &Format) -> Result<(), Stop> {
+    let mut services = match ctx.ask(&Request::GetService(key), LIST_FAILED)? {
+        Answer::Services(s) => s,
+        Answer::Errno(e) => return Err(list_error(Call::GetService, e)),
+        _ => return Err(broken(LIST_FAILED, "unexpected answer to GetService")),
+    };
+    let Some(mut svc) = services.pop() else {
+        return Err(list_error(Call::GetService, Errno::Srch));
+    };
+    if !f.nosort {
+        sort_all(std::slice::from_mut(&mut svc));
+    }
+    let text = format::title(f) + &format::service_entry(&svc, f, ctx.names);
+    ctx.out(&text);
+    Ok(())
+}
+
+fn list_error(call: Call, e: Errno) -> Stop {
+    Stop { code: LIST_FAILED, stdout: String::new(), stderr: format!("{}\n", ipvs_strerror(call, e)) }
+}
+
+fn get_services(ctx: &mut Ctx<'_, '_>) -> Result<Vec<ServiceStatus>, Stop> {
+    match ctx.ask(&Request::List, LIST_FAILED)? {
+        Answer::Services(s) => Ok(s),
+        Answer::Errno(e) => Err(list_error(Call::GetServices, e)),
+        _ => Err(broken(LIST_FAILED, "unexpected answer to List")),
+    }
+}
+
+/// `-L` of everything: the version header, then the table.
+pub fn list_all(ctx: &mut Ctx<'_, '_>, f: &Format) -> Result<(), Stop> {
+    let info = match ctx.ask(&Request::GetInfo, LIST_FAILED)? {
+        Answer::Info(i) => i,
+        Answer::Errno(e) => return Err(init_failure(ipvs_strerror(Call::GetServices, e))),
+        _ => return Err(broken(LIST_FAILED, "unexpected answer to GetInfo")),
+    };
+    // The header goes out before the services are fetched, as in ipvsadm.
+    ctx.out(&format::header(&info));
+    let mut services = get_services(ctx)?;
+    if !f.nosort {
+        sort_all(&mut services);
+    }
+    let mut text = format::title(f);
+    for s in &services {
+        text.push_str(&format::service_entry(s, f, ctx.names));
+    }
+    ctx.out(&text);
+    Ok(())
+}
+
+/// `-S`: always sorted, no header, no title.
+fn save(ctx: &mut Ctx<'_, '_>, f: &Format) -> Result<(), Stop> {
+    let mut services = get_services(ctx)?;
+    sort_all(&mut services);
+    let mut text = String::new();
+    for s in &services {
+        text.push_str(&format::service_entry(s, f, ctx.names));
+    }
+    ctx.out(&text);
+    Ok(())
+}
