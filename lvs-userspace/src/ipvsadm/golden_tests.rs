@@ -248,7 +248,7 @@ fn nosort_transcript() {
         let Some(cmd) = line.strip_prefix("$ ") else { continue };
         let mut want = String::new();
         let mut want_code = 0;
-        while let Some(l) = lines.next() {
+        for l in lines.by_ref() {
             if let Some(code) = l.strip_prefix("[exit ").and_then(|c| c.strip_suffix(']')) {
                 want_code = code.parse().unwrap();
                 break;
