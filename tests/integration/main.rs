@@ -4,3 +4,4 @@
 //! Run: `cargo build --release && cargo test --release -p lvs-tests --test integration -- --test-threads=2`
 
 mod topology;
+mod nat;

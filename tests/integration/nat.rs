@@ -1,0 +1,290 @@
+//! NAT (masquerading) director end to end: real clients and servers in namespaces, lvsd with
+//! the XDP dataplane on the director.
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    time::Duration,
+};
+
+use lvs_tests::*;
+
+/// Two services on the VIP, real servers added rs1 then rs2 (kernel order: rs2 first).
+fn nat_config(topo: &Topology) -> String {
+    let mut servers = String::new();
+    for i in 1..=topo.n() {
+        servers.push_str(&format!("      - {{ address: {}, forward: masq }}\n", rs_ip(i)));
+    }
+    format!(
+        "interfaces: [{DIRECTOR_CLIENT_IF}, {DIRECTOR_SERVER_IF}]\n\
+         connection_table_size: 4096\n\
+         services:\n\
+         \x20 - protocol: tcp\n    address: {VIP}\n    port: 80\n    scheduler: rr\n    real_servers:\n{servers}\
+         \x20 - protocol: udp\n    address: {VIP}\n    port: 53\n    scheduler: rr\n    real_servers:\n{servers}"
+    )
+}
+
+fn start(topo: &Topology, tmp: &TempDir, config: &str) -> Lvsd {
+    let cfg = tmp.write("lvs.yaml", config).unwrap();
+    Lvsd::start(&topo.director, &cfg).unwrap()
+}
+
+/// The rs name in the body of `GET /` (the servers answer with their name).
+fn who(topo: &Topology) -> String {
+    topo.client.http_get(vip(80), "/").unwrap().text()
+}
+
+fn counters(lvsd: &Lvsd) -> std::collections::HashMap<String, u64> {
+    let out = topo_counters_cmd(lvsd);
+    out.lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k.to_string(), v.trim().parse().unwrap()))
+        .collect()
+}
+
+fn topo_counters_cmd(lvsd: &Lvsd) -> String {
+    let mut c = std::process::Command::new(lvs_bin("lvsd"));
+    c.arg("--counters").arg("--socket").arg(lvsd.socket());
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "lvsd --counters: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The exact `ipvsadm -L -n` text for the NAT config with the given InActConn counts.
+fn listing(tcp_inact: [u32; 2], udp_inact: [u32; 2]) -> String {
+    let line = |ip: &str, port: u16, inact: u32| {
+        format!("  -> {:<28} {:<7} {:<6} {:<10} {:<10}\n", format!("{ip}:{port}"), "Masq", 1, 0, inact)
+    };
+    format!(
+        "IP Virtual Server version 1.2.1 (size=4096)\n\
+         Prot LocalAddress:Port Scheduler Flags\n\
+         \x20 -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
+         TCP  203.0.113.10:80 rr\n{}{}\
+         UDP  203.0.113.10:53 rr\n{}{}",
+        line("192.0.2.11", 80, tcp_inact[0]),
+        line("192.0.2.12", 80, tcp_inact[1]),
+        line("192.0.2.11", 53, udp_inact[0]),
+        line("192.0.2.12", 53, udp_inact[1]),
+    )
+}
+
+#[test]
+fn rr_alternates_exactly_and_listing_counts_connections() {
+    if !require_root() {
+        return;
+    }
+    let topo = Topology::builder().real_servers(2).with_servers().build().unwrap();
+    let tmp = TempDir::new("nat-rr").unwrap();
+    let lvsd = start(&topo, &tmp, &nat_config(&topo));
+
+    const N: usize = 10;
+    let seq: Vec<String> = (0..N).map(|_| who(&topo)).collect();
+    // Kernel order is newest first, so rr starts with rs2.
+    let want: Vec<String> = (0..N).map(|i| rs_name(if i % 2 == 0 { 2 } else { 1 })).collect();
+    assert_eq!(seq, want, "requests must alternate rs2, rs1, ...");
+    assert_eq!(topo.rs_http_hits(), vec![N as u64 / 2, N as u64 / 2]);
+
+    // Masquerading keeps the client's address; the real server answers through the director.
+    let peer = topo.client.http_get(vip(80), "/peer").unwrap().text();
+    assert!(peer.starts_with(&format!("{CLIENT_IP}:")), "real server saw {peer}");
+
+    // 11 closed connections, 6 on rs2 and 5 on rs1, all in closing states (InActConn) once
+    // the FIN exchanges are through.
+    let want = listing([5, 6], [0, 0]);
+    let mut last = String::new();
+    let ok = wait_for("listing with closed connections", Duration::from_secs(5), || {
+        last = lvsd.ipvsadm_ok(&["-L", "-n"])?;
+        Ok((last == want).then_some(()))
+    });
+    assert!(ok.is_ok(), "ipvsadm -L -n:\n{last}\nwant:\n{want}");
+
+    let c = counters(&lvsd);
+    assert_eq!(c["new_conn"], N as u64 + 1);
+    assert!(c["redirect"] + c["pass_fib_fallback"] >= 4 * (N as u64 + 1), "{c:?}");
+    assert_eq!(c["drop_no_dest"], 0);
+}
+
+#[test]
+fn long_transfer_arrives_intact_through_nat() {
+    if !require_root() {
+        return;
+    }
+    let topo = Topology::builder().real_servers(2).with_servers().build().unwrap();
+    let tmp = TempDir::new("nat-big").unwrap();
+    let lvsd = start(&topo, &tmp, &nat_config(&topo));
+    const N: u64 = 12 * 1024 * 1024 + 13;
+    let r = topo.client.http_get(vip(80), &format!("/bytes/{N}")).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len() as u64, N);
+    assert!(r.body == expected_bytes(N), "body differs from the expected pattern");
+    // The bulk went through the XDP fast path, not the kernel fallback.
+    let c = counters(&lvsd);
+    assert!(c["redirect"] > 1000, "{c:?}");
+}
+
+#[test]
+fn udp_request_and_reply_through_nat() {
+    if !require_root() {
+        return;
+    }
+    let topo = Topology::builder().real_servers(2).with_servers().build().unwrap();
+    let tmp = TempDir::new("nat-udp").unwrap();
+    let _lvsd = start(&topo, &tmp, &nat_config(&topo));
+    for i in 0..4 {
+        // A fresh source port each time: a new connection, so rr alternates.
+        let sock = topo.client.udp_socket("0.0.0.0:0".parse().unwrap()).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        sock.send_to(format!("q{i}").as_bytes(), vip(53)).unwrap();
+        let mut buf = [0u8; 1500];
+        let (n, from) = sock.recv_from(&mut buf).unwrap();
+        let expect = rs_name(if i % 2 == 0 { 2 } else { 1 });
+        assert_eq!(String::from_utf8_lossy(&buf[..n]), format!("{expect}:q{i}"));
+        // The reply must come from the VIP, or a connected client would never see it.
+        assert_eq!(from, vip(53), "reply source not rewritten");
+        // Same socket again: same connection, same server.
+        sock.send_to(b"again", vip(53)).unwrap();
+        let (n, _) = sock.recv_from(&mut buf).unwrap();
+        assert_eq!(String::from_utf8_lossy(&buf[..n]), format!("{expect}:again"));
+    }
+    assert_eq!(topo.rs_udp_hits(), vec![4, 4]);
+}
+
+#[test]
+fn traffic_not_for_a_vip_is_untouched() {
+    if !require_root() {
+        return;
+    }
+    let topo = Topology::builder().real_servers(2).with_servers().build().unwrap();
+    let tmp = TempDir::new("nat-pass").unwrap();
+    let lvsd = start(&topo, &tmp, &nat_config(&topo));
+    // The director's own service.
+    let r = topo.client.curl(&format!("http://{DIRECTOR_CLIENT_IP}:{DIRECTOR_HTTP_PORT}/"), &[]).unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "director"));
+    // A real server addressed directly is routed by the kernel and sees the client.
+    let r = topo.client.http_get(sa(rs_ip(1), RS_HTTP_PORT), "/peer").unwrap();
+    assert!(r.text().starts_with(&format!("{CLIENT_IP}:")));
+    // A port on the VIP without a service reaches the director's stack: nothing listens.
+    let refused = topo.client.tcp_connect(vip(81), Duration::from_secs(2)).unwrap_err();
+    assert!(format!("{refused:#}").contains("refused"), "{refused:#}");
+    let c = counters(&lvsd);
+    assert!(c["pass_no_service"] > 0, "{c:?}");
+    assert_eq!(c["new_conn"], 0, "{c:?}");
+}
+
+/// One request on a keep-alive connection; returns the body.
+fn keepalive_get(s: &mut BufReader<TcpStream>, path: &str) -> String {
+    write!(s.get_mut(), "GET {path} HTTP/1.1\r\nHost: vip\r\n\r\n").unwrap();
+    s.get_mut().flush().unwrap();
+    let mut len = 0usize;
+    loop {
+        let mut line = String::new();
+        s.read_line(&mut line).unwrap();
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    String::from_utf8(body).unwrap().trim().to_string()
+}
+
+#[test]
+fn sigkill_keeps_forwarding_and_restart_picks_up_pinned_state() {
+    if !require_root() {
+        return;
+    }
+    let topo = Topology::builder().real_servers(2).with_servers().build().unwrap();
+    let tmp = TempDir::new("nat-kill").unwrap();
+    let cfg = tmp.write("lvs.yaml", &nat_config(&topo)).unwrap();
+    let mut first = Lvsd::start(&topo.director, &cfg).unwrap();
+
+    let conn = topo.client.tcp_connect(vip(80), Duration::from_secs(3)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut conn = BufReader::new(conn);
+    let held_by = keepalive_get(&mut conn, "/");
+    assert_eq!(held_by, "rs2");
+
+    first.process().signal(libc::SIGKILL).unwrap();
+    first.process().wait_timeout(Duration::from_secs(5)).unwrap().expect("lvsd died");
+
+    // Nothing is left to manage the dataplane, yet the open connection keeps its server and
+    // new connections keep alternating.
+    assert_eq!(keepalive_get(&mut conn, "/"), "rs2");
+    assert_eq!(who(&topo), "rs1");
+    assert_eq!(who(&topo), "rs2");
+
+    // A new lvsd on the same pins recovers the services and the connection table, without a
+    // config that names any service.
+    let bare = tmp.write("bare.yaml", &format!("interfaces: [{DIRECTOR_CLIENT_IF}, {DIRECTOR_SERVER_IF}]\n")).unwrap();
+    let second =
+        Lvsd::start_at(&topo.director, &bare, first.pin_dir(), first.socket(), &[], TempDir::new("nat-kill2").unwrap())
+            .unwrap();
+    let listing = second.ipvsadm_ok(&["-L", "-n"]).unwrap();
+    assert!(listing.contains("TCP  203.0.113.10:80 rr\n"), "{listing}");
+    // The held connection is ESTABLISHED on rs2: one ActiveConn.
+    let rs2_line = format!("  -> {:<28} {:<7} {:<6} {:<10} ", "192.0.2.12:80", "Masq", 1, 1);
+    assert!(listing.contains(&rs2_line), "rs2 should show 1 active connection:\n{listing}");
+    assert_eq!(keepalive_get(&mut conn, "/"), "rs2");
+    // rr continues from where the dataplane left it.
+    assert_eq!(who(&topo), "rs1");
+    drop(conn);
+    drop(second);
+    drop(first);
+}
+
+#[test]
+fn sigterm_detaches_and_unpins() {
+    if !require_root() {
+        return;
+    }
+    let topo = Topology::builder().real_servers(2).with_servers().build().unwrap();
+    let tmp = TempDir::new("nat-term").unwrap();
+    let mut lvsd = start(&topo, &tmp, &nat_config(&topo));
+    assert_eq!(who(&topo), "rs2");
+    let status = lvsd.stop().unwrap();
+    assert!(status.success(), "lvsd exit status {status}");
+    lvsd.wait_unpinned(Duration::from_secs(5)).unwrap();
+    for dev in [DIRECTOR_CLIENT_IF, DIRECTOR_SERVER_IF] {
+        let link = topo.director.ip(&["link", "show", "dev", dev]).unwrap().stdout_str();
+        assert!(!link.contains("xdp"), "{dev} still has XDP: {link}");
+    }
+    // Without the dataplane the VIP is just the director's local address, with nothing on
+    // port 80: the director's own stack refuses the connection.
+    let refused = topo.client.tcp_connect(vip(80), Duration::from_secs(2)).unwrap_err();
+    assert!(format!("{refused:#}").contains("refused"), "{refused:#}");
+}
+
+#[test]
+fn bad_config_is_refused_with_location_and_nothing_is_attached() {
+    if !require_root() {
+        return;
+    }
+    let topo = Topology::builder().real_servers(2).build().unwrap();
+    let tmp = TempDir::new("nat-bad").unwrap();
+    let cfg = tmp
+        .write(
+            "bad.yaml",
+            &format!(
+                "interfaces: [{DIRECTOR_CLIENT_IF}]\nservices:\n  - protocol: tcp\n    address: 203.0.113.300\n    port: 80\n"
+            ),
+        )
+        .unwrap();
+    let pin_dir = format!("/sys/fs/bpf/lvs-{}-bad", std::process::id());
+    let out = topo
+        .director
+        .output_timeout(
+            lvs_bin("lvsd").to_str().unwrap(),
+            ["--config", cfg.to_str().unwrap(), "--pin-dir", &pin_dir, "--socket", tmp.join("s").to_str().unwrap()],
+            Duration::from_secs(20),
+        )
+        .unwrap();
+    assert!(!out.success());
+    let err = out.stderr_str();
+    assert!(err.contains(&format!("{}:4:", cfg.display())), "no file:line in: {err}");
+    assert!(!std::path::Path::new(&pin_dir).exists(), "pins created for a refused config");
+    let link = topo.director.ip(&["link", "show", "dev", DIRECTOR_CLIENT_IF]).unwrap().stdout_str();
+    assert!(!link.contains("xdp"), "{link}");
+}
