@@ -287,6 +287,12 @@ impl Netns {
         self.ethtool_k(dev, &[("tx", false)])
     }
 
+    /// True when an XDP program (native or generic) is attached to `dev`.
+    pub fn xdp_attached(&self, dev: &str) -> Result<bool> {
+        let out = self.ip(&["-d", "link", "show", "dev", dev])?.stdout_str();
+        Ok(out.contains("prog/xdp"))
+    }
+
     /// Runs `f` on a fresh thread that has entered this namespace, and returns its result.
     /// Sockets created by `f` belong to this namespace and may be returned and used anywhere.
     /// A panic in `f` is propagated.

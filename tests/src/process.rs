@@ -37,6 +37,18 @@ impl Spawned {
         let stderr_path = dir.join("stderr");
         let out = std::fs::File::create(&stdout_path)?;
         let err = std::fs::File::create(&stderr_path)?;
+        // SAFETY: prctl is async-signal-safe. If the harness process dies without running its
+        // guards (SIGKILL, abort), the child still gets SIGTERM, so lvsd detaches and unpins
+        // instead of living on in a deleted namespace. The signal fires when the *thread* that
+        // spawned the child exits, so keep a Spawned on the thread that created it.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let child = cmd
             .stdin(Stdio::null())
             .stdout(out)
@@ -164,6 +176,26 @@ pub struct Lvsd {
     _dir: TempDir,
 }
 
+static STALE_PINS: std::sync::Once = std::sync::Once::new();
+
+/// Removes `/sys/fs/bpf/lvs-<pid>-<n>-pin` dirs of harness processes that no longer exist.
+fn cleanup_stale_pin_dirs() {
+    let Ok(rd) = std::fs::read_dir("/sys/fs/bpf") else { return };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let parts: Vec<&str> = name.split('-').collect();
+        if parts.len() != 4 || parts[0] != "lvs" || parts[3] != "pin" || parts[2].parse::<u64>().is_err() {
+            continue;
+        }
+        let Ok(pid) = parts[1].parse::<u32>() else { continue };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        eprintln!("lvs-tests: removing stale pin dir /sys/fs/bpf/{name} (owner pid {pid} is gone)");
+        let _ = std::fs::remove_dir_all(e.path());
+    }
+}
+
 /// How long lvsd may take to load, attach and open its socket.
 pub const LVSD_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -176,6 +208,7 @@ impl Lvsd {
 
     /// Like [`Lvsd::start`] with extra arguments (e.g. `--keep-dataplane`).
     pub fn start_with(ns: &Netns, config: &Path, extra: &[&str]) -> Result<Lvsd> {
+        STALE_PINS.call_once(cleanup_stale_pin_dirs);
         let pin_dir = PathBuf::from("/sys/fs/bpf").join(unique_name("pin"));
         let dir = TempDir::new("lvsd")?;
         let socket = dir.join("lvsd.sock");

@@ -151,9 +151,10 @@ fn setup() -> Result<()> {
     }
 
     step("setup: bpf-linker");
+    // XTASK_FORCE_BPF_LINKER_INSTALL=1 (with CARGO_INSTALL_ROOT=/tmp/x) exercises the build recipe.
     match probe("bpf-linker", &["--version"]) {
-        Some(v) => eprintln!("{} present", v.trim()),
-        None => install_bpf_linker()?,
+        Some(v) if std::env::var_os("XTASK_FORCE_BPF_LINKER_INSTALL").is_none() => eprintln!("{} present", v.trim()),
+        _ => install_bpf_linker()?,
     }
 
     step("setup: bpffs on /sys/fs/bpf");
