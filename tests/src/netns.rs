@@ -148,17 +148,10 @@ fn cleanup_stale_namespaces() {
     let Ok(rd) = std::fs::read_dir("/run/netns") else { return };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let mut parts = name.splitn(4, '-');
-        if parts.next() != Some("lvs") {
+        if !crate::util::is_stale(&name) {
             continue;
         }
-        let Some(pid) = parts.next().and_then(|p| p.parse::<u32>().ok()) else { continue };
-        if parts.next().and_then(|c| c.parse::<u64>().ok()).is_none() || parts.next().is_none() {
-            continue;
-        }
-        if pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            continue;
-        }
+        let pid = crate::util::owner_pid(&name).unwrap_or(0);
         eprintln!("lvs-tests: removing stale namespace {name} (owner pid {pid} is gone)");
         let _ = run_with_timeout(Command::new("ip").args(["netns", "del", &name]), CMD_TIMEOUT);
     }

@@ -183,14 +183,10 @@ fn cleanup_stale_pin_dirs() {
     let Ok(rd) = std::fs::read_dir("/sys/fs/bpf") else { return };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let parts: Vec<&str> = name.split('-').collect();
-        if parts.len() != 4 || parts[0] != "lvs" || parts[3] != "pin" || parts[2].parse::<u64>().is_err() {
+        if !name.ends_with("-pin") || !crate::util::is_stale(&name) {
             continue;
         }
-        let Ok(pid) = parts[1].parse::<u32>() else { continue };
-        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
-            continue;
-        }
+        let pid = crate::util::owner_pid(&name).unwrap_or(0);
         eprintln!("lvs-tests: removing stale pin dir /sys/fs/bpf/{name} (owner pid {pid} is gone)");
         let _ = std::fs::remove_dir_all(e.path());
     }

@@ -84,8 +84,37 @@ pub struct TempDir {
     path: PathBuf,
 }
 
+static STALE_TEMP: std::sync::Once = std::sync::Once::new();
+
+/// PID of the harness process that created `lvs-<pid>-<counter>-<tag>`, if `name` has that form.
+pub(crate) fn owner_pid(name: &str) -> Option<u32> {
+    let mut parts = name.splitn(4, '-');
+    if parts.next() != Some("lvs") {
+        return None;
+    }
+    let pid = parts.next()?.parse::<u32>().ok()?;
+    parts.next()?.parse::<u64>().ok()?;
+    parts.next()?;
+    Some(pid)
+}
+
+/// True for names made by a harness process that has exited (its guards never ran).
+pub(crate) fn is_stale(name: &str) -> bool {
+    owner_pid(name).is_some_and(|pid| pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists())
+}
+
+fn cleanup_stale_temp_dirs() {
+    let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for e in rd.flatten() {
+        if is_stale(&e.file_name().to_string_lossy()) && e.path().is_dir() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 impl TempDir {
     pub fn new(tag: &str) -> Result<TempDir> {
+        STALE_TEMP.call_once(cleanup_stale_temp_dirs);
         for _ in 0..100 {
             let path = std::env::temp_dir().join(unique_name(tag));
             match std::fs::create_dir(&path) {
