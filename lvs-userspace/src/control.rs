@@ -75,6 +75,9 @@ pub enum Errno {
     OpNotSupp,
     /// EAFNOSUPPORT
     AfNoSupport,
+    /// Kernel IPVS would accept the request but this lvsd does not implement it yet. Not an
+    /// IPVS errno: clients print the detail instead of imitating a kernel message.
+    NotImplemented,
 }
 
 impl Errno {
@@ -90,6 +93,7 @@ impl Errno {
             Errno::Range => libc::ERANGE,
             Errno::OpNotSupp => libc::EOPNOTSUPP,
             Errno::AfNoSupport => libc::EAFNOSUPPORT,
+            Errno::NotImplemented => libc::EOPNOTSUPP,
         }
     }
 }

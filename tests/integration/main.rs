@@ -4,4 +4,6 @@
 //! Run: `cargo build --release && cargo test --release -p lvs-tests --test integration -- --test-threads=2`
 
 mod topology;
+mod examples;
+mod ipvsadm;
 mod nat;

@@ -22,8 +22,12 @@ struct Args {
     #[arg(long)]
     keep_dataplane: bool,
     /// Print the dataplane's verdict counters of a running lvsd and exit.
-    #[arg(long, conflicts_with = "config")]
+    #[arg(long, conflicts_with_all = ["config", "check_config"])]
     counters: bool,
+    /// Check a configuration file (syntax, values, and what this lvsd can run), print the
+    /// verdict and exit: 0 if lvsd would accept it, 1 if not. Changes nothing.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    check_config: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -37,6 +41,17 @@ fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let result = if args.counters {
         print_counters(&args.socket)
+    } else if let Some(file) = args.check_config {
+        daemon::load_config(&file).map(|cfg| {
+            let dests: usize = cfg.services.iter().map(|s| s.dests.len()).sum();
+            println!(
+                "{}: OK: {} interface(s), {} service(s), {} real server(s)",
+                file.display(),
+                cfg.interfaces.len(),
+                cfg.services.len(),
+                dests
+            );
+        })
     } else if let Some(config) = args.config {
         daemon::run(daemon::Options {
             config,

@@ -40,21 +40,24 @@ pub fn check_service_supported(spec: &ServiceSpec) -> Result<u32, OpError> {
     }
     let Some(id) = sched::from_name(&spec.scheduler) else {
         return err(
-            Errno::NoEnt,
-            format!("scheduler '{}' is not implemented by this dataplane yet (only rr)", spec.scheduler),
+            Errno::NotImplemented,
+            format!("scheduler '{}' is not supported by lvsd yet (only rr)", spec.scheduler),
         );
     };
     match spec.key {
         ServiceKey::Fwmark { .. } => {
-            return err(Errno::OpNotSupp, "firewall-mark services are not supported yet")
+            return err(Errno::NotImplemented, "firewall-mark services are not supported by lvsd yet")
         }
         ServiceKey::Addr { addr, .. } if addr.is_ipv6() => {
-            return err(Errno::AfNoSupport, "IPv6 services are not supported yet")
+            return err(Errno::NotImplemented, "IPv6 services are not supported by lvsd yet")
         }
         _ => {}
     }
     if spec.flags & (svc_flags::PERSISTENT | svc_flags::ONEPACKET) != 0 {
-        return err(Errno::OpNotSupp, "persistence and one-packet scheduling are not supported yet");
+        return err(
+            Errno::NotImplemented,
+            "persistence and one-packet scheduling are not supported by lvsd yet",
+        );
     }
     Ok(id)
 }
@@ -69,12 +72,15 @@ pub fn check_dest_supported(svc: &ServiceKey, d: &DestSpec) -> Result<(), OpErro
         return err(Errno::Range, "l_threshold is greater than u_threshold");
     }
     if d.addr.is_ipv6() != svc.is_ipv6() || d.addr.is_ipv6() {
-        return err(Errno::AfNoSupport, "IPv6 real servers are not supported yet");
+        return err(Errno::NotImplemented, "IPv6 real servers are not supported by lvsd yet");
     }
     if d.forward != Forward::Masq {
         return err(
-            Errno::OpNotSupp,
-            format!("forwarding method {} is not supported yet (only masquerading, -m)", d.forward.ipvs_name()),
+            Errno::NotImplemented,
+            format!(
+                "forwarding method {} is not supported by lvsd yet (only masquerading, -m)",
+                d.forward.ipvs_name()
+            ),
         );
     }
     Ok(())

@@ -41,6 +41,8 @@ fn init_failure(msg: &str) -> Stop {
 enum Answer {
     Ok,
     Errno(Errno),
+    /// lvsd does not implement what was asked (yet); the text says what.
+    NotImplemented(String),
     Services(Vec<ServiceStatus>),
     Info(Info),
 }
@@ -50,6 +52,7 @@ impl Ctx<'_, '_> {
     fn ask(&mut self, req: &Request, fail_code: i32) -> Result<Answer, Stop> {
         match self.backend.call(req) {
             Ok(Response::Ok) => Ok(Answer::Ok),
+            Ok(Response::Error { errno: Errno::NotImplemented, detail }) => Ok(Answer::NotImplemented(detail)),
             Ok(Response::Error { errno, .. }) => Ok(Answer::Errno(errno)),
             Ok(Response::Services(s)) => Ok(Answer::Services(s)),
             Ok(Response::Info(i)) => Ok(Answer::Info(i)),
@@ -72,6 +75,10 @@ impl Ctx<'_, '_> {
         match self.ask(&req, SET_FAILED)? {
             Answer::Errno(e) => {
                 self.err(&format!("{}\n", ipvs_strerror(call, e)));
+                Ok(SET_FAILED)
+            }
+            Answer::NotImplemented(what) => {
+                self.err(&format!("{}: {what}\n", self.program));
                 Ok(SET_FAILED)
             }
             _ => Ok(0),
