@@ -235,14 +235,56 @@ fn test(extra: &[String]) -> Result<()> {
     let threads = std::env::var("LVS_TEST_THREADS").unwrap_or_else(|_| DEFAULT_TEST_THREADS.to_string());
     step(&format!("test: cargo test --release (default members), --test-threads={threads}"));
     // LVS_BIN_DIR: the integration tests run the lvsd/ipvsadm built by the step above.
-    let r = run(cargo()
-        .args(["test", "--release", "--no-fail-fast", "--", &format!("--test-threads={threads}")])
+    let mut cmd = cargo();
+    cmd.args(["test", "--release", "--no-fail-fast", "--", &format!("--test-threads={threads}")])
         .args(extra)
-        .env("LVS_BIN_DIR", target_dir().join("release")));
+        .env("LVS_BIN_DIR", target_dir().join("release"));
+    let (status, totals) = run_counting(cmd)?;
     leftover_report();
-    r?;
+    // One closing line over every test binary: cargo's own last line belongs to whichever
+    // binary ran last (often doc tests with nothing in them).
+    println!("{} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.ignored);
+    if !status.success() {
+        bail!("cargo test failed ({status})");
+    }
+    if totals.passed == 0 {
+        bail!("no test ran");
+    }
     eprintln!("\nxtask test: all passed in {:.0}s", t0.elapsed().as_secs_f64());
     Ok(())
+}
+
+#[derive(Default)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+/// Runs cargo test, echoing its stdout while adding up its `test result:` lines.
+fn run_counting(mut cmd: Command) -> Result<(std::process::ExitStatus, Totals)> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut child = cmd.stdout(Stdio::piped()).spawn().context("spawning cargo test")?;
+    let mut totals = Totals::default();
+    let out = child.stdout.take().expect("piped stdout");
+    let mut echo = std::io::stdout().lock();
+    for line in BufReader::new(out).lines() {
+        let line = line?;
+        let _ = writeln!(echo, "{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let count = |word: &str| -> u64 {
+                rest.split(';')
+                    .filter_map(|part| part.trim().trim_start_matches("ok. ").trim_start_matches("FAILED. ").strip_suffix(word))
+                    .filter_map(|n| n.trim().parse::<u64>().ok())
+                    .sum()
+            };
+            totals.passed += count(" passed");
+            totals.failed += count(" failed");
+            totals.ignored += count(" ignored");
+        }
+    }
+    let _ = echo.flush();
+    Ok((child.wait()?, totals))
 }
 
 /// Warns about harness namespaces still present after the run (there should be none).
