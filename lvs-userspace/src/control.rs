@@ -143,6 +143,6 @@ impl Client {
         if self.reader.read_line(&mut answer)? == 0 {
             bail!("lvsd closed the control connection");
         }
-        Ok(serde_json::from_str(&answer).context("malformed response from lvsd")?)
+        serde_json::from_str(&answer).context("malformed response from lvsd")
     }
 }

@@ -89,7 +89,11 @@ fn private_director_netns() {
     sh(&["ip", "addr", "add", "192.0.2.1/24", "dev", "rs"]);
     sh(&["ip", "neigh", "replace", "198.51.100.2", "lladdr", "02:00:00:00:00:02", "dev", "cl", "nud", "permanent"]);
     sh(&["ip", "neigh", "replace", "192.0.2.11", "lladdr", "02:00:00:00:00:11", "dev", "rs", "nud", "permanent"]);
-    sh(&["ip", "neigh", "replace", "192.0.2.12", "lladdr", "02:00:00:00:00:12", "dev", "rs", "nud", "permanent"]);
+    for last in 11..=14 {
+        let ip = format!("192.0.2.{last}");
+        let mac = format!("02:00:00:00:00:{last}");
+        sh(&["ip", "neigh", "replace", &ip, "lladdr", &mac, "dev", "rs", "nud", "permanent"]);
+    }
     std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").expect("ip_forward");
 }
 
@@ -232,6 +236,13 @@ impl Rig {
             self.vs.add_dest(&mut self.tables, &key, d).unwrap();
         }
         key
+    }
+
+    /// The real server a new TCP connection from `sport` is sent to (last octet of the
+    /// rewritten destination), or `None` when the packet is not redirected.
+    fn schedule_syn(&mut self, sport: u16) -> Option<u8> {
+        let (v, out) = self.run(&tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), sport, 80, SYN));
+        (v == XDP_REDIRECT).then(|| out[14 + 19])
     }
 
     fn run(&mut self, input: &[u8]) -> (u32, Vec<u8>) {
@@ -418,6 +429,55 @@ fn nat_fixtures() {
         let (v, _) = rig.run(&tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 40000, 80, ACK));
         assert_eq!(v, XDP_DROP);
         assert_eq!(rig.counter(Counter::DropDestUnavailable), 1);
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+}
+
+/// IPVS rr's pointer across configuration changes (ip_vs_rr.c): new servers go to the list
+/// head, weight 0 is skipped, deleting the server under the pointer moves it back one place.
+#[test]
+fn rr_follows_the_kernel_across_changes() {
+    if !require_root() {
+        return;
+    }
+    std::thread::spawn(|| {
+        private_director_netns();
+        let mut rig = Rig::new("rr");
+        let key = ServiceKey::Addr { protocol: Protocol::Tcp, addr: IpAddr::from(VIP), port: 80 };
+        rig.vs.add_service(&mut rig.tables, ServiceSpec::new(key, "rr")).unwrap();
+        let add = |rig: &mut Rig, last: u8, weight: i32| {
+            let d = DestSpec::new(IpAddr::from([192, 0, 2, last]), 80, Forward::Masq, weight);
+            rig.vs.add_dest(&mut rig.tables, &key, d).unwrap();
+        };
+        // The spec's example: -a A, -a B -w 0, -a C gives C A C A.
+        add(&mut rig, 11, 1); // A
+        add(&mut rig, 12, 0); // B, quiesced
+        add(&mut rig, 13, 1); // C
+        let seq: Vec<_> = (0..4).map(|i| rig.schedule_syn(41000 + i)).collect();
+        assert_eq!(seq, [Some(13), Some(11), Some(13), Some(11)]);
+
+        // Pointer on A (kernel order C B A). B back to weight 1, D added at the head:
+        // the walk after A wraps to the head, D.
+        let b = DestSpec::new(IpAddr::from([192, 0, 2, 12]), 80, Forward::Masq, 1);
+        rig.vs.edit_dest(&mut rig.tables, &key, b).unwrap();
+        add(&mut rig, 14, 1); // D: order D C B A
+        assert_eq!(rig.schedule_syn(42000), Some(14));
+        assert_eq!(rig.schedule_syn(42001), Some(13));
+        assert_eq!(rig.schedule_syn(42002), Some(12));
+        // Pointer on B; deleting B moves it back to C, so A is next, then D.
+        rig.vs.del_dest(&mut rig.tables, &key, IpAddr::from([192, 0, 2, 12]), 80).unwrap();
+        let seq: Vec<_> = (0..4).map(|i| rig.schedule_syn(43000 + i)).collect();
+        assert_eq!(seq, [Some(11), Some(14), Some(13), Some(11)]);
+
+        // Every server quiesced: no destination, the SYN is dropped.
+        for last in [11, 13, 14] {
+            let d = DestSpec::new(IpAddr::from([192, 0, 2, last]), 80, Forward::Masq, 0);
+            rig.vs.edit_dest(&mut rig.tables, &key, d).unwrap();
+        }
+        let (v, _) = rig.run(&tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 44000, 80, SYN));
+        assert_eq!(v, XDP_DROP);
+        assert_eq!(rig.counter(Counter::DropNoDest), 1);
     })
     .join()
     .unwrap_or_else(|e| std::panic::resume_unwind(e));

@@ -29,6 +29,11 @@ fn seed_example_as_typed() {
     let tmp = TempDir::new("seed").unwrap();
     let lvsd = bare_lvsd(&topo, &tmp);
 
+    // Only root may drive the director.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(lvsd.socket()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "control socket mode {mode:o}");
+
     // An empty director lists just the header.
     assert_eq!(lvsd.ipvsadm_ok(&["-L", "-n"]).unwrap(), HEADER);
 

@@ -288,3 +288,77 @@ fn bad_config_is_refused_with_location_and_nothing_is_attached() {
     let link = topo.director.ip(&["link", "show", "dev", DIRECTOR_CLIENT_IF]).unwrap().stdout_str();
     assert!(!link.contains("xdp"), "{link}");
 }
+
+#[test]
+fn keep_dataplane_survives_sigterm_until_a_plain_stop() {
+    if !require_root() {
+        return;
+    }
+    let topo = Topology::builder().real_servers(2).with_servers().build().unwrap();
+    let tmp = TempDir::new("nat-keep").unwrap();
+    let cfg = tmp.write("lvs.yaml", &nat_config(&topo)).unwrap();
+    let mut first = Lvsd::start_with(&topo.director, &cfg, &["--keep-dataplane"]).unwrap();
+    assert_eq!(who(&topo), "rs2");
+    assert!(first.stop().unwrap().success());
+    assert!(first.pin_dir().join("v1/maps/CONNS").exists(), "maps must stay pinned");
+    assert!(first.pin_dir().join("v1/links/to-clients").exists(), "links must stay pinned");
+    // No lvsd at all, and the director still balances.
+    assert_eq!(who(&topo), "rs1");
+    assert_eq!(who(&topo), "rs2");
+
+    // A plain restart and stop takes the dataplane down.
+    let mut second =
+        Lvsd::start_at(&topo.director, &cfg, first.pin_dir(), first.socket(), &[], TempDir::new("nat-keep2").unwrap())
+            .unwrap();
+    assert_eq!(who(&topo), "rs1");
+    assert!(second.stop().unwrap().success());
+    second.wait_unpinned(Duration::from_secs(5)).unwrap();
+    assert!(!topo.director.xdp_attached(DIRECTOR_CLIENT_IF).unwrap());
+    drop(second);
+    drop(first);
+}
+
+#[test]
+fn generic_xdp_mode_balances_too() {
+    if !require_root() {
+        return;
+    }
+    let topo = Topology::builder().real_servers(2).with_servers().build().unwrap();
+    let tmp = TempDir::new("nat-generic").unwrap();
+    let _lvsd = start(&topo, &tmp, &nat_config(&topo).replacen("\n", "\nxdp_mode: generic\n", 1));
+    let link = topo.director.ip(&["link", "show", "dev", DIRECTOR_CLIENT_IF]).unwrap().stdout_str();
+    assert!(link.contains("xdpgeneric"), "{link}");
+    let names: Vec<String> = (0..4).map(|_| who(&topo)).collect();
+    assert_eq!(names, ["rs2", "rs1", "rs2", "rs1"]);
+    const N: u64 = 3 * 1024 * 1024;
+    let r = topo.client.http_get(vip(80), &format!("/bytes/{N}")).unwrap();
+    assert!(r.body == expected_bytes(N));
+    let reply = topo.client.udp_request(vip(53), b"g", Duration::from_secs(3)).unwrap();
+    assert_eq!(reply, b"rs2:g");
+}
+
+#[test]
+fn failed_attach_on_first_start_leaves_nothing_behind() {
+    if !require_root() {
+        return;
+    }
+    let topo = Topology::builder().real_servers(2).build().unwrap();
+    let tmp = TempDir::new("nat-noif").unwrap();
+    // The first interface exists and gets attached; the second does not exist.
+    let cfg = tmp.write("lvs.yaml", &format!("interfaces: [{DIRECTOR_CLIENT_IF}, no-such-if]\n")).unwrap();
+    let pin_dir = format!("/sys/fs/bpf/lvs-{}-noif", std::process::id());
+    let out = topo
+        .director
+        .output_timeout(
+            lvs_bin("lvsd").to_str().unwrap(),
+            ["--config", cfg.to_str().unwrap(), "--pin-dir", &pin_dir, "--socket", tmp.join("s").to_str().unwrap()],
+            Duration::from_secs(20),
+        )
+        .unwrap();
+    let pins_left = std::path::Path::new(&pin_dir).exists();
+    let _ = std::fs::remove_dir_all(&pin_dir); // clean up before asserting
+    assert!(!out.success());
+    assert!(out.stderr_str().contains("no-such-if"), "{}", out.stderr_str());
+    assert!(!topo.director.xdp_attached(DIRECTOR_CLIENT_IF).unwrap(), "left attached");
+    assert!(!pins_left, "pins left behind");
+}

@@ -27,6 +27,51 @@ pub fn expected_bytes(n: u64) -> Vec<u8> {
 const IDLE_LIMIT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(100);
 
+/// What both servers are: a named thread serving one socket, counting what it answered, and
+/// stopped (and joined) when dropped.
+pub struct ServerThread {
+    name: String,
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    hits: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ServerThread {
+    /// Runs `serve(name, stop, hits)` on a thread named `<kind>-<name>`.
+    fn spawn(
+        kind: &str,
+        name: &str,
+        addr: SocketAddr,
+        serve: impl FnOnce(String, Arc<AtomicBool>, Arc<AtomicU64>) + Send + 'static,
+    ) -> Result<ServerThread> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let hits = Arc::new(AtomicU64::new(0));
+        let (s, h, n) = (stop.clone(), hits.clone(), name.to_string());
+        let thread = std::thread::Builder::new().name(format!("{kind}-{name}")).spawn(move || serve(n, s, h))?;
+        Ok(ServerThread { name: name.to_string(), addr, stop, hits, thread: Some(thread) })
+    }
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+    /// Requests (HTTP, any route) or datagrams (UDP) answered so far.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for ServerThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// HTTP/1.1 server bound in a namespace. Routes:
 /// - `GET /` -> `200`, body `<name>\n`
 /// - `GET /bytes/N` -> `200`, N bytes of [`pattern_byte`]
@@ -35,12 +80,13 @@ const POLL: Duration = Duration::from_millis(100);
 ///
 /// Keep-alive by default, closing after `Connection: close` (or HTTP/1.0). Every response has
 /// `X-Server: <name>`.
-pub struct HttpServer {
-    name: String,
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    hits: Arc<AtomicU64>,
-    thread: Option<JoinHandle<()>>,
+pub struct HttpServer(ServerThread);
+
+impl std::ops::Deref for HttpServer {
+    type Target = ServerThread;
+    fn deref(&self) -> &ServerThread {
+        &self.0
+    }
 }
 
 impl HttpServer {
@@ -51,32 +97,8 @@ impl HttpServer {
             .with_context(|| format!("HTTP server {name}: binding {bind} in {}", ns.name()))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let hits = Arc::new(AtomicU64::new(0));
-        let (s, h, n) = (stop.clone(), hits.clone(), name.to_string());
-        let thread = std::thread::Builder::new()
-            .name(format!("http-{name}"))
-            .spawn(move || accept_loop(listener, n, s, h))?;
-        Ok(HttpServer { name: name.to_string(), addr, stop, hits, thread: Some(thread) })
-    }
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-    /// Requests answered so far (any route).
-    pub fn hits(&self) -> u64 {
-        self.hits.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        let t = ServerThread::spawn("http", name, addr, move |n, s, h| accept_loop(listener, n, s, h))?;
+        Ok(HttpServer(t))
     }
 }
 
@@ -230,12 +252,13 @@ fn serve_conn(mut s: TcpStream, peer: SocketAddr, name: &str, stop: &AtomicBool,
 ///
 /// Replies leave from the address the datagram was sent to (IP_PKTINFO), as a real UDP
 /// service does, so a `0.0.0.0` bind also answers correctly for a VIP on `lo` (DR/TUN).
-pub struct UdpEchoServer {
-    name: String,
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    hits: Arc<AtomicU64>,
-    thread: Option<JoinHandle<()>>,
+pub struct UdpEchoServer(ServerThread);
+
+impl std::ops::Deref for UdpEchoServer {
+    type Target = ServerThread;
+    fn deref(&self) -> &ServerThread {
+        &self.0
+    }
 }
 
 impl UdpEchoServer {
@@ -260,10 +283,7 @@ impl UdpEchoServer {
         }
         sock.set_read_timeout(Some(POLL))?;
         let addr = sock.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let hits = Arc::new(AtomicU64::new(0));
-        let (s, h, n) = (stop.clone(), hits.clone(), name.to_string());
-        let thread = std::thread::Builder::new().name(format!("udp-{name}")).spawn(move || {
+        let t = ServerThread::spawn("udp", name, addr, move |n, s, h| {
             let mut buf = vec![0u8; 65536];
             while !s.load(Ordering::SeqCst) {
                 match recv_with_dst(&sock, &mut buf) {
@@ -283,26 +303,7 @@ impl UdpEchoServer {
                 }
             }
         })?;
-        Ok(UdpEchoServer { name: name.to_string(), addr, stop, hits, thread: Some(thread) })
-    }
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-    /// Datagrams answered so far.
-    pub fn hits(&self) -> u64 {
-        self.hits.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for UdpEchoServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        Ok(UdpEchoServer(t))
     }
 }
 

@@ -159,10 +159,7 @@ impl Dataplane {
         let fd = pinned.unpin()?;
         let xdp_link = fd.try_into()?;
         let prog = self.program()?;
-        let id = match prog.attach_to_link(xdp_link) {
-            Ok(id) => id,
-            Err(e) => return Err(e.into()),
-        };
+        let id = prog.attach_to_link(xdp_link)?;
         let link = prog.take_link(id)?;
         let fd: FdLink = link.try_into()?;
         fd.pin(pin)?;

@@ -18,6 +18,7 @@ use std::{
 use anyhow::Context;
 use tracing::{error, info, warn};
 
+
 use self::{
     dataplane::Dataplane,
     state::{check_dest_supported, check_service_supported, VirtualServers},
@@ -166,22 +167,29 @@ fn apply_services(vs: &mut VirtualServers, t: &mut Tables, cfg: &Config) -> anyh
 /// Runs lvsd until SIGTERM/SIGINT.
 pub fn run(opts: Options) -> anyhow::Result<()> {
     let cfg = load_config(&opts.config)?;
+    let pins = dataplane::PinLayout::new(&opts.pin_dir);
+    let fresh = !pins.has_state();
+    let (dp, daemon) = match start_dataplane(&opts, &cfg) {
+        Ok(v) => v,
+        Err(e) => {
+            // A failed first start leaves nothing behind; a failed restart leaves the previous
+            // dataplane as it was (it is still forwarding).
+            if fresh {
+                dataplane::detach_all(&pins);
+                dataplane::unpin_all(&pins);
+            }
+            return Err(e);
+        }
+    };
+    serve(opts, dp, daemon)
+}
+
+/// Loads, attaches and applies the config: everything before the control socket opens.
+fn start_dataplane(opts: &Options, cfg: &Config) -> anyhow::Result<(Dataplane, Arc<Mutex<Daemon>>)> {
     let mut dp = Dataplane::load(&opts.pin_dir, cfg.connection_table_size)?;
     let pins = dp.pins.clone();
-
-    // Attach first: if an interface is missing nothing else has been changed yet.
-    let mut attached = Vec::new();
     for iface in &cfg.interfaces {
-        match dp.attach(iface, cfg.xdp_mode) {
-            Ok(a) => attached.push(a),
-            Err(e) => {
-                error!(error = %format!("{e:#}"), "attach failed; undoing");
-                for a in &attached {
-                    let _ = std::fs::remove_file(pins.link(&a.interface));
-                }
-                return Err(e);
-            }
-        }
+        dp.attach(iface, cfg.xdp_mode)?;
     }
     dataplane::detach_except(&pins, &cfg.interfaces);
 
@@ -191,7 +199,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     if !vs.is_empty() {
         info!(services = vs.len(), "recovered services from the pinned maps");
     }
-    apply_services(&mut vs, &mut tables, &cfg).context("applying the config")?;
+    apply_services(&mut vs, &mut tables, cfg).context("applying the config")?;
     let conn_table_size = Tables::conn_capacity(&pins.maps())?;
     if conn_table_size != cfg.connection_table_size {
         warn!(
@@ -207,7 +215,12 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         config_services: cfg.services.iter().map(|s| s.spec.key).collect(),
         config_path: opts.config.clone(),
     }));
+    Ok((dp, daemon))
+}
 
+/// Serves the control socket until SIGTERM/SIGINT, then detaches unless told to keep running.
+fn serve(opts: Options, dp: Dataplane, daemon: Arc<Mutex<Daemon>>) -> anyhow::Result<()> {
+    let pins = dp.pins.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let reclaimer = reclaim::spawn(pins.maps(), stop.clone())?;
 
