@@ -362,3 +362,47 @@ fn failed_attach_on_first_start_leaves_nothing_behind() {
     assert!(!topo.director.xdp_attached(DIRECTOR_CLIENT_IF).unwrap(), "left attached");
     assert!(!pins_left, "pins left behind");
 }
+
+/// Entries in a pinned map, counted by bpftool (independent of lvsd's own code).
+fn pinned_entries(lvsd: &Lvsd, map: &str) -> usize {
+    let path = lvsd.pin_dir().join("v1/maps").join(map);
+    let out = std::process::Command::new("bpftool").args(["-j", "map", "dump", "pinned"]).arg(&path).output().unwrap();
+    assert!(out.status.success(), "bpftool: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).matches("\"key\"").count()
+}
+
+#[test]
+fn expired_connections_stop_counting_and_are_reclaimed() {
+    if !require_root() {
+        return;
+    }
+    let topo = Topology::builder().real_servers(2).with_servers().build().unwrap();
+    let tmp = TempDir::new("nat-expire").unwrap();
+    let short = "timeouts: { time_wait: 3, close: 3, fin_wait: 3, close_wait: 3, last_ack: 3, udp: 3 }\n";
+    let lvsd = start(&topo, &tmp, &nat_config(&topo).replacen('\n', &format!("\n{short}"), 1));
+    for _ in 0..4 {
+        who(&topo);
+    }
+    let sock = topo.client.udp_socket("0.0.0.0:0".parse().unwrap()).unwrap();
+    let first = lvs_tests::client::udp_request_on(&sock, vip(53), b"a", Duration::from_secs(3)).unwrap();
+    assert_eq!(first, b"rs2:a");
+    assert_eq!(pinned_entries(&lvsd, "CONNS"), 5);
+    assert_eq!(pinned_entries(&lvsd, "CONNS_OUT"), 5);
+    // Two closed TCP connections per server, one UDP connection on rs2: all InActConn.
+    let busy = listing([2, 2], [0, 1]);
+    wait_for("closing handshakes", Duration::from_secs(2), || {
+        Ok((lvsd.ipvsadm_ok(&["-L", "-n"])? == busy).then_some(()))
+    })
+    .unwrap();
+
+    // After the short timeouts the counts return to zero and both tables are empty again.
+    let want = listing([0, 0], [0, 0]);
+    wait_for("connections to expire", Duration::from_secs(8), || {
+        let l = lvsd.ipvsadm_ok(&["-L", "-n"])?;
+        Ok((l == want && pinned_entries(&lvsd, "CONNS") == 0 && pinned_entries(&lvsd, "CONNS_OUT") == 0).then_some(()))
+    })
+    .unwrap();
+    // The same UDP socket is a new connection now: rr moves on to rs1.
+    let again = lvs_tests::client::udp_request_on(&sock, vip(53), b"b", Duration::from_secs(3)).unwrap();
+    assert_eq!(again, b"rs1:b");
+}
