@@ -202,30 +202,33 @@ fn hex(b: &[u8]) -> String {
 
 // ---- the rig ----
 
+/// Removes the rig's pin directory when dropped, also when loading fails half-way (the maps
+/// are pinned before the verifier sees the program).
+struct PinDir(PathBuf);
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        dataplane::unpin_all(&PinLayout::new(&self.0));
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 struct Rig {
     dp: Dataplane,
     tables: Tables,
     vs: VirtualServers,
-    pins: PinLayout,
-    pin_dir: PathBuf,
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        dataplane::unpin_all(&self.pins);
-        let _ = std::fs::remove_dir_all(&self.pin_dir);
-    }
+    /// Declared last: dropped after the map handles.
+    _pins: PinDir,
 }
 
 impl Rig {
     fn new(tag: &str) -> Rig {
-        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/lvs-fixture-{}-{tag}", std::process::id()));
-        let dp = Dataplane::load(&pin_dir, 4096).expect("load dataplane");
-        let pins = dp.pins.clone();
-        let mut tables = Tables::open(&pins.maps()).expect("open maps");
+        let pins = PinDir(PathBuf::from(format!("/sys/fs/bpf/lvs-fixture-{}-{tag}", std::process::id())));
+        let dp = Dataplane::load(&pins.0, 4096).expect("load dataplane");
+        let mut tables = Tables::open(&dp.pins.maps()).expect("open maps");
         tables.write_timeouts(&lvs_common::tcp_state::DEFAULT_TIMEOUTS).unwrap();
         let vs = VirtualServers::recover(&tables).unwrap();
-        Rig { dp, tables, vs, pins, pin_dir }
+        Rig { dp, tables, vs, _pins: pins }
     }
 
     fn service(&mut self, proto: Protocol, port: u16, servers: &[[u8; 4]]) -> ServiceKey {
