@@ -29,6 +29,29 @@ fn start(topo: &Topology, tmp: &TempDir, config: &str) -> Lvsd {
     Lvsd::start(&topo.director, &cfg).unwrap()
 }
 
+/// A second lvsd on the pins and socket of `first` (a restart or an upgrade).
+fn restart_on(topo: &Topology, first: &Lvsd, cfg: &std::path::Path, tag: &str) -> Lvsd {
+    Lvsd::start_at(&topo.director, cfg, first.pin_dir(), first.socket(), &[], TempDir::new(tag).unwrap()).unwrap()
+}
+
+/// Runs lvsd in the director namespace on `cfg` with its own pin dir, expecting it to refuse
+/// to start; returns its output and whether it left anything in `pin_dir`.
+fn lvsd_refusing(topo: &Topology, tmp: &TempDir, cfg: &std::path::Path, tag: &str) -> (CmdOutput, bool) {
+    let pin_dir = format!("/sys/fs/bpf/lvs-{}-{tag}", std::process::id());
+    let out = topo
+        .director
+        .output_timeout(
+            lvs_bin("lvsd").to_str().unwrap(),
+            ["--config", cfg.to_str().unwrap(), "--pin-dir", &pin_dir, "--socket", tmp.join("s").to_str().unwrap()],
+            Duration::from_secs(20),
+        )
+        .unwrap();
+    let pins_left = std::path::Path::new(&pin_dir).exists();
+    let _ = std::fs::remove_dir_all(&pin_dir);
+    assert!(!out.success(), "lvsd accepted {}", cfg.display());
+    (out, pins_left)
+}
+
 /// The rs name in the body of `GET /` (the servers answer with their name).
 fn who(topo: &Topology) -> String {
     topo.client.http_get(vip(80), "/").unwrap().text()
@@ -219,9 +242,7 @@ fn sigkill_keeps_forwarding_and_restart_picks_up_pinned_state() {
     // A new lvsd on the same pins recovers the services and the connection table, without a
     // config that names any service.
     let bare = tmp.write("bare.yaml", &format!("interfaces: [{DIRECTOR_CLIENT_IF}, {DIRECTOR_SERVER_IF}]\n")).unwrap();
-    let second =
-        Lvsd::start_at(&topo.director, &bare, first.pin_dir(), first.socket(), &[], TempDir::new("nat-kill2").unwrap())
-            .unwrap();
+    let second = restart_on(&topo, &first, &bare, "nat-kill2");
     let listing = second.ipvsadm_ok(&["-L", "-n"]).unwrap();
     assert!(listing.contains("TCP  203.0.113.10:80 rr\n"), "{listing}");
     // The held connection is ESTABLISHED on rs2: one ActiveConn.
@@ -248,8 +269,7 @@ fn sigterm_detaches_and_unpins() {
     assert!(status.success(), "lvsd exit status {status}");
     lvsd.wait_unpinned(Duration::from_secs(5)).unwrap();
     for dev in [DIRECTOR_CLIENT_IF, DIRECTOR_SERVER_IF] {
-        let link = topo.director.ip(&["link", "show", "dev", dev]).unwrap().stdout_str();
-        assert!(!link.contains("xdp"), "{dev} still has XDP: {link}");
+        assert!(!topo.director.xdp_attached(dev).unwrap(), "{dev} still has XDP");
     }
     // Without the dataplane the VIP is just the director's local address, with nothing on
     // port 80: the director's own stack refuses the connection.
@@ -272,21 +292,11 @@ fn bad_config_is_refused_with_location_and_nothing_is_attached() {
             ),
         )
         .unwrap();
-    let pin_dir = format!("/sys/fs/bpf/lvs-{}-bad", std::process::id());
-    let out = topo
-        .director
-        .output_timeout(
-            lvs_bin("lvsd").to_str().unwrap(),
-            ["--config", cfg.to_str().unwrap(), "--pin-dir", &pin_dir, "--socket", tmp.join("s").to_str().unwrap()],
-            Duration::from_secs(20),
-        )
-        .unwrap();
-    assert!(!out.success());
+    let (out, pins_left) = lvsd_refusing(&topo, &tmp, &cfg, "bad");
     let err = out.stderr_str();
     assert!(err.contains(&format!("{}:4:", cfg.display())), "no file:line in: {err}");
-    assert!(!std::path::Path::new(&pin_dir).exists(), "pins created for a refused config");
-    let link = topo.director.ip(&["link", "show", "dev", DIRECTOR_CLIENT_IF]).unwrap().stdout_str();
-    assert!(!link.contains("xdp"), "{link}");
+    assert!(!pins_left, "pins created for a refused config");
+    assert!(!topo.director.xdp_attached(DIRECTOR_CLIENT_IF).unwrap());
 }
 
 #[test]
@@ -307,9 +317,7 @@ fn keep_dataplane_survives_sigterm_until_a_plain_stop() {
     assert_eq!(who(&topo), "rs2");
 
     // A plain restart and stop takes the dataplane down.
-    let mut second =
-        Lvsd::start_at(&topo.director, &cfg, first.pin_dir(), first.socket(), &[], TempDir::new("nat-keep2").unwrap())
-            .unwrap();
+    let mut second = restart_on(&topo, &first, &cfg, "nat-keep2");
     assert_eq!(who(&topo), "rs1");
     assert!(second.stop().unwrap().success());
     second.wait_unpinned(Duration::from_secs(5)).unwrap();
@@ -346,18 +354,7 @@ fn failed_attach_on_first_start_leaves_nothing_behind() {
     let tmp = TempDir::new("nat-noif").unwrap();
     // The first interface exists and gets attached; the second does not exist.
     let cfg = tmp.write("lvs.yaml", &format!("interfaces: [{DIRECTOR_CLIENT_IF}, no-such-if]\n")).unwrap();
-    let pin_dir = format!("/sys/fs/bpf/lvs-{}-noif", std::process::id());
-    let out = topo
-        .director
-        .output_timeout(
-            lvs_bin("lvsd").to_str().unwrap(),
-            ["--config", cfg.to_str().unwrap(), "--pin-dir", &pin_dir, "--socket", tmp.join("s").to_str().unwrap()],
-            Duration::from_secs(20),
-        )
-        .unwrap();
-    let pins_left = std::path::Path::new(&pin_dir).exists();
-    let _ = std::fs::remove_dir_all(&pin_dir); // clean up before asserting
-    assert!(!out.success());
+    let (out, pins_left) = lvsd_refusing(&topo, &tmp, &cfg, "noif");
     assert!(out.stderr_str().contains("no-such-if"), "{}", out.stderr_str());
     assert!(!topo.director.xdp_attached(DIRECTOR_CLIENT_IF).unwrap(), "left attached");
     assert!(!pins_left, "pins left behind");
