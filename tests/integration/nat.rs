@@ -403,3 +403,53 @@ fn expired_connections_stop_counting_and_are_reclaimed() {
     let again = lvs_tests::client::udp_request_on(&sock, vip(53), b"b", Duration::from_secs(3)).unwrap();
     assert_eq!(again, b"rs1:b");
 }
+
+#[test]
+fn sighup_applies_the_edited_file_and_keeps_ipvsadm_services() {
+    if !require_root() {
+        return;
+    }
+    let topo = Topology::builder().real_servers(2).with_servers().build().unwrap();
+    let tmp = TempDir::new("nat-hup").unwrap();
+    let cfg = tmp.write("lvs.yaml", &nat_config(&topo)).unwrap();
+    let mut lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
+    lvsd.ipvsadm_ok(&["-A", "-t", "203.0.113.10:8080", "-s", "rr"]).unwrap();
+    assert_eq!(who(&topo), "rs2");
+
+    // The file now has only the TCP service, with rs1 alone; rs2 is gone from it.
+    let edited = format!(
+        "interfaces: [{DIRECTOR_CLIENT_IF}, {DIRECTOR_SERVER_IF}]\nconnection_table_size: 4096\nservices:\n  - {{ protocol: tcp, address: {VIP}, port: 80, scheduler: rr, real_servers: [{{ address: {}, forward: masq }}] }}\n",
+        rs_ip(1)
+    );
+    std::fs::write(&cfg, edited).unwrap();
+    lvsd.process().signal(libc::SIGHUP).unwrap();
+    let want = format!(
+        "IP Virtual Server version 1.2.1 (size=4096)\n\
+         Prot LocalAddress:Port Scheduler Flags\n\
+         \x20 -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
+         TCP  203.0.113.10:80 rr\n  -> {:<28} Masq    1      0          0         \n\
+         TCP  203.0.113.10:8080 rr\n",
+        "192.0.2.11:80"
+    );
+    let mut last = String::new();
+    let done = wait_for("reload", Duration::from_secs(5), || {
+        last = lvsd.ipvsadm_ok(&["-L", "-n"])?;
+        Ok((last == want).then_some(()))
+    });
+    assert!(done.is_ok(), "after SIGHUP:\n{last}\nwant:\n{want}");
+    for _ in 0..3 {
+        assert_eq!(who(&topo), "rs1");
+    }
+    let settled = want.replace("0          0         \n", "0          3         \n");
+    wait_for("closed connections counted", Duration::from_secs(5), || {
+        Ok((lvsd.ipvsadm_ok(&["-L", "-n"])? == settled).then_some(()))
+    })
+    .unwrap();
+
+    // A broken edit is refused and changes nothing.
+    std::fs::write(&cfg, "interfaces: [to-clients]\nservices: [ { protocol: icmp } ]\n").unwrap();
+    lvsd.process().signal(libc::SIGHUP).unwrap();
+    wait_for("refusal logged", Duration::from_secs(5), || Ok(lvsd.stderr().contains("reload refused").then_some(())))
+        .unwrap();
+    assert_eq!(lvsd.ipvsadm_ok(&["-L", "-n"]).unwrap(), settled);
+}
