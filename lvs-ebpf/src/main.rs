@@ -122,10 +122,8 @@ fn service_key(pkt: &Packet) -> lvs_common::service::SvcKey {
 #[inline(always)]
 fn to_real_server(ctx: &XdpContext, pkt: &Packet, e: *mut ConnEntry, now: u64) -> Counter {
     conntrack::update(e, pkt, DIR_INPUT, now);
-    let (daddr, dport, fwd) = unsafe { ((*e).daddr[0], (*e).dport, (*e).fwd) };
-    if fwd != 0 {
-        return Counter::DropUnsupportedForward;
-    }
+    // Entries are only created for masquerading real servers (checked before `create`).
+    let (daddr, dport) = unsafe { ((*e).daddr[0], (*e).dport) };
     nat::to_real_server(pkt, daddr, dport);
     forward::forward(ctx, pkt)
 }

@@ -718,7 +718,7 @@ fn deep_nesting_and_alias_bombs_do_not_panic() {
 }
 
 #[test]
-fn garbage_never_panics() {
+fn garbage_is_refused_without_panicking() {
     for text in [
         "{",
         "[",
@@ -730,6 +730,9 @@ fn garbage_never_panics() {
         "? [a]\n: b",
         "interfaces: [a]\nservices:\n  - {? : }",
     ] {
-        let _ = parse(text, "t.yaml");
+        let err = parse(text, "t.yaml").expect_err(text);
+        let shown = err.to_string();
+        assert!(shown.starts_with("t.yaml:"), "{text:?} -> {shown}");
+        assert!(err.location.is_some() || shown.starts_with("t.yaml: "), "{text:?} -> {shown}");
     }
 }
