@@ -23,6 +23,7 @@
 
 pub mod client;
 pub mod netns;
+pub mod oracle;
 pub mod process;
 pub mod servers;
 pub mod topology;
