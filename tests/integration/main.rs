@@ -7,3 +7,4 @@ mod topology;
 mod examples;
 mod ipvsadm;
 mod nat;
+mod oracle;

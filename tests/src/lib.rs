@@ -25,6 +25,7 @@ pub mod client;
 pub mod netns;
 pub mod oracle;
 pub mod process;
+pub mod scenario;
 pub mod servers;
 pub mod topology;
 pub mod util;

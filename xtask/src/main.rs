@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+mod oracle;
+
 const APT_PACKAGES: &[&str] = &[
     "iproute2",   // ip, bridge: namespaces, veths
     "ethtool",    // GRO / checksum offload on veths
@@ -29,7 +31,8 @@ fn usage() -> ! {
          setup          install what the build and the tests need (idempotent)\n  \
          test [ARGS]    setup, cargo build --release, cargo test --release (ARGS go to the test\n                 \
          binaries, e.g. a name filter; LVS_TEST_THREADS overrides --test-threads={DEFAULT_TEST_THREADS})\n  \
-         demo           setup, build, run the demo director in network namespaces"
+         demo           setup, build, run the demo director in network namespaces\n  \
+         oracle ...     the kernel-IPVS oracle VM (`cargo xtask oracle help`)"
     );
     std::process::exit(2)
 }
@@ -42,6 +45,7 @@ fn main() {
         "setup" => setup(),
         "test" => test(rest),
         "demo" => demo(rest),
+        "oracle" => oracle::main(rest),
         "-h" | "--help" | "help" => usage(),
         other => {
             eprintln!("unknown command `{other}`");
