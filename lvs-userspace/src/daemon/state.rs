@@ -91,6 +91,22 @@ struct Dest {
     spec: DestSpec,
 }
 
+/// How long a deleted real server with no connections left stays revivable (the kernel's
+/// `IP_VS_DEST_TRASH_PERIOD`).
+const DEST_TRASH_PERIOD: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// A deleted real server, kept as IPVS keeps it in its dest trash: adding the same address and
+/// port to the same service again revives it, with the connections still bound to it (they
+/// count in ActiveConn/InActConn and forward again). Its `DESTS` slot keeps the address and
+/// service but loses `AVAILABLE`, so meanwhile their packets are dropped, as in IPVS.
+struct Trashed {
+    svc_slot: u32,
+    addr: std::net::IpAddr,
+    port: u16,
+    slot: u32,
+    since: std::time::Instant,
+}
+
 struct Service {
     slot: u32,
     spec: ServiceSpec,
@@ -105,6 +121,7 @@ pub struct VirtualServers {
     next_svc_slot: u32,
     next_dest_slot: u32,
     used_dest_slots: std::collections::HashSet<u32>,
+    trash: Vec<Trashed>,
 }
 
 impl VirtualServers {
@@ -115,6 +132,8 @@ impl VirtualServers {
             next_svc_slot: 0,
             next_dest_slot: 0,
             used_dest_slots: Default::default(),
+            // Not rebuilt after a restart: trashed slots are not told apart from free ones.
+            trash: Vec::new(),
         };
         for item in t.svc_index.iter() {
             let (k, slot) = item?;
@@ -255,6 +274,13 @@ impl VirtualServers {
             let _ = t.dests.set(d.slot, DestConf::default(), 0);
             self.used_dest_slots.remove(&d.slot);
         }
+        // Reviving needs the same service; lvsd does not carry trashed servers over to a
+        // re-created one (IPVS does).
+        for tr in self.trash.iter().filter(|tr| tr.svc_slot == slot) {
+            let _ = t.dests.set(tr.slot, DestConf::default(), 0);
+            self.used_dest_slots.remove(&tr.slot);
+        }
+        self.trash.retain(|tr| tr.svc_slot != slot);
         let _ = t.services.set(slot, ServiceConf::default(), 0);
         info!(service = %key, "service deleted");
         Ok(())
@@ -282,8 +308,16 @@ impl VirtualServers {
         if svc.dests.len() >= MAX_DESTS_PER_SVC {
             return err(Errno::NoMem, format!("{key} already has {MAX_DESTS_PER_SVC} real servers"));
         }
-        let Some(ds) = self.alloc_dest_slot() else {
-            return err(Errno::NoMem, format!("real-server table full ({MAX_DESTS})"));
+        let revived = self.trash.iter().position(|tr| tr.svc_slot == slot && tr.addr == d.addr && tr.port == d.port);
+        let ds = match revived {
+            Some(i) => self.trash.remove(i).slot,
+            None => {
+                self.purge_trash(t);
+                let Some(ds) = self.alloc_dest_slot() else {
+                    return err(Errno::NoMem, format!("real-server table full ({MAX_DESTS})"));
+                };
+                ds
+            }
         };
         t.dests.set(ds, tables::dest_conf(&d, slot, dest_flags::AVAILABLE), 0).map_err(internal)?;
         let svc = self.services.get_mut(&slot).expect("found above");
@@ -344,10 +378,27 @@ impl VirtualServers {
             st.rr_next -= 1;
             let _ = t.sched_state.set(slot, st, 0);
         }
-        let _ = t.dests.set(removed.slot, DestConf::default(), 0);
-        self.used_dest_slots.remove(&removed.slot);
+        let _ = t.dests.set(removed.slot, tables::dest_conf(&removed.spec, slot, 0), 0);
+        self.trash.push(Trashed { svc_slot: slot, addr, port, slot: removed.slot, since: std::time::Instant::now() });
         info!(service = %key, server = %addr, port, "real server deleted");
         Ok(())
+    }
+
+    /// Frees trashed real servers older than [`DEST_TRASH_PERIOD`] that no live connection
+    /// names any more. Scans the connection table, so only when one is old enough.
+    fn purge_trash(&mut self, t: &mut Tables) {
+        if !self.trash.iter().any(|tr| tr.since.elapsed() >= DEST_TRASH_PERIOD) {
+            return;
+        }
+        let counts = t.conn_counts(tables::monotonic_ns());
+        let (gone, kept): (Vec<Trashed>, Vec<Trashed>) = std::mem::take(&mut self.trash)
+            .into_iter()
+            .partition(|tr| tr.since.elapsed() >= DEST_TRASH_PERIOD && !counts.contains_key(&tr.slot));
+        for tr in gone {
+            let _ = t.dests.set(tr.slot, DestConf::default(), 0);
+            self.used_dest_slots.remove(&tr.slot);
+        }
+        self.trash = kept;
     }
 
     /// Every service with live connection counts, in slot order, dests in kernel order.
