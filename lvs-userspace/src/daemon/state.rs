@@ -71,6 +71,14 @@ pub fn check_dest_supported(svc: &ServiceKey, d: &DestSpec) -> Result<(), OpErro
     if d.l_threshold > d.u_threshold {
         return err(Errno::Range, "l_threshold is greater than u_threshold");
     }
+    // ip_vs_add_dest: a real server must be a unicast (or local) address; inet_addr_type()
+    // calls 0.0.0.0/8 and 255.255.255.255 broadcast. (A subnet's directed broadcast is refused
+    // by the kernel after a route lookup; lvsd does not look routes up.)
+    if let std::net::IpAddr::V4(a) = d.addr {
+        if a.is_multicast() || a.is_broadcast() || a.octets()[0] == 0 {
+            return err(Errno::Inval, format!("{a} is not a unicast address"));
+        }
+    }
     if d.addr.is_ipv6() != svc.is_ipv6() || d.addr.is_ipv6() {
         return err(Errno::NotImplemented, "IPv6 real servers are not supported by lvsd yet");
     }
