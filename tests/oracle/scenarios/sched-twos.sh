@@ -1,0 +1,7 @@
+# twos (power of two choices) came after kernel 6.1: Debian's 6.1 kernel has no ip_vs_twos
+# module, so adding a twos service fails. This records the kernel's refusal, so the gap
+# between lvsd (which may offer twos) and the 6.1 oracle is on record.
+topology 1
+section "twos is not a scheduler of kernel 6.1"
+run ipvsadm -A -t 203.0.113.10:80 -s twos
+run ipvsadm -L -n
