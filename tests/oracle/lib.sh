@@ -37,9 +37,14 @@ oracle_cleanup() {
     lb_stop 2>/dev/null || true
     for pid in "${BG_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${BG_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    # The servers and clients started inside our namespaces are children of the subshells
+    # killed above, not the subshells themselves: end every process left in them.
     local n
     for n in $(ip netns list | awk '{print $1}'); do
-        case $n in "$ORACLE_NS"*) ip netns del "$n" 2>/dev/null || true ;; esac
+        case $n in "$ORACLE_NS"*)
+            for pid in $(ip netns pids "$n" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
+            ip netns del "$n" 2>/dev/null || true ;;
+        esac
     done
 }
 
