@@ -33,6 +33,10 @@ pub mod conn_flags {
     /// The entry has a `CONNS_OUT` twin (NAT): the state machine uses INPUT/OUTPUT, not
     /// INPUT_ONLY.
     pub const NAT: u16 = 0x1;
+    /// The connection counts in its real server's `inactive` counter (else in `active`), as
+    /// IPVS's `IP_VS_CONN_F_INACTIVE`. Set at creation; the state machine moves the count
+    /// between the two counters; whoever removes the entry takes its count away.
+    pub const INACTIVE: u16 = 0x2;
 }
 
 /// One tracked connection (value of `CONNS`). 64 bytes, no hidden padding.

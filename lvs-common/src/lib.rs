@@ -12,6 +12,7 @@
 pub mod counters;
 pub mod csum;
 pub mod flow;
+pub mod sched_dynamic;
 pub mod service;
 pub mod tcp_state;
 
@@ -25,9 +26,10 @@ pub mod map_names {
     pub const CONNS_OUT: &str = "CONNS_OUT";
     pub const TIMEOUTS: &str = "TIMEOUTS";
     pub const STATS: &str = "STATS";
+    pub const DEST_COUNTERS: &str = "DEST_COUNTERS";
     /// Every map, for pinning.
-    pub const ALL: [&str; 8] =
-        [SVC_INDEX, SERVICES, SCHED_STATE, DESTS, CONNS, CONNS_OUT, TIMEOUTS, STATS];
+    pub const ALL: [&str; 9] =
+        [SVC_INDEX, SERVICES, SCHED_STATE, DESTS, CONNS, CONNS_OUT, TIMEOUTS, STATS, DEST_COUNTERS];
 }
 
 /// Name of the XDP program in the object.
@@ -35,7 +37,7 @@ pub const XDP_PROGRAM: &str = "lvs_xdp";
 
 /// Version of the map layout. Pinned maps are reused without any schema check, so the pin
 /// directory carries this number; bump it whenever a key or value type changes.
-pub const MAP_ABI_VERSION: u32 = 1;
+pub const MAP_ABI_VERSION: u32 = 2;
 
 /// Address family values as the kernel numbers them.
 pub const AF_INET: u8 = 2;

@@ -16,19 +16,42 @@ pub const MAX_DESTS_PER_SVC: usize = 256;
 /// Scheduler identifiers (`ServiceConf::sched`).
 pub mod sched {
     pub const RR: u32 = 1;
+    pub const LC: u32 = 2;
+    pub const WLC: u32 = 3;
+    pub const SED: u32 = 4;
+    pub const NQ: u32 = 5;
+    pub const FO: u32 = 6;
+    pub const OVF: u32 = 7;
+
+    const NAMES: [(u32, &str); 7] =
+        [(RR, "rr"), (LC, "lc"), (WLC, "wlc"), (SED, "sed"), (NQ, "nq"), (FO, "fo"), (OVF, "ovf")];
 
     /// The id for a scheduler name, if the dataplane implements it.
     pub fn from_name(name: &str) -> Option<u32> {
-        match name {
-            "rr" => Some(RR),
-            _ => None,
-        }
+        NAMES.iter().find(|(_, n)| *n == name).map(|(id, _)| *id)
     }
 
     pub fn name(id: u32) -> Option<&'static str> {
-        match id {
-            RR => Some("rr"),
-            _ => None,
+        NAMES.iter().find(|(i, _)| *i == id).map(|(_, n)| *n)
+    }
+
+    /// The implemented schedulers' names, for messages: "rr, lc, wlc, ...".
+    pub fn supported_names() -> SupportedNames {
+        SupportedNames
+    }
+
+    /// `Display`s the list without allocating (this crate is `no_std`).
+    pub struct SupportedNames;
+
+    impl core::fmt::Display for SupportedNames {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            for (i, (_, n)) in NAMES.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(", ")?;
+                }
+                f.write_str(n)?;
+            }
+            Ok(())
         }
     }
 }
@@ -121,6 +144,29 @@ pub struct DestConf {
     pub svc_id: u32,
 }
 
+/// Connection counters of one real server (value of `DEST_COUNTERS`, same index as `DESTS`).
+/// 24 bytes; 64-bit because the BPF target has 64-bit atomics only. Global, not per-CPU: the dynamic schedulers compare them across servers, so every
+/// CPU must see one number. The dataplane changes them with atomic adds; userspace (which takes
+/// an expired connection's count away when it reclaims the entry) with atomic operations on the
+/// map's memory (`BPF_F_MMAPABLE`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct DestCounters {
+    /// Connections in an active TCP state (ESTABLISHED and the handshake states, kernel
+    /// >= 4.8): ipvsadm's ActiveConn.
+    pub active: u64,
+    /// Every other live connection, UDP included: InActConn.
+    pub inactive: u64,
+    /// Persistence templates pointing at this server: PersistConn.
+    pub persist: u64,
+}
+
+/// IPVS's overhead of a real server for lc, wlc (and lblc): `active * 256 + inactive`.
+#[inline(always)]
+pub fn overhead(c: &DestCounters) -> u64 {
+    (c.active << 8).wrapping_add(c.inactive)
+}
+
 /// Mutable per-service scheduler state (value of `SCHED_STATE`). 8 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -131,6 +177,7 @@ pub struct SchedState {
     pub _pad: u32,
 }
 
+const _: () = assert!(core::mem::size_of::<DestCounters>() == 24);
 const _: () = assert!(core::mem::size_of::<SvcKey>() == 20);
 const _: () = assert!(core::mem::size_of::<ServiceConf>() == 40 + 4 * MAX_DESTS_PER_SVC);
 const _: () = assert!(core::mem::size_of::<DestConf>() == 40);
@@ -173,6 +220,7 @@ mod pod {
     unsafe impl aya::Pod for super::ServiceConf {}
     unsafe impl aya::Pod for super::DestConf {}
     unsafe impl aya::Pod for super::SchedState {}
+    unsafe impl aya::Pod for super::DestCounters {}
 }
 
 #[cfg(test)]

@@ -1,15 +1,17 @@
 //! The connection table: lookups in both directions, creation, and IPVS's state machine.
 
+use core::intrinsics::{atomic_xadd, AtomicOrdering};
+
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use lvs_common::{
     flow::{conn_flags, ConnEntry, ConnRef, FlowKey},
-    service::DestConf,
+    service::{DestConf, DestCounters},
     tcp_state::{self, DEFAULT_TIMEOUTS, NEW_CONN_TIMEOUT},
     AF_INET,
 };
 
 use crate::{
-    maps::{CONNS, CONNS_OUT, TIMEOUTS},
+    maps::{CONNS, CONNS_OUT, DEST_COUNTERS, TIMEOUTS},
     parse::{Packet, IPPROTO_TCP},
 };
 
@@ -41,8 +43,38 @@ fn timeout_ns(state: u8) -> u64 {
     secs as u64 * NSEC_PER_SEC
 }
 
+/// -1 for [`counter_add`]: the only atomic BPF has on every CPU version is an add whose result
+/// is unused (`BPF_ATOMIC | BPF_ADD`), so a decrement adds the two's complement.
+const MINUS_ONE: u64 = u64::MAX;
+
+/// Adds `delta` (wrapping) to a counter of real server `dest_id`.
+#[inline(always)]
+fn counter_add(dest_id: u32, field: fn(*mut DestCounters) -> *mut u64, delta: u64) {
+    if let Some(c) = DEST_COUNTERS.get_ptr_mut(dest_id) {
+        // `core::sync::atomic` offers no fetch_add on this target (it has no compare-and-swap),
+        // so the intrinsic: with its result unused it compiles to the plain BPF atomic add.
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(field(c), delta) };
+    }
+}
+
+fn active(c: *mut DestCounters) -> *mut u64 {
+    unsafe { &raw mut (*c).active }
+}
+
+fn inactive(c: *mut DestCounters) -> *mut u64 {
+    unsafe { &raw mut (*c).inactive }
+}
+
+/// Takes a connection's count away from its real server (the entry is being replaced).
+#[inline(always)]
+fn uncount(e: &ConnEntry) {
+    let field = if e.flags & conn_flags::INACTIVE != 0 { inactive } else { active };
+    counter_add(e.dest_id, field, MINUS_ONE);
+}
+
 /// Runs the state machine for one packet and restarts the entry's timer, as IPVS does at the
-/// end of every packet.
+/// end of every packet. Entering or leaving an active TCP state moves the connection's count
+/// between its server's active and inactive counters (`set_tcp_state` in the kernel).
 #[inline(always)]
 pub fn update(entry: *mut ConnEntry, pkt: &Packet, dir: usize, now: u64) {
     unsafe {
@@ -57,6 +89,21 @@ pub fn update(entry: *mut ConnEntry, pkt: &Packet, dir: usize, now: u64) {
         } else {
             tcp_state::UDP
         };
+        if state != (*entry).state {
+            let flags = (*entry).flags;
+            let dest_id = (*entry).dest_id;
+            let was_inactive = flags & conn_flags::INACTIVE != 0;
+            let now_active = tcp_state::is_active(state);
+            if !was_inactive && !now_active {
+                counter_add(dest_id, active, MINUS_ONE);
+                counter_add(dest_id, inactive, 1);
+                (*entry).flags = flags | conn_flags::INACTIVE;
+            } else if was_inactive && now_active {
+                counter_add(dest_id, inactive, MINUS_ONE);
+                counter_add(dest_id, active, 1);
+                (*entry).flags = flags & !conn_flags::INACTIVE;
+            }
+        }
         (*entry).state = state;
         (*entry).expires_ns = now + timeout_ns(state);
     }
@@ -104,8 +151,10 @@ pub fn now_ns() -> u64 {
     unsafe { bpf_ktime_get_ns() }
 }
 
-/// Inserts a new NAT connection (both directions) in state NONE; the caller runs the first
-/// transition. `Err(())` when the table is full.
+/// Inserts a new NAT connection (both directions) in state NONE, counted as inactive as IPVS
+/// binds it; the caller runs the first transition. An entry it replaces (an expired one not
+/// reclaimed yet, or a TIME_WAIT one a new SYN reuses) has its count taken away here.
+/// `Err(())` when the table is full.
 #[inline(always)]
 pub fn create(
     key: &FlowKey,
@@ -123,7 +172,7 @@ pub fn create(
         dport,
         fwd: dest.fwd,
         state: tcp_state::NONE,
-        flags: conn_flags::NAT,
+        flags: conn_flags::NAT | conn_flags::INACTIVE,
         svc_id,
         dest_id,
         expires_ns: now + NEW_CONN_TIMEOUT as u64 * NSEC_PER_SEC,
@@ -138,12 +187,17 @@ pub fn create(
         family: key.family,
         _pad: [0; 2],
     };
+    let replaced: Option<ConnEntry> = unsafe { CONNS.get(key) }.copied();
     // BPF_ANY: an expired entry with the same key may still sit in the table until userspace
     // reclaims it; the new connection takes its place.
     CONNS.insert(key, &entry, 0).map_err(|_| ())?;
+    if let Some(old) = replaced {
+        uncount(&old);
+    }
     if CONNS_OUT.insert(&out_key, &ConnRef { in_key: *key }, 0).is_err() {
         let _ = CONNS.remove(key);
         return Err(());
     }
+    counter_add(dest_id, inactive, 1);
     CONNS.get_ptr_mut(key).ok_or(())
 }

@@ -4,6 +4,9 @@
 //! `Counter`, which also decides the XDP verdict, so no drop is ever silent.
 #![no_std]
 #![no_main]
+// Atomic adds on the connection counters (see conntrack.rs).
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
 mod conntrack;
 mod forward;

@@ -8,7 +8,7 @@ use aya_ebpf::{
 use lvs_common::{
     counters::COUNTER_COUNT,
     flow::{ConnEntry, ConnRef, FlowKey, DEFAULT_CONN_TABLE_SIZE},
-    service::{DestConf, SchedState, ServiceConf, SvcKey, MAX_DESTS, MAX_SERVICES},
+    service::{DestConf, DestCounters, SchedState, ServiceConf, SvcKey, MAX_DESTS, MAX_SERVICES},
     tcp_state::TIMEOUT_SLOTS,
 };
 
@@ -47,3 +47,11 @@ pub static TIMEOUTS: Array<u32> = Array::with_max_entries(TIMEOUT_SLOTS, 0);
 /// Per-CPU verdict and drop-reason counters, indexed by `Counter`.
 #[map]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
+
+/// `BPF_F_MMAPABLE`: userspace maps the array's memory and updates counters atomically there.
+const BPF_F_MMAPABLE: u32 = 1 << 10;
+
+/// Connection counters per real server (same index as `DESTS`): global, changed with atomic
+/// adds here and in userspace's mapping of the array (see `DestCounters`).
+#[map]
+pub static DEST_COUNTERS: Array<DestCounters> = Array::with_max_entries(MAX_DESTS, BPF_F_MMAPABLE);

@@ -3,11 +3,12 @@
 use core::ffi::c_void;
 
 use aya_ebpf::helpers::bpf_loop;
-use lvs_common::service::{
-    dest_flags, rr_index, rr_start, sched, DestConf, ServiceConf, MAX_DESTS_PER_SVC,
+use lvs_common::{
+    sched_dynamic::{is_dynamic, Chooser, NONE},
+    service::{dest_flags, rr_index, rr_start, sched, DestConf, ServiceConf, MAX_DESTS_PER_SVC},
 };
 
-use crate::maps::{DESTS, SCHED_STATE, SERVICES};
+use crate::maps::{DESTS, DEST_COUNTERS, SCHED_STATE, SERVICES};
 
 /// Whether a real server may take a new connection: live, weight > 0, not overloaded. The same
 /// test gates every IPVS scheduler.
@@ -22,8 +23,52 @@ fn eligible(d: &DestConf) -> bool {
 pub fn pick(svc_id: u32, svc: &ServiceConf) -> Option<u32> {
     match svc.sched {
         sched::RR => round_robin(svc_id, svc),
+        s if is_dynamic(s) => least_loaded(svc_id, svc),
         _ => None,
     }
+}
+
+/// State shared with the `bpf_loop` callback of [`least_loaded`].
+#[repr(C)]
+struct DynWalk {
+    svc_id: u32,
+    _pad: u32,
+    chooser: Chooser,
+}
+
+/// Offers the `i`-th real server in kernel order to the chooser.
+extern "C" fn dyn_step(i: u64, ctx: *mut c_void) -> i64 {
+    let w = unsafe { &mut *(ctx as *mut DynWalk) };
+    let Some(svc) = SERVICES.get(w.svc_id) else { return 1 };
+    let Some(id) = svc.dests.get(i as usize) else { return 1 };
+    let (Some(d), Some(c)) = (DESTS.get(*id), DEST_COUNTERS.get(*id)) else { return 0 };
+    let usable = d.flags & dest_flags::AVAILABLE != 0 && d.flags & dest_flags::OVERLOAD == 0;
+    w.chooser.offer(i as u32, usable, d.weight, c);
+    if w.chooser.done != 0 {
+        1
+    } else {
+        0
+    }
+}
+
+/// lc, wlc, sed, nq, fo, ovf: one walk over the real servers in kernel order comparing their
+/// live connection counters (`DEST_COUNTERS`). The counters are read without a lock while
+/// other CPUs may be adding connections, as the kernel reads its atomics.
+#[inline(always)]
+fn least_loaded(svc_id: u32, svc: &ServiceConf) -> Option<u32> {
+    let count = svc.dest_count;
+    if count == 0 || count as usize > MAX_DESTS_PER_SVC {
+        return None;
+    }
+    let mut walk = DynWalk { svc_id, _pad: 0, chooser: Chooser::new(svc.sched) };
+    unsafe {
+        bpf_loop(count, dyn_step as *mut c_void, &mut walk as *mut DynWalk as *mut c_void, 0);
+    }
+    let idx = walk.chooser.found;
+    if idx == NONE {
+        return None;
+    }
+    svc.dests.get(idx as usize).copied()
 }
 
 /// State shared with the `bpf_loop` callback (lives on the caller's stack).

@@ -310,8 +310,8 @@ fn keep_dataplane_survives_sigterm_until_a_plain_stop() {
     let mut first = Lvsd::start_with(&topo.director, &cfg, &["--keep-dataplane"]).unwrap();
     assert_eq!(who(&topo), "rs2");
     assert!(first.stop().unwrap().success());
-    assert!(first.pin_dir().join("v1/maps/CONNS").exists(), "maps must stay pinned");
-    assert!(first.pin_dir().join("v1/links/to-clients").exists(), "links must stay pinned");
+    assert!(first.layout_dir().join("maps/CONNS").exists(), "maps must stay pinned");
+    assert!(first.layout_dir().join("links/to-clients").exists(), "links must stay pinned");
     // No lvsd at all, and the director still balances.
     assert_eq!(who(&topo), "rs1");
     assert_eq!(who(&topo), "rs2");
@@ -362,7 +362,7 @@ fn failed_attach_on_first_start_leaves_nothing_behind() {
 
 /// Entries in a pinned map, counted by bpftool (independent of lvsd's own code).
 fn pinned_entries(lvsd: &Lvsd, map: &str) -> usize {
-    let path = lvsd.pin_dir().join("v1/maps").join(map);
+    let path = lvsd.layout_dir().join("maps").join(map);
     let out = std::process::Command::new("bpftool").args(["-j", "map", "dump", "pinned"]).arg(&path).output().unwrap();
     assert!(out.status.success(), "bpftool: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).matches("\"key\"").count()

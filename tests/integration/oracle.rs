@@ -83,6 +83,9 @@ macro_rules! scenarios {
 
 scenarios! {
     sched_rr => "sched-rr",
+    sched_lc_wlc => "sched-lc-wlc",
+    sched_sed_nq => "sched-sed-nq",
+    sched_fo_ovf => "sched-fo-ovf",
 }
 
 fn stems(dir: &str, ext: &str) -> Vec<String> {

@@ -240,6 +240,16 @@ impl Lvsd {
     pub fn pin_dir(&self) -> &Path {
         &self.pin_dir
     }
+    /// `<pin dir>/v<N>`: lvsd pins under a directory named after its map-layout version. The
+    /// tests find it rather than hard-code N, which changes with every layout change.
+    pub fn layout_dir(&self) -> PathBuf {
+        let found = std::fs::read_dir(&self.pin_dir).ok().and_then(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .find(|n| n.len() > 1 && n.starts_with('v') && n[1..].bytes().all(|b| b.is_ascii_digit()))
+        });
+        self.pin_dir.join(found.unwrap_or_else(|| "v?".into()))
+    }
     pub fn socket(&self) -> &Path {
         &self.socket
     }

@@ -4,10 +4,14 @@
 //! the clock on every lookup); this thread frees the slots so the table does not fill up,
 //! once per second, from its own handles on the pinned maps.
 //!
-//! Race left open: between reading an expired entry and deleting it, a new SYN with the very
-//! same 5-tuple may have re-created it in the dataplane; the delete then removes the new
-//! connection. The value is re-read right before the delete to keep that window to one
-//! syscall.
+//! Whoever removes an entry takes its count away from its real server's `DEST_COUNTERS`
+//! (ActiveConn/InActConn): here that is an atomic subtraction on the array's memory, mapped
+//! from the kernel (`BPF_F_MMAPABLE`), so it never loses an add made by the dataplane at the
+//! same moment. The entry is removed with `BPF_MAP_LOOKUP_AND_DELETE_ELEM`, so we know exactly
+//! what was removed: if a new connection took the same 5-tuple between our read and the
+//! delete, it is put back (`BPF_NOEXIST`), or, if yet another one already took the key, its
+//! count is taken away too. A connection that changes state in that instant can still leave a
+//! count on the wrong one of its server's two counters (a window of one syscall).
 
 use std::{
     path::PathBuf,
@@ -19,10 +23,14 @@ use std::{
     time::Duration,
 };
 
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+
 use aya::maps::{HashMap, Map, MapData};
 use lvs_common::{
-    flow::{ConnEntry, ConnRef, FlowKey},
+    flow::{conn_flags, ConnEntry, ConnRef, FlowKey},
     map_names,
+    service::{DestCounters, MAX_DESTS},
 };
 use tracing::debug;
 
@@ -30,7 +38,10 @@ use super::tables::{monotonic_ns, out_key};
 
 struct ConnMaps {
     conns: HashMap<MapData, FlowKey, ConnEntry>,
+    /// A second handle on CONNS for the raw lookup-and-delete.
+    conns_raw: MapData,
     out: HashMap<MapData, FlowKey, ConnRef>,
+    counters: CounterMemory,
 }
 
 fn open(dir: &std::path::Path) -> anyhow::Result<ConnMaps> {
@@ -39,8 +50,97 @@ fn open(dir: &std::path::Path) -> anyhow::Result<ConnMaps> {
     };
     Ok(ConnMaps {
         conns: HashMap::try_from(m(map_names::CONNS)?)?,
+        conns_raw: MapData::from_pin(dir.join(map_names::CONNS))?,
         out: HashMap::try_from(m(map_names::CONNS_OUT)?)?,
+        counters: CounterMemory::map(&MapData::from_pin(dir.join(map_names::DEST_COUNTERS))?)?,
     })
+}
+
+/// `DEST_COUNTERS`, mapped into our memory (the map is created `BPF_F_MMAPABLE`), so that
+/// userspace updates are atomic with respect to the dataplane's atomic adds.
+struct CounterMemory {
+    base: *mut DestCounters,
+    len: usize,
+}
+
+// SAFETY: the mapping is shared memory accessed only through atomics.
+unsafe impl Send for CounterMemory {}
+
+impl CounterMemory {
+    fn map(data: &MapData) -> anyhow::Result<Self> {
+        let len = MAX_DESTS as usize * std::mem::size_of::<DestCounters>();
+        // SAFETY: mapping a BPF array map's fd as the kernel documents (offset 0, MAP_SHARED).
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                data.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            anyhow::bail!("mmap of {}: {}", map_names::DEST_COUNTERS, std::io::Error::last_os_error());
+        }
+        Ok(CounterMemory { base: p.cast(), len })
+    }
+
+    /// Takes one connection's count away from real server `dest_id`.
+    fn uncount(&self, e: &ConnEntry) {
+        if e.dest_id >= MAX_DESTS {
+            return;
+        }
+        // SAFETY: in bounds (checked above); the counters are 8-byte aligned u64s that the
+        // kernel and the dataplane only touch atomically.
+        unsafe {
+            let c = self.base.add(e.dest_id as usize);
+            let field = if e.flags & conn_flags::INACTIVE != 0 {
+                &raw mut (*c).inactive
+            } else {
+                &raw mut (*c).active
+            };
+            AtomicU64::from_ptr(field).fetch_sub(1, AtomicOrdering::Relaxed);
+        }
+    }
+}
+
+impl Drop for CounterMemory {
+    fn drop(&mut self) {
+        // SAFETY: unmapping what `map` mapped.
+        unsafe { libc::munmap(self.base.cast(), self.len) };
+    }
+}
+
+/// `BPF_MAP_LOOKUP_AND_DELETE_ELEM` on a hash map: removes the entry and returns what it was.
+fn lookup_and_delete(map: &MapData, key: &FlowKey) -> Option<ConnEntry> {
+    #[repr(C)]
+    struct Attr {
+        map_fd: u32,
+        _pad: u32,
+        key: u64,
+        value: u64,
+        flags: u64,
+    }
+    const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
+    let mut value = ConnEntry::default();
+    let attr = Attr {
+        map_fd: map.fd().as_fd().as_raw_fd() as u32,
+        _pad: 0,
+        key: key as *const FlowKey as u64,
+        value: &mut value as *mut ConnEntry as u64,
+        flags: 0,
+    };
+    // SAFETY: the attr points at a key and a value buffer of the map's sizes.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_LOOKUP_AND_DELETE_ELEM,
+            &attr as *const Attr,
+            std::mem::size_of::<Attr>() as u32,
+        )
+    };
+    (r == 0).then_some(value)
 }
 
 /// One sweep: returns how many connections were reclaimed.
@@ -54,14 +154,20 @@ fn sweep(m: &mut ConnMaps) -> usize {
         .filter(|(_, e)| e.expires_ns <= now)
         .collect();
     let mut n = 0;
-    for (k, e) in &expired {
-        match m.conns.get(k, 0) {
-            Ok(cur) if cur == *e => {}
-            _ => continue, // refreshed or replaced meanwhile
+    for (k, _) in &expired {
+        let Some(e) = lookup_and_delete(&m.conns_raw, k) else { continue };
+        if e.expires_ns > now {
+            // A new connection took this 5-tuple after our read: put it back, unless yet
+            // another one has taken the key since, in which case this one is gone for good.
+            const BPF_NOEXIST: u64 = 1;
+            if m.conns.insert(k, e, BPF_NOEXIST).is_err() {
+                m.counters.uncount(&e);
+            }
+            continue;
         }
-        if m.conns.remove(k).is_ok() {
-            n += 1;
-        }
+        m.counters.uncount(&e);
+        n += 1;
+        let e = &e;
         let ok = out_key(k, e);
         if matches!(m.out.get(&ok, 0), Ok(r) if r.in_key == *k) {
             let _ = m.out.remove(&ok);

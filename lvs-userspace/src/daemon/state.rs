@@ -41,7 +41,11 @@ pub fn check_service_supported(spec: &ServiceSpec) -> Result<u32, OpError> {
     let Some(id) = sched::from_name(&spec.scheduler) else {
         return err(
             Errno::NotImplemented,
-            format!("scheduler '{}' is not supported by lvsd yet (only rr)", spec.scheduler),
+            format!(
+                "scheduler '{}' is not supported by lvsd yet (only {})",
+                spec.scheduler,
+                sched::supported_names()
+            ),
         );
     };
     match spec.key {
@@ -106,9 +110,11 @@ const DEST_TRASH_PERIOD: std::time::Duration = std::time::Duration::from_secs(12
 /// A deleted real server, kept as IPVS keeps it in its dest trash: adding the same address and
 /// port to the same service again revives it, with the connections still bound to it (they
 /// count in ActiveConn/InActConn and forward again). Its `DESTS` slot keeps the address and
-/// service but loses `AVAILABLE`, so meanwhile their packets are dropped, as in IPVS.
+/// service but loses `AVAILABLE`, so meanwhile their packets are dropped, as in IPVS. The slot
+/// (and its `DEST_COUNTERS` entry) stays reserved while any connection still counts on it.
 struct Trashed {
-    svc_slot: u32,
+    /// The owning service's slot; `None` once the service is deleted too (no revival then).
+    svc_slot: Option<u32>,
     addr: std::net::IpAddr,
     port: u16,
     slot: u32,
@@ -167,6 +173,25 @@ impl VirtualServers {
             }
             vs.next_svc_slot = vs.next_svc_slot.max(slot + 1) % MAX_SERVICES;
             vs.services.insert(slot, Service { slot, spec, sched_id: conf.sched, dests });
+        }
+        // Slots of deleted real servers that connections still count on stay reserved (the
+        // trash itself, and so revival, does not survive a restart).
+        for ds in 0..MAX_DESTS {
+            if vs.used_dest_slots.contains(&ds) {
+                continue;
+            }
+            let c = t.dest_counters(ds);
+            if c.active != 0 || c.inactive != 0 || c.persist != 0 {
+                let d = tables::dest_spec(&t.dests.get(&ds, 0)?);
+                vs.used_dest_slots.insert(ds);
+                vs.trash.push(Trashed {
+                    svc_slot: None,
+                    addr: d.addr,
+                    port: d.port,
+                    slot: ds,
+                    since: std::time::Instant::now(),
+                });
+            }
         }
         Ok(vs)
     }
@@ -278,17 +303,16 @@ impl VirtualServers {
         let k = tables::svc_key(key).map_err(internal)?;
         // Unpublish first so no new connection is scheduled while the rest goes away.
         let _ = t.svc_index.remove(&k);
+        let now = std::time::Instant::now();
         for d in &svc.dests {
-            let _ = t.dests.set(d.slot, DestConf::default(), 0);
-            self.used_dest_slots.remove(&d.slot);
+            let _ = t.dests.set(d.slot, tables::dest_conf(&d.spec, slot, 0), 0);
+            self.trash.push(Trashed { svc_slot: None, addr: d.spec.addr, port: d.spec.port, slot: d.slot, since: now });
         }
         // Reviving needs the same service; lvsd does not carry trashed servers over to a
-        // re-created one (IPVS does).
-        for tr in self.trash.iter().filter(|tr| tr.svc_slot == slot) {
-            let _ = t.dests.set(tr.slot, DestConf::default(), 0);
-            self.used_dest_slots.remove(&tr.slot);
+        // re-created one (IPVS does). Their slots stay reserved until their connections end.
+        for tr in self.trash.iter_mut().filter(|tr| tr.svc_slot == Some(slot)) {
+            tr.svc_slot = None;
         }
-        self.trash.retain(|tr| tr.svc_slot != slot);
         let _ = t.services.set(slot, ServiceConf::default(), 0);
         info!(service = %key, "service deleted");
         Ok(())
@@ -316,7 +340,8 @@ impl VirtualServers {
         if svc.dests.len() >= MAX_DESTS_PER_SVC {
             return err(Errno::NoMem, format!("{key} already has {MAX_DESTS_PER_SVC} real servers"));
         }
-        let revived = self.trash.iter().position(|tr| tr.svc_slot == slot && tr.addr == d.addr && tr.port == d.port);
+        let revived =
+            self.trash.iter().position(|tr| tr.svc_slot == Some(slot) && tr.addr == d.addr && tr.port == d.port);
         let ds = match revived {
             Some(i) => self.trash.remove(i).slot,
             None => {
@@ -387,21 +412,25 @@ impl VirtualServers {
             let _ = t.sched_state.set(slot, st, 0);
         }
         let _ = t.dests.set(removed.slot, tables::dest_conf(&removed.spec, slot, 0), 0);
-        self.trash.push(Trashed { svc_slot: slot, addr, port, slot: removed.slot, since: std::time::Instant::now() });
+        self.trash.push(Trashed {
+            svc_slot: Some(slot),
+            addr,
+            port,
+            slot: removed.slot,
+            since: std::time::Instant::now(),
+        });
         info!(service = %key, server = %addr, port, "real server deleted");
         Ok(())
     }
 
-    /// Frees trashed real servers older than [`DEST_TRASH_PERIOD`] that no live connection
-    /// names any more. Scans the connection table, so only when one is old enough.
+    /// Frees trashed real servers that no connection counts on any more and that were deleted
+    /// at least [`DEST_TRASH_PERIOD`] ago.
     fn purge_trash(&mut self, t: &mut Tables) {
-        if !self.trash.iter().any(|tr| tr.since.elapsed() >= DEST_TRASH_PERIOD) {
-            return;
-        }
-        let counts = t.conn_counts(tables::monotonic_ns());
-        let (gone, kept): (Vec<Trashed>, Vec<Trashed>) = std::mem::take(&mut self.trash)
-            .into_iter()
-            .partition(|tr| tr.since.elapsed() >= DEST_TRASH_PERIOD && !counts.contains_key(&tr.slot));
+        let (gone, kept): (Vec<Trashed>, Vec<Trashed>) =
+            std::mem::take(&mut self.trash).into_iter().partition(|tr| {
+                let c = t.dest_counters(tr.slot);
+                tr.since.elapsed() >= DEST_TRASH_PERIOD && c.active == 0 && c.inactive == 0 && c.persist == 0
+            });
         for tr in gone {
             let _ = t.dests.set(tr.slot, DestConf::default(), 0);
             self.used_dest_slots.remove(&tr.slot);
@@ -411,8 +440,7 @@ impl VirtualServers {
 
     /// Every service with live connection counts, in slot order, dests in kernel order.
     pub fn list(&self, t: &Tables) -> Vec<ServiceStatus> {
-        let counts = t.conn_counts(tables::monotonic_ns());
-        self.services.values().map(|s| Self::status(s, &counts)).collect()
+        self.services.values().map(|s| Self::status(s, t)).collect()
     }
 
     /// One service, or ESRCH.
@@ -420,19 +448,24 @@ impl VirtualServers {
         let Some(slot) = self.find(key) else {
             return err(Errno::Srch, format!("{key} does not exist"));
         };
-        let counts = t.conn_counts(tables::monotonic_ns());
-        Ok(Self::status(&self.services[&slot], &counts))
+        Ok(Self::status(&self.services[&slot], t))
     }
 
-    fn status(s: &Service, counts: &std::collections::HashMap<u32, (u32, u32)>) -> ServiceStatus {
+    /// ActiveConn/InActConn/PersistConn come from the dataplane's counters (`DEST_COUNTERS`).
+    fn status(s: &Service, t: &Tables) -> ServiceStatus {
         ServiceStatus {
             spec: s.spec.clone(),
             dests: s
                 .dests
                 .iter()
                 .map(|d| {
-                    let (a, i) = counts.get(&d.slot).copied().unwrap_or_default();
-                    DestStatus { spec: d.spec.clone(), active_conns: a, inact_conns: i, persist_conns: 0 }
+                    let c = t.dest_counters(d.slot);
+                    DestStatus {
+                        spec: d.spec.clone(),
+                        active_conns: clamp(c.active),
+                        inact_conns: clamp(c.inactive),
+                        persist_conns: clamp(c.persist),
+                    }
                 })
                 .collect(),
         }
@@ -445,6 +478,16 @@ impl VirtualServers {
             .values()
             .map(|s| (s.spec.clone(), s.dests.iter().rev().map(|d| d.spec.clone()).collect()))
             .collect()
+    }
+}
+
+/// The kernel's counters are 32-bit atomics; ours are 64-bit. A transient negative value (a
+/// decrement seen before its increment) reads as 0, not as 2^64 - 1.
+fn clamp(v: u64) -> u32 {
+    if v > i64::MAX as u64 {
+        0
+    } else {
+        v.min(u32::MAX as u64) as u32
     }
 }
 

@@ -1,7 +1,6 @@
 //! Typed access to the pinned maps, and conversions between the model and the map layouts.
 
 use std::{
-    collections::HashMap as StdHashMap,
     net::{IpAddr, Ipv4Addr},
     path::Path,
 };
@@ -12,8 +11,8 @@ use lvs_common::{
     counters::{Counter, COUNTER_COUNT},
     flow::{ConnEntry, FlowKey},
     map_names,
-    service::{DestConf, SchedState, ServiceConf, SvcKey},
-    tcp_state, AF_INET, AF_INET6,
+    service::{DestConf, DestCounters, SchedState, ServiceConf, SvcKey},
+    AF_INET, AF_INET6,
 };
 
 use crate::model::{DestSpec, Forward, Protocol, ServiceKey};
@@ -27,6 +26,7 @@ pub struct Tables {
     pub conns: HashMap<MapData, FlowKey, ConnEntry>,
     pub timeouts: Array<MapData, u32>,
     pub stats: PerCpuArray<MapData, u64>,
+    pub dest_counters: Array<MapData, DestCounters>,
 }
 
 fn open(dir: &Path, name: &str) -> anyhow::Result<Map> {
@@ -47,6 +47,24 @@ impl Tables {
             conns: HashMap::try_from(open(dir, map_names::CONNS)?)?,
             timeouts: Array::try_from(open(dir, map_names::TIMEOUTS)?)?,
             stats: PerCpuArray::try_from(open(dir, map_names::STATS)?)?,
+            dest_counters: Array::try_from(open(dir, map_names::DEST_COUNTERS)?)?,
+        })
+    }
+
+    /// Takes the maps out of a freshly loaded, unpinned object (benchmarks).
+    pub fn from_ebpf(ebpf: &mut aya::Ebpf) -> anyhow::Result<Self> {
+        let mut take = |name: &str| {
+            ebpf.take_map(name).with_context(|| format!("map {name} missing from the object"))
+        };
+        Ok(Tables {
+            svc_index: HashMap::try_from(take(map_names::SVC_INDEX)?)?,
+            services: Array::try_from(take(map_names::SERVICES)?)?,
+            sched_state: Array::try_from(take(map_names::SCHED_STATE)?)?,
+            dests: Array::try_from(take(map_names::DESTS)?)?,
+            conns: HashMap::try_from(take(map_names::CONNS)?)?,
+            timeouts: Array::try_from(take(map_names::TIMEOUTS)?)?,
+            stats: PerCpuArray::try_from(take(map_names::STATS)?)?,
+            dest_counters: Array::try_from(take(map_names::DEST_COUNTERS)?)?,
         })
     }
 
@@ -73,32 +91,9 @@ impl Tables {
         Ok(out)
     }
 
-    /// ActiveConn/InActConn per `DESTS` slot, counted from the live (unexpired) entries of the
-    /// connection table. Entries are attributed to a slot only if they still point at the
-    /// address the slot holds now (slots are reused after a real server is deleted).
-    pub fn conn_counts(&self, now_ns: u64) -> StdHashMap<u32, (u32, u32)> {
-        let mut counts: StdHashMap<u32, (u32, u32)> = StdHashMap::new();
-        let mut dest_cache: StdHashMap<u32, Option<DestConf>> = StdHashMap::new();
-        for item in self.conns.iter() {
-            let Ok((_, e)) = item else { continue };
-            if e.expires_ns <= now_ns {
-                continue;
-            }
-            let dest = *dest_cache
-                .entry(e.dest_id)
-                .or_insert_with(|| self.dests.get(&e.dest_id, 0).ok());
-            let Some(d) = dest else { continue };
-            if d.addr != e.daddr || d.svc_id != e.svc_id {
-                continue;
-            }
-            let slot = counts.entry(e.dest_id).or_default();
-            if tcp_state::is_active(e.state) {
-                slot.0 += 1;
-            } else {
-                slot.1 += 1;
-            }
-        }
-        counts
+    /// The connection counters of real server slot `dest_id` (zero if unreadable).
+    pub fn dest_counters(&self, dest_id: u32) -> DestCounters {
+        self.dest_counters.get(&dest_id, 0).unwrap_or_default()
     }
 }
 
