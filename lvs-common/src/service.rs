@@ -145,7 +145,7 @@ pub struct DestConf {
 }
 
 /// Connection counters of one real server (value of `DEST_COUNTERS`, same index as `DESTS`).
-/// 24 bytes; 64-bit because the BPF target has 64-bit atomics only. Global, not per-CPU: the dynamic schedulers compare them across servers, so every
+/// 32 bytes; 64-bit because the BPF target has 64-bit atomics only. Global, not per-CPU: the dynamic schedulers compare them across servers, so every
 /// CPU must see one number. The dataplane changes them with atomic adds; userspace (which takes
 /// an expired connection's count away when it reclaims the entry) with atomic operations on the
 /// map's memory (`BPF_F_MMAPABLE`).
@@ -159,6 +159,32 @@ pub struct DestCounters {
     pub inactive: u64,
     /// Persistence templates pointing at this server: PersistConn.
     pub persist: u64,
+    /// 1 while the server is overloaded (IPVS's `IP_VS_DEST_F_OVERLOAD`): set when a new
+    /// connection brings its connections to the u-threshold, cleared by [`overload_clears`]
+    /// when one ends, or when `-a/-e` lifts the threshold. Every scheduler skips it. Kept here,
+    /// not in `DestConf`, because the dataplane sets it and userspace rewrites `DestConf`.
+    pub overload: u64,
+}
+
+/// Whether binding a connection sets OVERLOAD (`ip_vs_bind_dest`): `total` is active +
+/// inactive after counting the new connection; templates don't count.
+#[inline(always)]
+pub fn overload_sets(total: u64, u_threshold: u32) -> bool {
+    u_threshold != 0 && total >= u_threshold as u64
+}
+
+/// Whether unbinding a connection clears OVERLOAD (`ip_vs_unbind_dest`): `total` after the
+/// decrement. With an l-threshold: below it; with only a u-threshold: below 3/4 of it; with
+/// neither: always.
+#[inline(always)]
+pub fn overload_clears(total: u64, u_threshold: u32, l_threshold: u32) -> bool {
+    if l_threshold != 0 {
+        total < l_threshold as u64
+    } else if u_threshold != 0 {
+        total.wrapping_mul(4) < (u_threshold as u64) * 3
+    } else {
+        true
+    }
 }
 
 /// IPVS's overhead of a real server for lc, wlc (and lblc): `active * 256 + inactive`.
@@ -177,7 +203,7 @@ pub struct SchedState {
     pub _pad: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<DestCounters>() == 24);
+const _: () = assert!(core::mem::size_of::<DestCounters>() == 32);
 const _: () = assert!(core::mem::size_of::<SvcKey>() == 20);
 const _: () = assert!(core::mem::size_of::<ServiceConf>() == 40 + 4 * MAX_DESTS_PER_SVC);
 const _: () = assert!(core::mem::size_of::<DestConf>() == 40);
@@ -226,6 +252,22 @@ mod pod {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The spec's threshold rules (§1.0): exactly u connections are admitted, the flag is set
+    /// as the u-th binds; it clears below l, or below 3/4 of u without l, or always without
+    /// either.
+    #[test]
+    fn overload_follows_the_thresholds() {
+        assert!(!overload_sets(11, 12));
+        assert!(overload_sets(12, 12));
+        assert!(!overload_sets(1000, 0));
+        assert!(!overload_clears(5, 12, 5));
+        assert!(overload_clears(4, 12, 5));
+        // u = 12, no l: clears when total * 4 < 36, i.e. at 8.
+        assert!(!overload_clears(9, 12, 0));
+        assert!(overload_clears(8, 12, 0));
+        assert!(overload_clears(100, 0, 0));
+    }
 
     /// `-a A`, `-a B -w 0`, `-a C` gives kernel order C,B,A and the sequence C A C A.
     #[test]

@@ -5,13 +5,13 @@ use core::intrinsics::{atomic_xadd, AtomicOrdering};
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use lvs_common::{
     flow::{conn_flags, ConnEntry, ConnRef, FlowKey},
-    service::{DestConf, DestCounters},
+    service::{overload_clears, overload_sets, DestConf, DestCounters},
     tcp_state::{self, DEFAULT_TIMEOUTS, NEW_CONN_TIMEOUT},
     AF_INET,
 };
 
 use crate::{
-    maps::{CONNS, CONNS_OUT, DEST_COUNTERS, TIMEOUTS},
+    maps::{CONNS, CONNS_OUT, DESTS, DEST_COUNTERS, TIMEOUTS},
     parse::{Packet, IPPROTO_TCP},
 };
 
@@ -47,29 +47,65 @@ fn timeout_ns(state: u8) -> u64 {
 /// is unused (`BPF_ATOMIC | BPF_ADD`), so a decrement adds the two's complement.
 const MINUS_ONE: u64 = u64::MAX;
 
-/// Adds `delta` (wrapping) to a counter of real server `dest_id`.
+/// Which of a real server's two connection counters.
+#[derive(Clone, Copy)]
+enum Count {
+    Active,
+    Inactive,
+}
+
+/// Adds `delta` (wrapping) to a counter of real server `dest_id`. (An enum rather than a field
+/// accessor passed as a function: BPF has no indirect calls, and the verifier refuses the
+/// `callx` an uninlined function pointer becomes.)
 #[inline(always)]
-fn counter_add(dest_id: u32, field: fn(*mut DestCounters) -> *mut u64, delta: u64) {
+fn counter_add(dest_id: u32, which: Count, delta: u64) {
     if let Some(c) = DEST_COUNTERS.get_ptr_mut(dest_id) {
+        let field = match which {
+            Count::Active => unsafe { &raw mut (*c).active },
+            Count::Inactive => unsafe { &raw mut (*c).inactive },
+        };
         // `core::sync::atomic` offers no fetch_add on this target (it has no compare-and-swap),
         // so the intrinsic: with its result unused it compiles to the plain BPF atomic add.
-        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(field(c), delta) };
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(field, delta) };
     }
 }
 
-fn active(c: *mut DestCounters) -> *mut u64 {
-    unsafe { &raw mut (*c).active }
+/// Sets or clears a real server's OVERLOAD mark. A plain store: the mark is a level, and the
+/// kernel too sets and clears its flag without ordering against concurrent binds.
+#[inline(always)]
+fn set_overload(c: *mut DestCounters, v: u64) {
+    unsafe { core::ptr::write_volatile(&raw mut (*c).overload, v) };
 }
 
-fn inactive(c: *mut DestCounters) -> *mut u64 {
-    unsafe { &raw mut (*c).inactive }
-}
-
-/// Takes a connection's count away from its real server (the entry is being replaced).
+/// Takes a connection's count away from its real server (the entry is being replaced), and
+/// clears OVERLOAD if the server dropped below its l-threshold (`ip_vs_unbind_dest`).
 #[inline(always)]
 fn uncount(e: &ConnEntry) {
-    let field = if e.flags & conn_flags::INACTIVE != 0 { inactive } else { active };
-    counter_add(e.dest_id, field, MINUS_ONE);
+    let which = if e.flags & conn_flags::INACTIVE != 0 { Count::Inactive } else { Count::Active };
+    counter_add(e.dest_id, which, MINUS_ONE);
+    let (Some(c), Some(d)) = (DEST_COUNTERS.get_ptr_mut(e.dest_id), DESTS.get(e.dest_id)) else { return };
+    unsafe {
+        let total = (*c).active.wrapping_add((*c).inactive);
+        if (*c).overload != 0 && overload_clears(total, d.u_threshold, d.l_threshold) {
+            set_overload(c, 0);
+        }
+    }
+}
+
+/// Counts a new connection as inactive on its real server and sets OVERLOAD when that brings
+/// the server to its u-threshold (`ip_vs_bind_dest`): exactly u connections are admitted.
+#[inline(always)]
+fn count_new(dest_id: u32, dest: &DestConf) {
+    counter_add(dest_id, Count::Inactive, 1);
+    if dest.u_threshold == 0 {
+        return;
+    }
+    let Some(c) = DEST_COUNTERS.get_ptr_mut(dest_id) else { return };
+    unsafe {
+        if overload_sets((*c).active.wrapping_add((*c).inactive), dest.u_threshold) {
+            set_overload(c, 1);
+        }
+    }
 }
 
 /// Runs the state machine for one packet and restarts the entry's timer, as IPVS does at the
@@ -95,12 +131,12 @@ pub fn update(entry: *mut ConnEntry, pkt: &Packet, dir: usize, now: u64) {
             let was_inactive = flags & conn_flags::INACTIVE != 0;
             let now_active = tcp_state::is_active(state);
             if !was_inactive && !now_active {
-                counter_add(dest_id, active, MINUS_ONE);
-                counter_add(dest_id, inactive, 1);
+                counter_add(dest_id, Count::Active, MINUS_ONE);
+                counter_add(dest_id, Count::Inactive, 1);
                 (*entry).flags = flags | conn_flags::INACTIVE;
             } else if was_inactive && now_active {
-                counter_add(dest_id, inactive, MINUS_ONE);
-                counter_add(dest_id, active, 1);
+                counter_add(dest_id, Count::Inactive, MINUS_ONE);
+                counter_add(dest_id, Count::Active, 1);
                 (*entry).flags = flags & !conn_flags::INACTIVE;
             }
         }
@@ -198,6 +234,6 @@ pub fn create(
         let _ = CONNS.remove(key);
         return Err(());
     }
-    counter_add(dest_id, inactive, 1);
+    count_new(dest_id, dest);
     CONNS.get_ptr_mut(key).ok_or(())
 }

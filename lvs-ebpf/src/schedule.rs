@@ -10,11 +10,20 @@ use lvs_common::{
 
 use crate::maps::{DESTS, DEST_COUNTERS, SCHED_STATE, SERVICES};
 
-/// Whether a real server may take a new connection: live, weight > 0, not overloaded. The same
-/// test gates every IPVS scheduler.
+/// Whether a real server may take any new connection: live and not overloaded (thresholds).
 #[inline(always)]
-fn eligible(d: &DestConf) -> bool {
-    d.flags & dest_flags::AVAILABLE != 0 && d.flags & dest_flags::OVERLOAD == 0 && d.weight > 0
+fn usable(id: u32, d: &DestConf) -> bool {
+    let overloaded = match DEST_COUNTERS.get(id) {
+        Some(c) => c.overload != 0,
+        None => true,
+    };
+    d.flags & dest_flags::AVAILABLE != 0 && d.flags & dest_flags::OVERLOAD == 0 && !overloaded
+}
+
+/// rr's test, the same for most IPVS schedulers: usable and weight > 0.
+#[inline(always)]
+fn eligible(id: u32, d: &DestConf) -> bool {
+    usable(id, d) && d.weight > 0
 }
 
 /// The `DESTS` slot chosen for a new connection to service `svc_id`, or `None` when no real
@@ -42,8 +51,7 @@ extern "C" fn dyn_step(i: u64, ctx: *mut c_void) -> i64 {
     let Some(svc) = SERVICES.get(w.svc_id) else { return 1 };
     let Some(id) = svc.dests.get(i as usize) else { return 1 };
     let (Some(d), Some(c)) = (DESTS.get(*id), DEST_COUNTERS.get(*id)) else { return 0 };
-    let usable = d.flags & dest_flags::AVAILABLE != 0 && d.flags & dest_flags::OVERLOAD == 0;
-    w.chooser.offer(i as u32, usable, d.weight, c);
+    w.chooser.offer(i as u32, usable(*id, d), d.weight, c);
     if w.chooser.done != 0 {
         1
     } else {
@@ -90,7 +98,7 @@ extern "C" fn rr_step(i: u64, ctx: *mut c_void) -> i64 {
     let Some(svc) = SERVICES.get(w.svc_id) else { return 1 };
     let Some(id) = svc.dests.get(idx as usize) else { return 1 };
     match DESTS.get(*id) {
-        Some(d) if eligible(d) => {
+        Some(d) if eligible(*id, d) => {
             w.found = idx;
             1
         }

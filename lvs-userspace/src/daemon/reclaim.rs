@@ -24,23 +24,23 @@ use std::{
 };
 
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
-use aya::maps::{HashMap, Map, MapData};
+use aya::maps::{Array, HashMap, Map, MapData};
 use lvs_common::{
-    flow::{conn_flags, ConnEntry, ConnRef, FlowKey},
+    flow::{ConnEntry, ConnRef, FlowKey},
     map_names,
-    service::{DestCounters, MAX_DESTS},
+    service::DestConf,
 };
 use tracing::debug;
 
-use super::tables::{monotonic_ns, out_key};
+use super::tables::{monotonic_ns, out_key, CounterMemory};
 
 struct ConnMaps {
     conns: HashMap<MapData, FlowKey, ConnEntry>,
     /// A second handle on CONNS for the raw lookup-and-delete.
     conns_raw: MapData,
     out: HashMap<MapData, FlowKey, ConnRef>,
+    dests: Array<MapData, DestConf>,
     counters: CounterMemory,
 }
 
@@ -52,64 +52,9 @@ fn open(dir: &std::path::Path) -> anyhow::Result<ConnMaps> {
         conns: HashMap::try_from(m(map_names::CONNS)?)?,
         conns_raw: MapData::from_pin(dir.join(map_names::CONNS))?,
         out: HashMap::try_from(m(map_names::CONNS_OUT)?)?,
+        dests: Array::try_from(m(map_names::DESTS)?)?,
         counters: CounterMemory::map(&MapData::from_pin(dir.join(map_names::DEST_COUNTERS))?)?,
     })
-}
-
-/// `DEST_COUNTERS`, mapped into our memory (the map is created `BPF_F_MMAPABLE`), so that
-/// userspace updates are atomic with respect to the dataplane's atomic adds.
-struct CounterMemory {
-    base: *mut DestCounters,
-    len: usize,
-}
-
-// SAFETY: the mapping is shared memory accessed only through atomics.
-unsafe impl Send for CounterMemory {}
-
-impl CounterMemory {
-    fn map(data: &MapData) -> anyhow::Result<Self> {
-        let len = MAX_DESTS as usize * std::mem::size_of::<DestCounters>();
-        // SAFETY: mapping a BPF array map's fd as the kernel documents (offset 0, MAP_SHARED).
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                data.fd().as_fd().as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            anyhow::bail!("mmap of {}: {}", map_names::DEST_COUNTERS, std::io::Error::last_os_error());
-        }
-        Ok(CounterMemory { base: p.cast(), len })
-    }
-
-    /// Takes one connection's count away from real server `dest_id`.
-    fn uncount(&self, e: &ConnEntry) {
-        if e.dest_id >= MAX_DESTS {
-            return;
-        }
-        // SAFETY: in bounds (checked above); the counters are 8-byte aligned u64s that the
-        // kernel and the dataplane only touch atomically.
-        unsafe {
-            let c = self.base.add(e.dest_id as usize);
-            let field = if e.flags & conn_flags::INACTIVE != 0 {
-                &raw mut (*c).inactive
-            } else {
-                &raw mut (*c).active
-            };
-            AtomicU64::from_ptr(field).fetch_sub(1, AtomicOrdering::Relaxed);
-        }
-    }
-}
-
-impl Drop for CounterMemory {
-    fn drop(&mut self) {
-        // SAFETY: unmapping what `map` mapped.
-        unsafe { libc::munmap(self.base.cast(), self.len) };
-    }
 }
 
 /// `BPF_MAP_LOOKUP_AND_DELETE_ELEM` on a hash map: removes the entry and returns what it was.
@@ -143,6 +88,19 @@ fn lookup_and_delete(map: &MapData, key: &FlowKey) -> Option<ConnEntry> {
     (r == 0).then_some(value)
 }
 
+/// Takes a removed connection's count away from its real server and clears the server's
+/// OVERLOAD mark if that brings it below its threshold (`ip_vs_unbind_dest`).
+fn unbind(m: &ConnMaps, e: &ConnEntry) {
+    if m.counters.uncount(e).is_none() {
+        return;
+    }
+    if let Ok(d) = m.dests.get(&e.dest_id, 0) {
+        m.counters.clear_overload_if(e.dest_id, |total| {
+            lvs_common::service::overload_clears(total, d.u_threshold, d.l_threshold)
+        });
+    }
+}
+
 /// One sweep: returns how many connections were reclaimed.
 fn sweep(m: &mut ConnMaps) -> usize {
     let now = monotonic_ns();
@@ -161,11 +119,11 @@ fn sweep(m: &mut ConnMaps) -> usize {
             // another one has taken the key since, in which case this one is gone for good.
             const BPF_NOEXIST: u64 = 1;
             if m.conns.insert(k, e, BPF_NOEXIST).is_err() {
-                m.counters.uncount(&e);
+                unbind(m, &e);
             }
             continue;
         }
-        m.counters.uncount(&e);
+        unbind(m, &e);
         n += 1;
         let e = &e;
         let ok = out_key(k, e);

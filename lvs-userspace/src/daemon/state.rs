@@ -343,12 +343,18 @@ impl VirtualServers {
         let revived =
             self.trash.iter().position(|tr| tr.svc_slot == Some(slot) && tr.addr == d.addr && tr.port == d.port);
         let ds = match revived {
-            Some(i) => self.trash.remove(i).slot,
+            Some(i) => {
+                let ds = self.trash.remove(i).slot;
+                let old_u = t.dests.get(&ds, 0).map(|c| c.u_threshold).unwrap_or(0);
+                lift_overload(t, ds, old_u, d.u_threshold);
+                ds
+            }
             None => {
                 self.purge_trash(t);
                 let Some(ds) = self.alloc_dest_slot() else {
                     return err(Errno::NoMem, format!("real-server table full ({MAX_DESTS})"));
                 };
+                t.counter_memory.clear_overload(ds);
                 ds
             }
         };
@@ -379,7 +385,9 @@ impl VirtualServers {
         };
         check_dest_supported(key, &d)?;
         let ds = svc.dests[pos].slot;
+        let old_u = svc.dests[pos].spec.u_threshold;
         t.dests.set(ds, tables::dest_conf(&d, slot, dest_flags::AVAILABLE), 0).map_err(internal)?;
+        lift_overload(t, ds, old_u, d.u_threshold);
         info!(service = %key, server = %d.addr, port = d.port, weight = d.weight, "real server edited");
         svc.dests[pos].spec = d;
         Ok(())
@@ -478,6 +486,14 @@ impl VirtualServers {
             .values()
             .map(|s| (s.spec.clone(), s.dests.iter().rev().map(|d| d.spec.clone()).collect()))
             .collect()
+    }
+}
+
+/// `__ip_vs_update_dest` (`-a`, `-e`): OVERLOAD is cleared when the new u-threshold is 0 or
+/// higher than the old one.
+fn lift_overload(t: &Tables, ds: u32, old_u: u32, new_u: u32) {
+    if new_u == 0 || new_u > old_u {
+        t.counter_memory.clear_overload(ds);
     }
 }
 

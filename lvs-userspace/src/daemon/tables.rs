@@ -5,13 +5,17 @@ use std::{
     path::Path,
 };
 
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+
 use anyhow::{anyhow, Context};
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
 use lvs_common::{
     counters::{Counter, COUNTER_COUNT},
     flow::{ConnEntry, FlowKey},
     map_names,
-    service::{DestConf, DestCounters, SchedState, ServiceConf, SvcKey},
+    flow::conn_flags,
+    service::{DestConf, DestCounters, SchedState, ServiceConf, SvcKey, MAX_DESTS},
     AF_INET, AF_INET6,
 };
 
@@ -27,6 +31,8 @@ pub struct Tables {
     pub timeouts: Array<MapData, u32>,
     pub stats: PerCpuArray<MapData, u64>,
     pub dest_counters: Array<MapData, DestCounters>,
+    /// The same map mapped into memory, for atomic updates of single fields.
+    pub counter_memory: CounterMemory,
 }
 
 fn open(dir: &Path, name: &str) -> anyhow::Result<Map> {
@@ -48,6 +54,7 @@ impl Tables {
             timeouts: Array::try_from(open(dir, map_names::TIMEOUTS)?)?,
             stats: PerCpuArray::try_from(open(dir, map_names::STATS)?)?,
             dest_counters: Array::try_from(open(dir, map_names::DEST_COUNTERS)?)?,
+            counter_memory: CounterMemory::map(&MapData::from_pin(dir.join(map_names::DEST_COUNTERS))?)?,
         })
     }
 
@@ -56,6 +63,9 @@ impl Tables {
         let mut take = |name: &str| {
             ebpf.take_map(name).with_context(|| format!("map {name} missing from the object"))
         };
+        let counters = take(map_names::DEST_COUNTERS)?;
+        let Map::Array(data) = &counters else { anyhow::bail!("DEST_COUNTERS is not an array") };
+        let counter_memory = CounterMemory::map(data)?;
         Ok(Tables {
             svc_index: HashMap::try_from(take(map_names::SVC_INDEX)?)?,
             services: Array::try_from(take(map_names::SERVICES)?)?,
@@ -64,7 +74,8 @@ impl Tables {
             conns: HashMap::try_from(take(map_names::CONNS)?)?,
             timeouts: Array::try_from(take(map_names::TIMEOUTS)?)?,
             stats: PerCpuArray::try_from(take(map_names::STATS)?)?,
-            dest_counters: Array::try_from(take(map_names::DEST_COUNTERS)?)?,
+            dest_counters: Array::try_from(counters)?,
+            counter_memory,
         })
     }
 
@@ -224,5 +235,89 @@ mod tests {
         .unwrap();
         assert_eq!(k.port.to_ne_bytes(), [0, 80]);
         assert_eq!(model_key(&k).unwrap().port(), 80);
+    }
+}
+
+/// `DEST_COUNTERS`, mapped into our memory (the map is created `BPF_F_MMAPABLE`), so that
+/// userspace changes single counters atomically with respect to the dataplane's atomic adds.
+/// A map update of the whole value would overwrite adds made meanwhile.
+pub struct CounterMemory {
+    base: *mut DestCounters,
+    len: usize,
+}
+
+// SAFETY: the mapping is shared memory accessed only through atomics.
+unsafe impl Send for CounterMemory {}
+unsafe impl Sync for CounterMemory {}
+
+impl CounterMemory {
+    pub fn map(data: &MapData) -> anyhow::Result<Self> {
+        let len = MAX_DESTS as usize * std::mem::size_of::<DestCounters>();
+        // SAFETY: mapping a BPF array map's fd as the kernel documents (offset 0, MAP_SHARED).
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                data.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            anyhow::bail!("mmap of {}: {}", map_names::DEST_COUNTERS, std::io::Error::last_os_error());
+        }
+        Ok(CounterMemory { base: p.cast(), len })
+    }
+
+    fn slot(&self, dest_id: u32) -> Option<*mut DestCounters> {
+        // SAFETY: in bounds of the mapping.
+        (dest_id < MAX_DESTS).then(|| unsafe { self.base.add(dest_id as usize) })
+    }
+
+    /// Takes one connection's count away from its real server; returns the server's total
+    /// (active + inactive) afterwards.
+    pub fn uncount(&self, e: &ConnEntry) -> Option<u64> {
+        let c = self.slot(e.dest_id)?;
+        // SAFETY: 8-byte aligned u64s in shared memory that everyone updates atomically.
+        unsafe {
+            let (dec, other) = if e.flags & conn_flags::INACTIVE != 0 {
+                (&raw mut (*c).inactive, &raw mut (*c).active)
+            } else {
+                (&raw mut (*c).active, &raw mut (*c).inactive)
+            };
+            let after = AtomicU64::from_ptr(dec).fetch_sub(1, AtomicOrdering::Relaxed).wrapping_sub(1);
+            Some(after.wrapping_add(AtomicU64::from_ptr(other).load(AtomicOrdering::Relaxed)))
+        }
+    }
+
+    /// Clears real server `dest_id`'s OVERLOAD mark.
+    pub fn clear_overload(&self, dest_id: u32) {
+        self.clear_overload_if(dest_id, |_| true);
+    }
+
+    /// Clears real server `dest_id`'s OVERLOAD mark if it is set and `clear(total)` says so.
+    pub fn clear_overload_if(&self, dest_id: u32, clear: impl Fn(u64) -> bool) {
+        let Some(c) = self.slot(dest_id) else { return };
+        // SAFETY: as in `uncount`.
+        unsafe {
+            let o = AtomicU64::from_ptr(&raw mut (*c).overload);
+            if o.load(AtomicOrdering::Relaxed) == 0 {
+                return;
+            }
+            let total = AtomicU64::from_ptr(&raw mut (*c).active)
+                .load(AtomicOrdering::Relaxed)
+                .wrapping_add(AtomicU64::from_ptr(&raw mut (*c).inactive).load(AtomicOrdering::Relaxed));
+            if clear(total) {
+                o.store(0, AtomicOrdering::Relaxed);
+            }
+        }
+    }
+}
+
+impl Drop for CounterMemory {
+    fn drop(&mut self) {
+        // SAFETY: unmapping what `map` mapped.
+        unsafe { libc::munmap(self.base.cast(), self.len) };
     }
 }
