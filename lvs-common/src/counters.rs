@@ -43,10 +43,14 @@ pub enum Counter {
     /// Dropped: a client packet of a connection whose real server has been deleted (IPVS
     /// drops these while `expire_nodest_conn` is 0).
     DropDestUnavailable = 16,
+    /// Answered: no real server could take a new connection, so the client got ICMP port
+    /// unreachable from the VIP (redirected out the ingress interface), as IPVS sends it; the
+    /// packet itself is not forwarded.
+    TxIcmpUnreachable = 17,
 }
 
 /// Number of slots in `STATS`.
-pub const COUNTER_COUNT: u32 = 17;
+pub const COUNTER_COUNT: u32 = 18;
 
 impl Counter {
     /// Every counter, in index order.
@@ -68,6 +72,7 @@ impl Counter {
         Counter::NewConn,
         Counter::ConnHit,
         Counter::DropDestUnavailable,
+        Counter::TxIcmpUnreachable,
     ];
 
     /// Stable snake_case name (metric label).
@@ -90,6 +95,7 @@ impl Counter {
             Counter::NewConn => "new_conn",
             Counter::ConnHit => "conn_hit",
             Counter::DropDestUnavailable => "drop_dest_unavailable",
+            Counter::TxIcmpUnreachable => "tx_icmp_unreachable",
         }
     }
 }

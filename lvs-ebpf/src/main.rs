@@ -10,6 +10,7 @@
 
 mod conntrack;
 mod forward;
+mod icmp;
 mod maps;
 mod nat;
 mod parse;
@@ -40,7 +41,7 @@ pub fn lvs_xdp(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn verdict(c: Counter) -> u32 {
     match c {
-        Counter::Redirect => xdp_action::XDP_REDIRECT,
+        Counter::Redirect | Counter::TxIcmpUnreachable => xdp_action::XDP_REDIRECT,
         Counter::DropNoDest
         | Counter::DropConnTableFull
         | Counter::DropServiceMissing
@@ -87,7 +88,7 @@ fn process(ctx: &XdpContext) -> Counter {
         return Counter::PassNotSyn;
     }
     let Some(svc) = SERVICES.get(svc_id) else { return Counter::DropServiceMissing };
-    let Some(dest_id) = schedule::pick(svc_id, svc) else { return Counter::DropNoDest };
+    let Some(dest_id) = schedule::pick(svc_id, svc) else { return icmp::port_unreachable(ctx, &pkt) };
     let Some(dest) = DESTS.get(dest_id) else { return Counter::DropServiceMissing };
     // Only masquerading is implemented so far; never forward a packet we cannot rewrite.
     if dest.fwd != 0 {
