@@ -1,7 +1,7 @@
-//! Builds the XDP object (lvs-ebpf) with the nightly toolchain for bpfel-unknown-none.
+//! Builds the XDP objects (lvs-ebpf) with the nightly toolchain for bpfel-unknown-none.
 //!
-//! With `AYA_BUILD_SKIP=1` (host-only unit tests, no bpf-linker) the object is replaced by an
-//! empty file: the crate still compiles and lvsd reports at run time that it has no dataplane.
+//! With `AYA_BUILD_SKIP=1` (host-only unit tests, no bpf-linker) the objects are replaced by
+//! empty files: the crate still compiles and lvsd reports at run time that it has no dataplane.
 use std::{fs, path::PathBuf};
 
 fn main() -> anyhow::Result<()> {
@@ -10,9 +10,12 @@ fn main() -> anyhow::Result<()> {
         [aya_build::Package { name: "lvs-ebpf", root_dir: root, ..Default::default() }],
         aya_build::Toolchain::default(),
     )?;
-    let obj = PathBuf::from(std::env::var("OUT_DIR")?).join("lvs");
-    if !obj.exists() {
-        fs::write(&obj, [])?;
+    // `lvs`: the dataplane; `bench-harness`: the benchmark harness (lvs-bench only).
+    for name in ["lvs", "bench-harness"] {
+        let obj = PathBuf::from(std::env::var("OUT_DIR")?).join(name);
+        if !obj.exists() {
+            fs::write(&obj, [])?;
+        }
     }
     println!("cargo:rerun-if-changed=../lvs-common/src");
     Ok(())

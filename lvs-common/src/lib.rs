@@ -9,6 +9,7 @@
 //!   `[u32; 4]`, the other three are zero.
 #![no_std]
 
+pub mod bench;
 pub mod counters;
 pub mod csum;
 pub mod flow;

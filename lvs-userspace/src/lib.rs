@@ -1,7 +1,10 @@
-//! lvsd (the daemon) and ipvsadm (the compatible CLI) as a library; the binaries are thin.
+//! lvsd (the daemon), ipvsadm (the compatible CLI) and lvs-bench (per-packet benchmarks) as a
+//! library; the binaries are thin.
 
+pub mod bench;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod ipvsadm;
 pub mod model;
+pub mod testkit;

@@ -9,10 +9,10 @@
 //! private namespace with two veth pairs and static neighbours, which makes next hops and MAC
 //! addresses deterministic. Needs root; in CI (`CI` set) a missing privilege is a failure.
 
-use std::{net::IpAddr, path::PathBuf, process::Command};
+use std::{net::IpAddr, path::PathBuf};
 
 use aya::programs::{TestRun, TestRunOptions, Xdp};
-use lvs_common::{counters::Counter, csum, XDP_PROGRAM};
+use lvs_common::{counters::Counter, XDP_PROGRAM};
 use lvs_userspace::{
     daemon::{
         dataplane::{self, Dataplane, PinLayout},
@@ -20,6 +20,10 @@ use lvs_userspace::{
         tables::Tables,
     },
     model::{DestSpec, Forward, Protocol, ServiceKey, ServiceSpec},
+    testkit::{
+        frames::{self, hex, Ip},
+        netns::{self, DIRECTOR_CL_MAC, DIRECTOR_RS_MAC},
+    },
 };
 
 const XDP_DROP: u32 = 1;
@@ -34,15 +38,11 @@ const RS1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x11];
 const RS2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x12];
 const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 const DIRECTOR_IN_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
-/// MAC of the director's server-side interface (set on the veth in the fixture namespace).
-const DIRECTOR_RS_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xd1];
-/// MAC of the director's client-side interface.
-const DIRECTOR_CL_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xd2];
 
-const SYN: u8 = 0x02;
-const ACK: u8 = 0x10;
-const PSH: u8 = 0x08;
-const RST: u8 = 0x04;
+const SYN: u8 = frames::TCP_SYN;
+const ACK: u8 = frames::TCP_ACK;
+const PSH: u8 = frames::TCP_PSH;
+const RST: u8 = frames::TCP_RST;
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -61,143 +61,22 @@ fn require_root() -> bool {
     false
 }
 
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{:?} failed: {}",
-        args,
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Moves the calling thread into a new network namespace shaped like a director: `cl`
-/// (198.51.100.1/24) towards the client, `rs` (192.0.2.1/24) towards the real servers,
-/// forwarding on, static neighbours for the client and both real servers.
+/// Moves the calling thread into a private namespace shaped like a director (see
+/// `testkit::netns`).
 fn private_director_netns() {
-    // SAFETY: unshare(CLONE_NEWNET) affects only this thread, which the test owns.
-    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
-    // Children inherit this thread's namespace.
-    sh(&["ip", "link", "set", "lo", "up"]);
-    sh(&["ip", "link", "add", "cl", "address", "02:00:00:00:00:d2", "type", "veth", "peer", "name", "clp"]);
-    sh(&["ip", "link", "add", "rs", "address", "02:00:00:00:00:d1", "type", "veth", "peer", "name", "rsp"]);
-    for dev in ["cl", "clp", "rs", "rsp"] {
-        sh(&["ip", "link", "set", dev, "up"]);
-    }
-    sh(&["ip", "addr", "add", "198.51.100.1/24", "dev", "cl"]);
-    sh(&["ip", "addr", "add", "192.0.2.1/24", "dev", "rs"]);
-    sh(&["ip", "neigh", "replace", "198.51.100.2", "lladdr", "02:00:00:00:00:02", "dev", "cl", "nud", "permanent"]);
-    sh(&["ip", "neigh", "replace", "192.0.2.11", "lladdr", "02:00:00:00:00:11", "dev", "rs", "nud", "permanent"]);
-    for last in 11..=14 {
-        let ip = format!("192.0.2.{last}");
-        let mac = format!("02:00:00:00:00:{last}");
-        sh(&["ip", "neigh", "replace", &ip, "lladdr", &mac, "dev", "rs", "nud", "permanent"]);
-    }
-    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").expect("ip_forward");
+    netns::enter_private_director().expect("private director namespace");
 }
 
 // ---- packet building (full checksums, independent of the program's incremental updates) ----
 
-struct Ip {
-    src: [u8; 4],
-    dst: [u8; 4],
-    ttl: u8,
-    options: Vec<u8>,
-    frag: u16,
-}
-
-impl Ip {
-    fn new(src: [u8; 4], dst: [u8; 4]) -> Self {
-        Ip { src, dst, ttl: 64, options: Vec::new(), frag: 0x4000 }
-    }
-}
-
-fn pseudo_sum(ip: &Ip, proto: u8, l4_len: usize) -> u32 {
-    let mut ph = Vec::new();
-    ph.extend_from_slice(&ip.src);
-    ph.extend_from_slice(&ip.dst);
-    ph.extend_from_slice(&[0, proto]);
-    ph.extend_from_slice(&(l4_len as u16).to_be_bytes());
-    csum::sum_words(&ph, 0)
-}
-
-fn frame(dst_mac: [u8; 6], src_mac: [u8; 6], ip: &Ip, proto: u8, l4: Vec<u8>) -> Vec<u8> {
-    let ihl = 20 + ip.options.len();
-    assert_eq!(ihl % 4, 0);
-    let tot = ihl + l4.len();
-    let mut h = vec![
-        0x40 | (ihl / 4) as u8,
-        0,
-        (tot >> 8) as u8,
-        tot as u8,
-        0x12,
-        0x34,
-        (ip.frag >> 8) as u8,
-        ip.frag as u8,
-        ip.ttl,
-        proto,
-        0,
-        0,
-    ];
-    h.extend_from_slice(&ip.src);
-    h.extend_from_slice(&ip.dst);
-    h.extend_from_slice(&ip.options);
-    let c = csum::checksum(&h);
-    h[10..12].copy_from_slice(&c.to_ne_bytes());
-    let mut f = Vec::new();
-    f.extend_from_slice(&dst_mac);
-    f.extend_from_slice(&src_mac);
-    f.extend_from_slice(&[0x08, 0x00]);
-    f.extend_from_slice(&h);
-    f.extend_from_slice(&l4);
-    f
-}
-
-fn tcp(ip: &Ip, sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut t = Vec::new();
-    t.extend_from_slice(&sport.to_be_bytes());
-    t.extend_from_slice(&dport.to_be_bytes());
-    t.extend_from_slice(&1000u32.to_be_bytes());
-    t.extend_from_slice(&(if flags & ACK != 0 { 2000u32 } else { 0 }).to_be_bytes());
-    t.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    t.extend_from_slice(payload);
-    let c = !csum::fold(csum::sum_words(&t, pseudo_sum(ip, 6, t.len())));
-    t[16..18].copy_from_slice(&c.to_ne_bytes());
-    t
-}
-
-fn udp(ip: &Ip, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let len = 8 + payload.len();
-    let mut u = Vec::new();
-    u.extend_from_slice(&sport.to_be_bytes());
-    u.extend_from_slice(&dport.to_be_bytes());
-    u.extend_from_slice(&(len as u16).to_be_bytes());
-    u.extend_from_slice(&[0, 0]);
-    u.extend_from_slice(payload);
-    let mut c = !csum::fold(csum::sum_words(&u, pseudo_sum(ip, 17, len)));
-    if c == 0 {
-        c = 0xffff;
-    }
-    u[6..8].copy_from_slice(&c.to_ne_bytes());
-    u
-}
+const PAYLOAD: &[u8] = b"GET / HTTP/1.1\r\n\r\n";
 
 fn tcp_frame(dmac: [u8; 6], smac: [u8; 6], ip: Ip, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
-    let l4 = tcp(&ip, sport, dport, flags, b"GET / HTTP/1.1\r\n\r\n");
-    frame(dmac, smac, &ip, 6, l4)
+    frames::tcp_frame(dmac, smac, ip, sport, dport, flags, PAYLOAD)
 }
 
 fn udp_frame(dmac: [u8; 6], smac: [u8; 6], ip: Ip, sport: u16, dport: u16) -> Vec<u8> {
-    let l4 = udp(&ip, sport, dport, b"ping");
-    frame(dmac, smac, &ip, 17, l4)
-}
-
-fn hex(b: &[u8]) -> String {
-    b.chunks(16)
-        .map(|c| c.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" "))
-        .collect::<Vec<_>>()
-        .join("\n    ")
+    frames::udp_frame(dmac, smac, ip, sport, dport, b"ping")
 }
 
 // ---- the rig ----
@@ -291,9 +170,8 @@ fn check(rig: &mut Rig, fixtures: Vec<Fixture>) {
     assert!(failures.is_empty(), "fixtures failed:\n{}", failures.join("\n"));
 }
 
-fn with_ttl(mut ip: Ip, ttl: u8) -> Ip {
-    ip.ttl = ttl;
-    ip
+fn with_ttl(ip: Ip, ttl: u8) -> Ip {
+    ip.with_ttl(ttl)
 }
 
 #[test]

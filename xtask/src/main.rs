@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+mod bench;
 mod oracle;
 
 const APT_PACKAGES: &[&str] = &[
@@ -32,6 +33,8 @@ fn usage() -> ! {
          test [ARGS]    setup, cargo build --release, cargo test --release (ARGS go to the test\n                 \
          binaries, e.g. a name filter; LVS_TEST_THREADS overrides --test-threads={DEFAULT_TEST_THREADS})\n  \
          demo           setup, build, run the demo director in network namespaces\n  \
+         bench [ARGS]   setup, build, run the benchmarks as root; results in target/bench/\n                 \
+         (ARGS go to lvs-bench, e.g. --case new_rr_8)\n  \
          oracle ...     the kernel-IPVS oracle VM (`cargo xtask oracle help`)"
     );
     std::process::exit(2)
@@ -45,6 +48,7 @@ fn main() {
         "setup" => setup(),
         "test" => test(rest),
         "demo" => demo(rest),
+        "bench" => bench::main(rest),
         "oracle" => oracle::main(rest),
         "-h" | "--help" | "help" => usage(),
         other => {

@@ -90,18 +90,20 @@ impl Dataplane {
         for (name, path) in &map_paths {
             loader.map_pin_path(name, path.as_path());
         }
-        loader.map_max_entries(map_names::CONNS, conn_table_size);
-        loader.map_max_entries(map_names::CONNS_OUT, conn_table_size);
-        let mut ebpf = loader.load(OBJECT).context("loading the XDP object")?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(XDP_PROGRAM)
-            .context("XDP program missing from the object")?
-            .try_into()?;
-        prog.load().context("the verifier rejected the XDP program")?;
+        let ebpf = load_object(&mut loader, conn_table_size)?;
         if reuse {
             info!(dir = %pins.root.display(), "reusing pinned maps from a previous lvsd");
         }
         Ok(Dataplane { ebpf, pins })
+    }
+
+    /// Loads the object with nothing pinned: the maps live as long as the returned `Ebpf` and
+    /// vanish with the process (benchmarks, which must leave nothing behind on bpffs).
+    pub fn load_unpinned(conn_table_size: u32) -> anyhow::Result<Ebpf> {
+        if OBJECT.is_empty() {
+            bail!("built without the XDP object (AYA_BUILD_SKIP); rebuild");
+        }
+        load_object(&mut EbpfLoader::new(), conn_table_size)
     }
 
     fn program(&mut self) -> anyhow::Result<&mut Xdp> {
@@ -165,6 +167,20 @@ impl Dataplane {
         fd.pin(pin)?;
         Ok(())
     }
+}
+
+/// Loads the object through `loader` (pinning already configured) with the connection table
+/// sized at `conn_table_size`, and the XDP program through the verifier.
+fn load_object(loader: &mut EbpfLoader, conn_table_size: u32) -> anyhow::Result<Ebpf> {
+    loader.map_max_entries(map_names::CONNS, conn_table_size);
+    loader.map_max_entries(map_names::CONNS_OUT, conn_table_size);
+    let mut ebpf = loader.load(OBJECT).context("loading the XDP object")?;
+    let prog: &mut Xdp = ebpf
+        .program_mut(XDP_PROGRAM)
+        .context("XDP program missing from the object")?
+        .try_into()?;
+    prog.load().context("the verifier rejected the XDP program")?;
+    Ok(ebpf)
 }
 
 /// Detaches from every interface pinned under `pins` (SIGTERM without `--keep-dataplane`).

@@ -1,0 +1,176 @@
+//! The benchmark cases. A scenario is a dataplane state; each of its cases is a frame sent
+//! through it, with the counters that must advance once per iteration (proof the packet took
+//! the path the case is named after) and the target, as cost above the harness floor.
+//!
+//! Adding a case: a frame, a variation, the expected counters and verdict, in an existing
+//! scenario or a new one with its own setup.
+
+use lvs_common::counters::Counter;
+
+use super::{
+    harness::Vary,
+    rig::{self, Rig, CLIENT0, CLIENT0_PORT, CLIENT_MAC, DIRECTOR_IN_MAC, NOT_A_VIP, VIP, VPORT},
+};
+use crate::testkit::{
+    frames::{tcp_frame, Ip, TCP_ACK, TCP_SYN},
+    netns::DIRECTOR_RS_MAC,
+};
+
+pub const XDP_PASS: u32 = 2;
+pub const XDP_REDIRECT: u32 = 4;
+
+/// Connection-table capacity (`connection_table_size`) for every scenario: room for the
+/// 1 M-entry table and for a run's worth of new connections.
+pub const TABLE_SIZE: u32 = 1 << 21;
+
+pub struct Scenario {
+    pub name: &'static str,
+    /// Builds the dataplane state on a freshly loaded dataplane.
+    pub setup: fn(&mut Rig) -> anyhow::Result<()>,
+    /// A fresh dataplane (empty tables) for every run: the cases fill the table.
+    pub fresh_per_run: bool,
+    pub cases: Vec<Case>,
+}
+
+pub struct Case {
+    /// Short stable name (JSON key, table row).
+    pub name: String,
+    /// What the case measures, one line.
+    pub what: String,
+    pub frame: Vec<u8>,
+    pub vary: Vary,
+    /// Counters that advance by exactly one per iteration; every other counter must not move.
+    pub expect: &'static [Counter],
+    pub verdict: u32,
+    /// Target for the cost above the harness floor, ns.
+    pub target_ns: Option<f64>,
+}
+
+/// Pads a frame with zeros to a multiple of 8 bytes, as the harness copies it (Ethernet pads
+/// short frames to 60 bytes on the wire anyway; the IPv4 total length ignores the padding).
+fn padded(mut frame: Vec<u8>) -> Vec<u8> {
+    frame.resize(frame.len().next_multiple_of(8), 0);
+    frame
+}
+
+/// A client SYN (or ACK) to `dst`, from client 0. Every frame is a 54-byte TCP segment without
+/// payload padded to 56, so the harness copies the same amount in every case.
+fn from_client(dst: [u8; 4], flags: u8) -> Vec<u8> {
+    let ip = Ip::new(CLIENT0, dst);
+    padded(tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, ip, CLIENT0_PORT, VPORT, flags, &[]))
+}
+
+/// Real server 0's reply to client 0.
+fn from_real_server() -> Vec<u8> {
+    let ip = Ip::new(rig::real_server(0), CLIENT0);
+    padded(tcp_frame(
+        DIRECTOR_RS_MAC,
+        rig::real_server_mac(0),
+        ip,
+        VPORT,
+        CLIENT0_PORT,
+        TCP_ACK,
+        &[],
+    ))
+}
+
+fn established(rig: &mut Rig, conns: u32) -> anyhow::Result<()> {
+    let key = rig.service(8)?;
+    rig.fill_established(&key, conns)
+}
+
+/// Both directions of an established NAT flow, cycling through all `conns` entries (a power
+/// of two) so the table's size shows in the cost, not one hot entry.
+fn established_cases(conns: u32, size: &str) -> Vec<Case> {
+    let mask = conns - 1;
+    vec![
+        Case {
+            name: format!("nat_in_{size}"),
+            what: format!("established NAT, client -> real server, {conns} connections in turn"),
+            frame: from_client(VIP, TCP_ACK),
+            vary: rig::vary_client_src(mask),
+            expect: &[Counter::ConnHit, Counter::Redirect],
+            verdict: XDP_REDIRECT,
+            target_ns: Some(110.0),
+        },
+        Case {
+            name: format!("nat_out_{size}"),
+            what: format!("established NAT, reply -> client, {conns} connections in turn"),
+            frame: from_real_server(),
+            vary: rig::vary_client_dst(mask),
+            expect: &[Counter::ConnHit, Counter::Redirect],
+            verdict: XDP_REDIRECT,
+            target_ns: Some(110.0),
+        },
+    ]
+}
+
+fn new_rr(servers: usize) -> Case {
+    Case {
+        name: format!("new_rr_{servers}"),
+        what: format!("new TCP connection (SYN), rr over {servers} real servers"),
+        frame: from_client(VIP, TCP_SYN),
+        // Every iteration a client never seen before (up to 2^24 of them).
+        vary: rig::vary_client_src((1 << lvs_common::bench::BENCH_VARY_BITS) - 1),
+        expect: &[Counter::NewConn, Counter::Redirect],
+        verdict: XDP_REDIRECT,
+        target_ns: Some(250.0),
+    }
+}
+
+pub fn scenarios() -> Vec<Scenario> {
+    vec![
+        Scenario {
+            name: "no VIP",
+            setup: |rig| rig.service(8).map(|_| ()),
+            fresh_per_run: false,
+            cases: vec![Case {
+                name: "no_vip".into(),
+                what: "TCP SYN to an address without a service, empty connection table".into(),
+                frame: from_client(NOT_A_VIP, TCP_SYN),
+                vary: rig::vary_client_src(0),
+                expect: &[Counter::PassNoService],
+                verdict: XDP_PASS,
+                target_ns: Some(45.0),
+            }],
+        },
+        Scenario {
+            name: "established, 1 Ki connections",
+            setup: |rig| established(rig, 1 << 10),
+            fresh_per_run: false,
+            cases: established_cases(1 << 10, "1k"),
+        },
+        Scenario {
+            name: "established, 1 Mi connections",
+            setup: |rig| established(rig, 1 << 20),
+            fresh_per_run: false,
+            cases: {
+                let mut c = established_cases(1 << 20, "1m");
+                // The dataplane looks up both connection tables before the service: with a big
+                // table those lookups miss the cache even for traffic that is none of its business.
+                c.push(Case {
+                    name: "no_vip_1m".into(),
+                    what: "TCP SYN to an address without a service, 1048576 connections in the table, 1048576 clients in turn".into(),
+                    frame: from_client(NOT_A_VIP, TCP_SYN),
+                    vary: rig::vary_client_src((1 << 20) - 1),
+                    expect: &[Counter::PassNoService],
+                    verdict: XDP_PASS,
+                    target_ns: Some(45.0),
+                });
+                c
+            },
+        },
+        Scenario {
+            name: "new connections, rr over 8",
+            setup: |rig| rig.service(8).map(|_| ()),
+            fresh_per_run: true,
+            cases: vec![new_rr(8)],
+        },
+        Scenario {
+            name: "new connections, rr over 256",
+            setup: |rig| rig.service(256).map(|_| ()),
+            fresh_per_run: true,
+            cases: vec![new_rr(256)],
+        },
+    ]
+}

@@ -1,0 +1,217 @@
+//! The director the benchmarks run against: addresses, the namespace around it, and a freshly
+//! loaded (unpinned) dataplane configured through lvsd's own control-plane code.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use anyhow::Context;
+use aya::{
+    maps::{HashMap, MapData},
+    programs::{ProgramFd, Xdp},
+    Ebpf,
+};
+use lvs_common::{
+    counters::{Counter, COUNTER_COUNT},
+    flow::{conn_flags, ConnEntry, ConnRef, FlowKey},
+    map_names,
+    service::DestCounters,
+    tcp_state, AF_INET, XDP_PROGRAM,
+};
+
+use super::harness::Vary;
+use crate::{
+    daemon::{
+        dataplane::Dataplane,
+        state::VirtualServers,
+        tables::{self, addr_words, Tables},
+    },
+    model::{DestSpec, Forward, Protocol, ServiceKey, ServiceSpec},
+    testkit::netns,
+};
+
+/// The virtual service every case uses: TCP 203.0.113.10:80.
+pub const VIP: [u8; 4] = [203, 0, 113, 10];
+pub const VPORT: u16 = 80;
+/// An address the director has no service for.
+pub const NOT_A_VIP: [u8; 4] = [203, 0, 113, 20];
+/// Client 0. Client `n` (see [`client`]) differs in the third octet and the source port, as
+/// the harness varies them; all clients sit behind the router 198.51.100.2.
+pub const CLIENT0: [u8; 4] = [198, 18, 0, 2];
+pub const CLIENT0_PORT: u16 = 40000;
+pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+/// What the client side's router sends to (the harness never looks at it).
+pub const DIRECTOR_IN_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+/// Most real servers a case can have (the dataplane's per-service limit).
+pub const MAX_REAL_SERVERS: usize = 256;
+
+/// Frame offsets (Ethernet + 20-byte IPv4 header) the harness varies.
+const IP_SRC_OCTET3: u32 = 14 + 12 + 2;
+const IP_DST_OCTET3: u32 = 14 + 16 + 2;
+const L4_SPORT: u32 = 14 + 20;
+const L4_DPORT: u32 = 14 + 20 + 2;
+
+/// Varies the client of a client -> VIP frame.
+pub fn vary_client_src(mask: u32) -> Vary {
+    Vary { mask, port_off: L4_SPORT, addr_off: IP_SRC_OCTET3 }
+}
+
+/// Varies the client of a real server -> client reply.
+pub fn vary_client_dst(mask: u32) -> Vary {
+    Vary { mask, port_off: L4_DPORT, addr_off: IP_DST_OCTET3 }
+}
+
+/// Client `n`'s address and port, exactly as the harness makes them from iteration `n`.
+pub fn client(n: u32) -> ([u8; 4], u16) {
+    let mut a = CLIENT0;
+    a[2] ^= lvs_common::bench::vary_octet(n);
+    (a, CLIENT0_PORT ^ lvs_common::bench::vary_port(n))
+}
+
+/// Real server `k` (0-based): 198.19.1.1, 198.19.1.2, ... on the director's `rs` side.
+pub fn real_server(k: usize) -> [u8; 4] {
+    [198, 19, 1 + (k / 250) as u8, 1 + (k % 250) as u8]
+}
+
+pub fn real_server_mac(k: usize) -> [u8; 6] {
+    let a = real_server(k);
+    [0x02, 0x01, a[0], a[1], a[2], a[3]]
+}
+
+/// Adds what the benchmarks need to the private director namespace: the real servers'
+/// subnet with a static neighbour for each, and a route to the clients via their router.
+/// Static neighbours keep `bpf_fib_lookup` on its success path (a redirect), never NO_NEIGH.
+pub fn extend_namespace() -> anyhow::Result<()> {
+    let mut cmds = vec![
+        "addr add 198.19.0.1/16 dev rs".to_string(),
+        "route add 198.18.0.0/16 via 198.51.100.2 dev cl".to_string(),
+    ];
+    for k in 0..MAX_REAL_SERVERS {
+        let a = Ipv4Addr::from(real_server(k));
+        let m = real_server_mac(k).map(|b| format!("{b:02x}")).join(":");
+        cmds.push(format!("neigh replace {a} lladdr {m} dev rs nud permanent"));
+    }
+    netns::ip_batch(&cmds)
+}
+
+/// A loaded dataplane with its maps, nothing pinned.
+pub struct Rig {
+    ebpf: Ebpf,
+    pub tables: Tables,
+    pub conns_out: HashMap<MapData, FlowKey, ConnRef>,
+    pub vs: VirtualServers,
+    pub table_size: u32,
+}
+
+impl Rig {
+    pub fn load(table_size: u32) -> anyhow::Result<Rig> {
+        let mut ebpf = Dataplane::load_unpinned(table_size)?;
+        let mut tables = Tables::from_ebpf(&mut ebpf)?;
+        let conns_out =
+            HashMap::try_from(ebpf.take_map(map_names::CONNS_OUT).context("CONNS_OUT")?)?;
+        tables.write_timeouts(&tcp_state::DEFAULT_TIMEOUTS)?;
+        let vs = VirtualServers::recover(&tables)?;
+        Ok(Rig { ebpf, tables, conns_out, vs, table_size })
+    }
+
+    pub fn program(&self) -> anyhow::Result<&Xdp> {
+        Ok(self.ebpf.program(XDP_PROGRAM).context("lvs_xdp missing")?.try_into()?)
+    }
+
+    pub fn program_fd(&self) -> anyhow::Result<&ProgramFd> {
+        Ok(self.program()?.fd()?)
+    }
+
+    /// The TCP service on the VIP with real servers `0..servers`, masquerading, weight 1, added
+    /// in order as ipvsadm would.
+    pub fn service(&mut self, servers: usize) -> anyhow::Result<ServiceKey> {
+        let key =
+            ServiceKey::Addr { protocol: Protocol::Tcp, addr: IpAddr::from(VIP), port: VPORT };
+        self.vs.add_service(&mut self.tables, ServiceSpec::new(key, "rr")).map_err(op)?;
+        for k in 0..servers {
+            let d = DestSpec::new(IpAddr::from(real_server(k)), VPORT, Forward::Masq, 1);
+            self.vs.add_dest(&mut self.tables, &key, d).map_err(op)?;
+        }
+        Ok(key)
+    }
+
+    /// Fills the connection table with `count` established NAT connections, clients `0..count`
+    /// to real server 0, in both directions (`CONNS` and `CONNS_OUT`) and counted as its active
+    /// connections, as the dataplane would have created them.
+    pub fn fill_established(&mut self, key: &ServiceKey, count: u32) -> anyhow::Result<()> {
+        let svc_key = tables::svc_key(key)?;
+        let svc_id = self.tables.svc_index.get(&svc_key, 0).context("service not in SVC_INDEX")?;
+        let conf = self.tables.services.get(&svc_id, 0)?;
+        let (rs0, _) = addr_words(IpAddr::from(real_server(0)));
+        let dest_id = conf.dests[..conf.dest_count as usize]
+            .iter()
+            .copied()
+            .find(|slot| self.tables.dests.get(slot, 0).is_ok_and(|d| d.addr == rs0))
+            .context("real server 0 not in the service")?;
+        let now = tables::monotonic_ns();
+        let (vip, _) = addr_words(IpAddr::from(VIP));
+        for n in 0..count {
+            let (addr, port) = client(n);
+            let in_key = FlowKey {
+                src: addr_words(IpAddr::from(addr)).0,
+                dst: vip,
+                sport: port.to_be(),
+                dport: VPORT.to_be(),
+                proto: 6,
+                family: AF_INET,
+                _pad: [0; 2],
+            };
+            let e = ConnEntry {
+                vaddr: vip,
+                daddr: rs0,
+                vport: VPORT.to_be(),
+                dport: VPORT.to_be(),
+                fwd: 0,
+                state: tcp_state::ESTABLISHED,
+                flags: conn_flags::NAT,
+                svc_id,
+                dest_id,
+                // Far beyond the run: nothing expires while it is measured.
+                expires_ns: now + 86_400 * 1_000_000_000,
+                created_ns: now,
+            };
+            self.tables.conns.insert(in_key, e, 0).with_context(|| format!("CONNS entry {n}"))?;
+            self.conns_out
+                .insert(tables::out_key(&in_key, &e), ConnRef { in_key }, 0)
+                .with_context(|| format!("CONNS_OUT entry {n}"))?;
+        }
+        let counters = DestCounters { active: count as u64, ..Default::default() };
+        self.tables.dest_counters.set(dest_id, counters, 0)?;
+        Ok(())
+    }
+
+    /// Every verdict counter, summed over CPUs, in `Counter` order.
+    pub fn counters(&self) -> anyhow::Result<[u64; COUNTER_COUNT as usize]> {
+        let mut out = [0; COUNTER_COUNT as usize];
+        for (c, v) in self.tables.counters()? {
+            out[c as usize] = v;
+        }
+        Ok(out)
+    }
+}
+
+/// The per-iteration counter check: `expect` advanced by exactly `iterations`, every other
+/// counter not at all. Returns what differs, named.
+pub fn counter_mismatch(
+    before: &[u64; COUNTER_COUNT as usize],
+    after: &[u64; COUNTER_COUNT as usize],
+    expect: &[Counter],
+    iterations: u64,
+) -> Option<String> {
+    let mut wrong = Vec::new();
+    for c in Counter::ALL {
+        let delta = after[c as usize] - before[c as usize];
+        let want = if expect.contains(&c) { iterations } else { 0 };
+        if delta != want {
+            wrong.push(format!("{} advanced by {delta}, expected {want}", c.name()));
+        }
+    }
+    (!wrong.is_empty()).then(|| wrong.join("; "))
+}
+
+fn op(e: crate::daemon::state::OpError) -> anyhow::Error {
+    anyhow::anyhow!("{e:?}")
+}
