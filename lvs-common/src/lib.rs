@@ -28,9 +28,20 @@ pub mod map_names {
     pub const TIMEOUTS: &str = "TIMEOUTS";
     pub const STATS: &str = "STATS";
     pub const DEST_COUNTERS: &str = "DEST_COUNTERS";
+    pub const LBLC_CACHE: &str = "LBLC_CACHE";
     /// Every map, for pinning.
-    pub const ALL: [&str; 9] =
-        [SVC_INDEX, SERVICES, SCHED_STATE, DESTS, CONNS, CONNS_OUT, TIMEOUTS, STATS, DEST_COUNTERS];
+    pub const ALL: [&str; 10] = [
+        SVC_INDEX,
+        SERVICES,
+        SCHED_STATE,
+        DESTS,
+        CONNS,
+        CONNS_OUT,
+        TIMEOUTS,
+        STATS,
+        DEST_COUNTERS,
+        LBLC_CACHE,
+    ];
 }
 
 /// Name of the XDP program in the object.

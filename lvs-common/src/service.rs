@@ -22,9 +22,18 @@ pub mod sched {
     pub const NQ: u32 = 5;
     pub const FO: u32 = 6;
     pub const OVF: u32 = 7;
+    pub const LBLC: u32 = 8;
 
-    const NAMES: [(u32, &str); 7] =
-        [(RR, "rr"), (LC, "lc"), (WLC, "wlc"), (SED, "sed"), (NQ, "nq"), (FO, "fo"), (OVF, "ovf")];
+    const NAMES: [(u32, &str); 8] = [
+        (RR, "rr"),
+        (LC, "lc"),
+        (WLC, "wlc"),
+        (SED, "sed"),
+        (NQ, "nq"),
+        (FO, "fo"),
+        (OVF, "ovf"),
+        (LBLC, "lblc"),
+    ];
 
     /// The id for a scheduler name, if the dataplane implements it.
     pub fn from_name(name: &str) -> Option<u32> {
@@ -193,6 +202,38 @@ pub fn overhead(c: &DestCounters) -> u64 {
     (c.active << 8).wrapping_add(c.inactive)
 }
 
+/// Key of `LBLC_CACHE`: a service and a destination address. 24 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct LblcKey {
+    /// `SERVICES` slot.
+    pub svc_id: u32,
+    /// The packet's destination address, network order (IPv4 in `addr[0]`).
+    pub addr: [u32; 4],
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+
+/// Value of `LBLC_CACHE`: the real server lblc last chose for that destination. 16 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct LblcEntry {
+    /// `DESTS` slot.
+    pub dest_id: u32,
+    pub _pad: u32,
+    /// Last use, `bpf_ktime_get_ns` time.
+    pub lastuse_ns: u64,
+}
+
+/// An lblc cache entry unused this long is forgotten (the `lblc_expiration` sysctl's default,
+/// 24 hours).
+pub const LBLC_EXPIRATION_NS: u64 = 24 * 3600 * 1_000_000_000;
+
+/// Capacity of `LBLC_CACHE` (an LRU map: past it, the least recently used entries go, where
+/// the kernel's timer drops entries unused for 6 minutes once it holds 16384).
+pub const LBLC_CACHE_SIZE: u32 = 65536;
+
 /// Mutable per-service scheduler state (value of `SCHED_STATE`). 8 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -208,6 +249,8 @@ const _: () = assert!(core::mem::size_of::<SvcKey>() == 20);
 const _: () = assert!(core::mem::size_of::<ServiceConf>() == 40 + 4 * MAX_DESTS_PER_SVC);
 const _: () = assert!(core::mem::size_of::<DestConf>() == 40);
 const _: () = assert!(core::mem::size_of::<SchedState>() == 8);
+const _: () = assert!(core::mem::size_of::<LblcKey>() == 24);
+const _: () = assert!(core::mem::size_of::<LblcEntry>() == 16);
 
 /// Step `i` of the rr walk over `count` real servers starting at `start` (IPVS
 /// `ip_vs_rr_schedule`: after the last chosen server to the end, then from the head up to and
@@ -247,6 +290,8 @@ mod pod {
     unsafe impl aya::Pod for super::DestConf {}
     unsafe impl aya::Pod for super::SchedState {}
     unsafe impl aya::Pod for super::DestCounters {}
+    unsafe impl aya::Pod for super::LblcKey {}
+    unsafe impl aya::Pod for super::LblcEntry {}
 }
 
 #[cfg(test)]

@@ -88,7 +88,7 @@ fn process(ctx: &XdpContext) -> Counter {
         return Counter::PassNotSyn;
     }
     let Some(svc) = SERVICES.get(svc_id) else { return Counter::DropServiceMissing };
-    let Some(dest_id) = schedule::pick(svc_id, svc) else { return icmp::port_unreachable(ctx, &pkt) };
+    let Some(dest_id) = schedule::pick(svc_id, svc, &pkt, now) else { return icmp::port_unreachable(ctx, &pkt) };
     let Some(dest) = DESTS.get(dest_id) else { return Counter::DropServiceMissing };
     // Only masquerading is implemented so far; never forward a packet we cannot rewrite.
     if dest.fwd != 0 {

@@ -3,12 +3,15 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use lvs_common::{
     counters::COUNTER_COUNT,
     flow::{ConnEntry, ConnRef, FlowKey, DEFAULT_CONN_TABLE_SIZE},
-    service::{DestConf, DestCounters, SchedState, ServiceConf, SvcKey, MAX_DESTS, MAX_SERVICES},
+    service::{
+        DestConf, DestCounters, LblcEntry, LblcKey, SchedState, ServiceConf, SvcKey, LBLC_CACHE_SIZE,
+        MAX_DESTS, MAX_SERVICES,
+    },
     tcp_state::TIMEOUT_SLOTS,
 };
 
@@ -55,3 +58,7 @@ const BPF_F_MMAPABLE: u32 = 1 << 10;
 /// adds here and in userspace's mapping of the array (see `DestCounters`).
 #[map]
 pub static DEST_COUNTERS: Array<DestCounters> = Array::with_max_entries(MAX_DESTS, BPF_F_MMAPABLE);
+
+/// lblc: the real server last chosen per (service, destination address).
+#[map]
+pub static LBLC_CACHE: LruHashMap<LblcKey, LblcEntry> = LruHashMap::with_max_entries(LBLC_CACHE_SIZE, 0);

@@ -5,10 +5,17 @@ use core::ffi::c_void;
 use aya_ebpf::helpers::bpf_loop;
 use lvs_common::{
     sched_dynamic::{is_dynamic, Chooser, NONE},
-    service::{dest_flags, rr_index, rr_start, sched, DestConf, ServiceConf, MAX_DESTS_PER_SVC},
+    service::{
+        dest_flags, rr_index, rr_start, sched, DestConf, LblcEntry, LblcKey, ServiceConf, LBLC_EXPIRATION_NS,
+        MAX_DESTS_PER_SVC,
+    },
+    AF_INET,
 };
 
-use crate::maps::{DESTS, DEST_COUNTERS, SCHED_STATE, SERVICES};
+use crate::{
+    maps::{DESTS, DEST_COUNTERS, LBLC_CACHE, SCHED_STATE, SERVICES},
+    parse::Packet,
+};
 
 /// Whether a real server may take any new connection: live and not overloaded (thresholds).
 #[inline(always)]
@@ -29,10 +36,11 @@ fn eligible(id: u32, d: &DestConf) -> bool {
 /// The `DESTS` slot chosen for a new connection to service `svc_id`, or `None` when no real
 /// server is available.
 #[inline(always)]
-pub fn pick(svc_id: u32, svc: &ServiceConf) -> Option<u32> {
+pub fn pick(svc_id: u32, svc: &ServiceConf, pkt: &Packet, now: u64) -> Option<u32> {
     match svc.sched {
         sched::RR => round_robin(svc_id, svc),
-        s if is_dynamic(s) => least_loaded(svc_id, svc),
+        sched::LBLC => lblc(svc_id, svc, pkt, now),
+        s if is_dynamic(s) => least_loaded(svc_id, svc, svc.sched),
         _ => None,
     }
 }
@@ -63,12 +71,12 @@ extern "C" fn dyn_step(i: u64, ctx: *mut c_void) -> i64 {
 /// live connection counters (`DEST_COUNTERS`). The counters are read without a lock while
 /// other CPUs may be adding connections, as the kernel reads its atomics.
 #[inline(always)]
-fn least_loaded(svc_id: u32, svc: &ServiceConf) -> Option<u32> {
+fn least_loaded(svc_id: u32, svc: &ServiceConf, s: u32) -> Option<u32> {
     let count = svc.dest_count;
     if count == 0 || count as usize > MAX_DESTS_PER_SVC {
         return None;
     }
-    let mut walk = DynWalk { svc_id, _pad: 0, chooser: Chooser::new(svc.sched) };
+    let mut walk = DynWalk { svc_id, _pad: 0, chooser: Chooser::new(s) };
     unsafe {
         bpf_loop(count, dyn_step as *mut c_void, &mut walk as *mut DynWalk as *mut c_void, 0);
     }
@@ -126,4 +134,70 @@ fn round_robin(svc_id: u32, svc: &ServiceConf) -> Option<u32> {
     let dest = *svc.dests.get(idx as usize)?;
     unsafe { (*state).rr_next = idx + 1 };
     Some(dest)
+}
+
+/// State of the walk that looks for a lightly loaded server (lblc's overload test).
+#[repr(C)]
+struct LightWalk {
+    svc_id: u32,
+    found: u32,
+}
+
+extern "C" fn light_step(i: u64, ctx: *mut c_void) -> i64 {
+    let w = unsafe { &mut *(ctx as *mut LightWalk) };
+    let Some(svc) = SERVICES.get(w.svc_id) else { return 1 };
+    let Some(id) = svc.dests.get(i as usize) else { return 1 };
+    let (Some(d), Some(c)) = (DESTS.get(*id), DEST_COUNTERS.get(*id)) else { return 0 };
+    // `activeconns * 2 < weight`, in the kernel's int arithmetic.
+    if (c.active as i64) * 2 < d.weight as i64 {
+        w.found = 1;
+        return 1;
+    }
+    0
+}
+
+/// lblc's `is_overloaded`: more active connections than weight while some server of the
+/// service is below half its weight.
+#[inline(always)]
+fn lblc_overloaded(svc_id: u32, svc: &ServiceConf, d: &DestConf, active: u64) -> bool {
+    if active <= d.weight.max(0) as u64 {
+        return false;
+    }
+    let count = svc.dest_count;
+    if count as usize > MAX_DESTS_PER_SVC {
+        return true;
+    }
+    let mut walk = LightWalk { svc_id, found: 0 };
+    unsafe {
+        bpf_loop(count, light_step as *mut c_void, &mut walk as *mut LightWalk as *mut c_void, 0);
+    }
+    walk.found != 0
+}
+
+/// lblc (locality-based least connection): the server cached for the packet's destination
+/// address, while it is in the service with weight > 0 and not lblc-overloaded (the OVERLOAD
+/// mark of the thresholds is not checked on this path, as in the kernel); otherwise wlc, whose
+/// choice replaces the cache entry.
+#[inline(always)]
+fn lblc(svc_id: u32, svc: &ServiceConf, pkt: &Packet, now: u64) -> Option<u32> {
+    let key = LblcKey { svc_id, addr: [pkt.daddr, 0, 0, 0], family: AF_INET, _pad: [0; 3] };
+    if let Some(e) = LBLC_CACHE.get_ptr_mut(&key) {
+        let (dest_id, lastuse) = unsafe { ((*e).dest_id, (*e).lastuse_ns) };
+        if now.wrapping_sub(lastuse) <= LBLC_EXPIRATION_NS {
+            unsafe { (*e).lastuse_ns = now };
+            if let (Some(d), Some(c)) = (DESTS.get(dest_id), DEST_COUNTERS.get(dest_id)) {
+                // "Available": still one of this service's servers.
+                if d.flags & dest_flags::AVAILABLE != 0
+                    && d.svc_id == svc_id
+                    && d.weight > 0
+                    && !lblc_overloaded(svc_id, svc, d, c.active)
+                {
+                    return Some(dest_id);
+                }
+            }
+        }
+    }
+    let dest_id = least_loaded(svc_id, svc, sched::WLC)?;
+    let _ = LBLC_CACHE.insert(&key, &LblcEntry { dest_id, _pad: 0, lastuse_ns: now }, 0);
+    Some(dest_id)
 }

@@ -287,6 +287,7 @@ impl VirtualServers {
         Self::write_service(t, svc)?;
         if rebind {
             t.sched_state.set(slot, SchedState::default(), 0).map_err(internal)?;
+            t.flush_sched_cache(slot);
         }
         info!(service = %svc.spec.key, scheduler = %svc.spec.scheduler, "service edited");
         Ok(())
@@ -314,6 +315,7 @@ impl VirtualServers {
             tr.svc_slot = None;
         }
         let _ = t.services.set(slot, ServiceConf::default(), 0);
+        t.flush_sched_cache(slot);
         info!(service = %key, "service deleted");
         Ok(())
     }

@@ -15,7 +15,7 @@ use lvs_common::{
     flow::{ConnEntry, FlowKey},
     map_names,
     flow::conn_flags,
-    service::{DestConf, DestCounters, SchedState, ServiceConf, SvcKey, MAX_DESTS},
+    service::{DestConf, DestCounters, LblcEntry, LblcKey, SchedState, ServiceConf, SvcKey, MAX_DESTS},
     AF_INET, AF_INET6,
 };
 
@@ -33,6 +33,7 @@ pub struct Tables {
     pub dest_counters: Array<MapData, DestCounters>,
     /// The same map mapped into memory, for atomic updates of single fields.
     pub counter_memory: CounterMemory,
+    pub lblc_cache: HashMap<MapData, LblcKey, LblcEntry>,
 }
 
 fn open(dir: &Path, name: &str) -> anyhow::Result<Map> {
@@ -55,6 +56,7 @@ impl Tables {
             stats: PerCpuArray::try_from(open(dir, map_names::STATS)?)?,
             dest_counters: Array::try_from(open(dir, map_names::DEST_COUNTERS)?)?,
             counter_memory: CounterMemory::map(&MapData::from_pin(dir.join(map_names::DEST_COUNTERS))?)?,
+            lblc_cache: HashMap::try_from(open(dir, map_names::LBLC_CACHE)?)?,
         })
     }
 
@@ -76,6 +78,7 @@ impl Tables {
             stats: PerCpuArray::try_from(take(map_names::STATS)?)?,
             dest_counters: Array::try_from(counters)?,
             counter_memory,
+            lblc_cache: HashMap::try_from(take(map_names::LBLC_CACHE)?)?,
         })
     }
 
@@ -100,6 +103,16 @@ impl Tables {
             out.push((c, per_cpu.iter().sum()));
         }
         Ok(out)
+    }
+
+    /// Forgets service slot `svc_id`'s scheduler caches (lblc), as the kernel's
+    /// `init_service`/`done_service` start and end with an empty table.
+    pub fn flush_sched_cache(&mut self, svc_id: u32) {
+        let keys: Vec<LblcKey> =
+            self.lblc_cache.keys().filter_map(Result::ok).filter(|k| k.svc_id == svc_id).collect();
+        for k in keys {
+            let _ = self.lblc_cache.remove(&k);
+        }
     }
 
     /// The connection counters of real server slot `dest_id` (zero if unreadable).
