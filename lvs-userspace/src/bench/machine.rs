@@ -49,7 +49,9 @@ pub fn describe(workspace: &Path) -> Value {
     json!({
         "machine": {
             "cpu": cpu_model(),
-            "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            // Online CPUs, not this thread's affinity (the benchmark pins itself to one).
+            // SAFETY: sysconf has no preconditions.
+            "cores": unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) },
             "memory_gib": memory_gib(),
         },
         // Other work on the machine shows in the figures (caches, the hypervisor), not in the

@@ -162,7 +162,7 @@ pub fn json(o: &Outcome, workspace: &Path, date: &str) -> Value {
         "cpu": o.cpu,
         "frame_bytes": o.frame_len,
         "timer": "the kernel's BPF_PROG_TEST_RUN duration: loop time / repeat, whole ns rounded down",
-        "harness": "bench_harness restores the original frame (bpf_xdp_store_bytes), varies one port and one address octet from an iteration count, tail-calls the program under test; its cost is harness_floor minus xdp_pass",
+        "harness": "bench_harness restores the original frame (8-byte words from a map), varies one port and one address octet from an iteration count, tail-calls the program under test; its cost is harness_floor minus xdp_pass",
         "path_check": "each case's verdict counters advanced by exactly repeat per timed run, all others by zero",
     });
     env["elapsed_s"] = json!(o.elapsed_s);
