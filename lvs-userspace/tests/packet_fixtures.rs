@@ -280,10 +280,17 @@ fn nat_fixtures() {
                 output: Some(udp_frame(CLIENT_MAC, DIRECTOR_CL_MAC, with_ttl(Ip::new(VIP, CLIENT), 63), 53, 5353)),
             },
             Fixture {
-                name: "SYN to a service without real servers is dropped",
+                name: "SYN to a service without real servers gets ICMP port unreachable back",
                 input: tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 40003, 443, SYN),
-                verdict: XDP_DROP,
-                output: None,
+                verdict: XDP_REDIRECT,
+                output: Some(frames::icmp_port_unreachable(&tcp_frame(
+                    DIRECTOR_IN_MAC,
+                    CLIENT_MAC,
+                    Ip::new(CLIENT, VIP),
+                    40003,
+                    443,
+                    SYN,
+                ))),
             },
             Fixture {
                 name: "RST for the first flow still goes to rs2",
@@ -302,7 +309,8 @@ fn nat_fixtures() {
         assert_eq!(rig.counter(Counter::PassNotSyn), 1);
         assert_eq!(rig.counter(Counter::Redirect), 7);
         assert_eq!(rig.counter(Counter::NewConn), 3);
-        assert_eq!(rig.counter(Counter::DropNoDest), 1);
+        assert_eq!(rig.counter(Counter::TxIcmpUnreachable), 1);
+        assert_eq!(rig.counter(Counter::DropNoDest), 0);
 
         // Deleting rs2 makes its connection's client packets drop (IPVS, expire_nodest_conn=0).
         let key = ServiceKey::Addr { protocol: Protocol::Tcp, addr: IpAddr::from(VIP), port: 80 };
@@ -351,14 +359,16 @@ fn rr_follows_the_kernel_across_changes() {
         let seq: Vec<_> = (0..4).map(|i| rig.schedule_syn(43000 + i)).collect();
         assert_eq!(seq, [Some(11), Some(14), Some(13), Some(11)]);
 
-        // Every server quiesced: no destination, the SYN is dropped.
+        // Every server quiesced: no destination, the client gets ICMP port unreachable.
         for last in [11, 13, 14] {
             let d = DestSpec::new(IpAddr::from([192, 0, 2, last]), 80, Forward::Masq, 0);
             rig.vs.edit_dest(&mut rig.tables, &key, d).unwrap();
         }
-        let (v, _) = rig.run(&tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 44000, 80, SYN));
-        assert_eq!(v, XDP_DROP);
-        assert_eq!(rig.counter(Counter::DropNoDest), 1);
+        let syn = tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 44000, 80, SYN);
+        let (v, out) = rig.run(&syn);
+        assert_eq!(v, XDP_REDIRECT);
+        assert_eq!(hex(&out), hex(&frames::icmp_port_unreachable(&syn)));
+        assert_eq!(rig.counter(Counter::TxIcmpUnreachable), 1);
     })
     .join()
     .unwrap_or_else(|e| std::panic::resume_unwind(e));

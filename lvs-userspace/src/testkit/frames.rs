@@ -107,6 +107,33 @@ pub fn udp(ip: &Ip, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     u
 }
 
+/// The ICMP port unreachable a director answers `orig` (an Ethernet/IPv4 frame from a client)
+/// with, as Linux's `icmp_send` builds it: from the original destination to the original
+/// source, TOS of the original with precedence "internetwork control", TTL 64, ID 0, no DF,
+/// quoting the original IP header and the first 8 bytes after it.
+pub fn icmp_port_unreachable(orig: &[u8]) -> Vec<u8> {
+    let ip = &orig[14..];
+    let ihl = ((ip[0] & 0x0f) as usize) * 4;
+    let quote = &ip[..ihl + 8];
+    let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(quote);
+    let c = csum::checksum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_ne_bytes());
+    let tot = 20 + icmp.len();
+    let mut h = vec![0x45, (ip[1] & 0x1e) | 0xc0, (tot >> 8) as u8, tot as u8, 0, 0, 0, 0, 64, 1, 0, 0];
+    h.extend_from_slice(&ip[16..20]);
+    h.extend_from_slice(&ip[12..16]);
+    let c = csum::checksum(&h);
+    h[10..12].copy_from_slice(&c.to_ne_bytes());
+    let mut f = Vec::new();
+    f.extend_from_slice(&orig[6..12]);
+    f.extend_from_slice(&orig[0..6]);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&h);
+    f.extend_from_slice(&icmp);
+    f
+}
+
 /// A whole Ethernet/IPv4/TCP frame.
 pub fn tcp_frame(
     dst_mac: [u8; 6],
