@@ -29,8 +29,9 @@ pub mod map_names {
     pub const STATS: &str = "STATS";
     pub const DEST_COUNTERS: &str = "DEST_COUNTERS";
     pub const LBLC_CACHE: &str = "LBLC_CACHE";
+    pub const LBLCR_CACHE: &str = "LBLCR_CACHE";
     /// Every map, for pinning.
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 11] = [
         SVC_INDEX,
         SERVICES,
         SCHED_STATE,
@@ -41,6 +42,7 @@ pub mod map_names {
         STATS,
         DEST_COUNTERS,
         LBLC_CACHE,
+        LBLCR_CACHE,
     ];
 }
 

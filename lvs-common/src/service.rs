@@ -23,8 +23,9 @@ pub mod sched {
     pub const FO: u32 = 6;
     pub const OVF: u32 = 7;
     pub const LBLC: u32 = 8;
+    pub const LBLCR: u32 = 9;
 
-    const NAMES: [(u32, &str); 8] = [
+    const NAMES: [(u32, &str); 9] = [
         (RR, "rr"),
         (LC, "lc"),
         (WLC, "wlc"),
@@ -33,6 +34,7 @@ pub mod sched {
         (FO, "fo"),
         (OVF, "ovf"),
         (LBLC, "lblc"),
+        (LBLCR, "lblcr"),
     ];
 
     /// The id for a scheduler name, if the dataplane implements it.
@@ -226,6 +228,30 @@ pub struct LblcEntry {
     pub lastuse_ns: u64,
 }
 
+/// Most servers an lblcr set holds. The kernel's sets are unbounded lists; a set only grows
+/// while every member is overloaded, so 16 is rarely reached. Past it, the oldest member goes.
+pub const LBLCR_SET_MAX: usize = 16;
+
+/// Value of `LBLCR_CACHE`: lblcr's set of real servers for a destination address, newest
+/// first (the kernel inserts at the head). 88 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct LblcrEntry {
+    /// Members in `dests` (the rest are unused).
+    pub count: u32,
+    pub _pad: u32,
+    /// Last use, `bpf_ktime_get_ns` time.
+    pub lastuse_ns: u64,
+    /// Last change of the set (`set.lastmod`).
+    pub lastmod_ns: u64,
+    /// `DESTS` slots, newest first.
+    pub dests: [u32; LBLCR_SET_MAX],
+}
+
+/// An lblcr set with more than one member that has not changed for this long loses its most
+/// loaded member at the next lookup (the `lblcr_expiration` sysctl's default, 24 hours).
+pub const LBLCR_EXPIRATION_NS: u64 = 24 * 3600 * 1_000_000_000;
+
 /// An lblc cache entry unused this long is forgotten (the `lblc_expiration` sysctl's default,
 /// 24 hours).
 pub const LBLC_EXPIRATION_NS: u64 = 24 * 3600 * 1_000_000_000;
@@ -251,6 +277,7 @@ const _: () = assert!(core::mem::size_of::<DestConf>() == 40);
 const _: () = assert!(core::mem::size_of::<SchedState>() == 8);
 const _: () = assert!(core::mem::size_of::<LblcKey>() == 24);
 const _: () = assert!(core::mem::size_of::<LblcEntry>() == 16);
+const _: () = assert!(core::mem::size_of::<LblcrEntry>() == 88);
 
 /// Step `i` of the rr walk over `count` real servers starting at `start` (IPVS
 /// `ip_vs_rr_schedule`: after the last chosen server to the end, then from the head up to and
@@ -292,6 +319,7 @@ mod pod {
     unsafe impl aya::Pod for super::DestCounters {}
     unsafe impl aya::Pod for super::LblcKey {}
     unsafe impl aya::Pod for super::LblcEntry {}
+    unsafe impl aya::Pod for super::LblcrEntry {}
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use lvs_common::{
     counters::COUNTER_COUNT,
     flow::{ConnEntry, ConnRef, FlowKey, DEFAULT_CONN_TABLE_SIZE},
     service::{
-        DestConf, DestCounters, LblcEntry, LblcKey, SchedState, ServiceConf, SvcKey, LBLC_CACHE_SIZE,
+        DestConf, DestCounters, LblcEntry, LblcKey, LblcrEntry, SchedState, ServiceConf, SvcKey, LBLC_CACHE_SIZE,
         MAX_DESTS, MAX_SERVICES,
     },
     tcp_state::TIMEOUT_SLOTS,
@@ -62,3 +62,7 @@ pub static DEST_COUNTERS: Array<DestCounters> = Array::with_max_entries(MAX_DEST
 /// lblc: the real server last chosen per (service, destination address).
 #[map]
 pub static LBLC_CACHE: LruHashMap<LblcKey, LblcEntry> = LruHashMap::with_max_entries(LBLC_CACHE_SIZE, 0);
+
+/// lblcr: the set of real servers per (service, destination address).
+#[map]
+pub static LBLCR_CACHE: LruHashMap<LblcKey, LblcrEntry> = LruHashMap::with_max_entries(LBLC_CACHE_SIZE, 0);

@@ -6,14 +6,14 @@ use aya_ebpf::helpers::bpf_loop;
 use lvs_common::{
     sched_dynamic::{is_dynamic, Chooser, NONE},
     service::{
-        dest_flags, rr_index, rr_start, sched, DestConf, LblcEntry, LblcKey, ServiceConf, LBLC_EXPIRATION_NS,
-        MAX_DESTS_PER_SVC,
+        dest_flags, overhead, rr_index, rr_start, sched, DestConf, LblcEntry, LblcKey, LblcrEntry, ServiceConf,
+        LBLCR_EXPIRATION_NS, LBLCR_SET_MAX, LBLC_EXPIRATION_NS, MAX_DESTS_PER_SVC,
     },
     AF_INET,
 };
 
 use crate::{
-    maps::{DESTS, DEST_COUNTERS, LBLC_CACHE, SCHED_STATE, SERVICES},
+    maps::{DESTS, DEST_COUNTERS, LBLCR_CACHE, LBLC_CACHE, SCHED_STATE, SERVICES},
     parse::Packet,
 };
 
@@ -40,6 +40,7 @@ pub fn pick(svc_id: u32, svc: &ServiceConf, pkt: &Packet, now: u64) -> Option<u3
     match svc.sched {
         sched::RR => round_robin(svc_id, svc),
         sched::LBLC => lblc(svc_id, svc, pkt, now),
+        sched::LBLCR => lblcr(svc_id, svc, pkt, now),
         s if is_dynamic(s) => least_loaded(svc_id, svc, svc.sched),
         _ => None,
     }
@@ -180,7 +181,7 @@ fn lblc_overloaded(svc_id: u32, svc: &ServiceConf, d: &DestConf, active: u64) ->
 /// choice replaces the cache entry.
 #[inline(always)]
 fn lblc(svc_id: u32, svc: &ServiceConf, pkt: &Packet, now: u64) -> Option<u32> {
-    let key = LblcKey { svc_id, addr: [pkt.daddr, 0, 0, 0], family: AF_INET, _pad: [0; 3] };
+    let key = cache_key(svc_id, pkt);
     if let Some(e) = LBLC_CACHE.get_ptr_mut(&key) {
         let (dest_id, lastuse) = unsafe { ((*e).dest_id, (*e).lastuse_ns) };
         if now.wrapping_sub(lastuse) <= LBLC_EXPIRATION_NS {
@@ -200,4 +201,138 @@ fn lblc(svc_id: u32, svc: &ServiceConf, pkt: &Packet, now: u64) -> Option<u32> {
     let dest_id = least_loaded(svc_id, svc, sched::WLC)?;
     let _ = LBLC_CACHE.insert(&key, &LblcEntry { dest_id, _pad: 0, lastuse_ns: now }, 0);
     Some(dest_id)
+}
+
+#[inline(always)]
+fn cache_key(svc_id: u32, pkt: &Packet) -> LblcKey {
+    LblcKey { svc_id, addr: [pkt.daddr, 0, 0, 0], family: AF_INET, _pad: [0; 3] }
+}
+
+/// A member of service `svc_id`'s lblcr set, with its config and counters, if it is still one
+/// of the service's servers (the kernel's AVAILABLE).
+#[inline(always)]
+fn member(svc_id: u32, id: u32) -> Option<(&'static DestConf, u64, u64, bool)> {
+    let d = DESTS.get(id)?;
+    let c = DEST_COUNTERS.get(id)?;
+    let available = d.flags & dest_flags::AVAILABLE != 0 && d.svc_id == svc_id;
+    let overloaded = d.flags & dest_flags::OVERLOAD != 0 || c.overload != 0;
+    Some((d, overhead(c), c.active, available && !overloaded))
+}
+
+/// `ip_vs_dest_set_min`: the first usable member with weight > 0, then the least
+/// overhead/weight (signed 64-bit products, as in the kernel); `(slot, active)`.
+#[inline(always)]
+fn set_min(svc_id: u32, e: &LblcrEntry) -> Option<(u32, u64)> {
+    let mut least: Option<(u32, u64, i64, u64)> = None; // slot, overhead, weight, active
+    for i in 0..LBLCR_SET_MAX {
+        if i >= e.count as usize {
+            break;
+        }
+        let id = e.dests[i];
+        let Some((d, doh, active, usable)) = member(svc_id, id) else { continue };
+        if !usable {
+            continue;
+        }
+        match least {
+            None if d.weight > 0 => least = Some((id, doh, d.weight as i64, active)),
+            None => {}
+            Some((_, loh, lw, _)) => {
+                if (loh as i64).wrapping_mul(d.weight as i64) > (doh as i64).wrapping_mul(lw) {
+                    least = Some((id, doh, d.weight as i64, active));
+                }
+            }
+        }
+    }
+    least.map(|(id, _, _, active)| (id, active))
+}
+
+/// `ip_vs_dest_set_max`: the member with the most overhead/weight among weight > 0 (32-bit
+/// overheads, as the kernel's `int`s); its index in the set.
+#[inline(always)]
+fn set_max(e: &LblcrEntry) -> Option<usize> {
+    let mut most: Option<(usize, i64, i64)> = None; // index, overhead, weight
+    for i in 0..LBLCR_SET_MAX {
+        if i >= e.count as usize {
+            break;
+        }
+        let (Some(d), Some(c)) = (DESTS.get(e.dests[i]), DEST_COUNTERS.get(e.dests[i])) else { continue };
+        if d.weight <= 0 {
+            continue;
+        }
+        let doh = overhead(c) as i32 as i64;
+        match most {
+            None => most = Some((i, doh, d.weight as i64)),
+            Some((_, moh, mw)) => {
+                if moh * (d.weight as i64) < doh * mw {
+                    most = Some((i, doh, d.weight as i64));
+                }
+            }
+        }
+    }
+    most.map(|(i, _, _)| i)
+}
+
+/// Removes member `idx`, keeping the order of the others.
+#[inline(always)]
+fn set_erase(e: &mut LblcrEntry, idx: usize, now: u64) {
+    for i in 0..LBLCR_SET_MAX - 1 {
+        if i >= idx && i + 1 < e.count as usize {
+            e.dests[i] = e.dests[i + 1];
+        }
+    }
+    e.count = e.count.saturating_sub(1);
+    e.lastmod_ns = now;
+}
+
+/// `ip_vs_dest_set_insert` with its duplicate check: a new member goes to the head.
+#[inline(always)]
+fn set_insert(e: &mut LblcrEntry, id: u32, now: u64) {
+    for i in 0..LBLCR_SET_MAX {
+        if i < e.count as usize && e.dests[i] == id {
+            return;
+        }
+    }
+    let mut i = LBLCR_SET_MAX - 1;
+    while i > 0 {
+        e.dests[i] = e.dests[i - 1];
+        i -= 1;
+    }
+    e.dests[0] = id;
+    if (e.count as usize) < LBLCR_SET_MAX {
+        e.count += 1;
+    }
+    e.lastmod_ns = now;
+}
+
+/// lblcr (lblc with replication): the least loaded usable member of the destination's set,
+/// unless lblc-overloaded; then wlc over the service, whose choice joins the set. A set that
+/// has not changed for `lblcr_expiration` loses its most loaded member first.
+#[inline(always)]
+fn lblcr(svc_id: u32, svc: &ServiceConf, pkt: &Packet, now: u64) -> Option<u32> {
+    let key = cache_key(svc_id, pkt);
+    if let Some(p) = LBLCR_CACHE.get_ptr_mut(&key) {
+        let e = unsafe { &mut *p };
+        e.lastuse_ns = now;
+        let min = set_min(svc_id, e);
+        if e.count > 1 && now.wrapping_sub(e.lastmod_ns) > LBLCR_EXPIRATION_NS {
+            if let Some(i) = set_max(e) {
+                set_erase(e, i, now);
+            }
+        }
+        if let Some((id, active)) = min {
+            if let Some(d) = DESTS.get(id) {
+                if !lblc_overloaded(svc_id, svc, d, active) {
+                    return Some(id);
+                }
+            }
+        }
+        let id = least_loaded(svc_id, svc, sched::WLC)?;
+        set_insert(e, id, now);
+        return Some(id);
+    }
+    let id = least_loaded(svc_id, svc, sched::WLC)?;
+    let mut e = LblcrEntry { count: 1, lastuse_ns: now, lastmod_ns: now, ..Default::default() };
+    e.dests[0] = id;
+    let _ = LBLCR_CACHE.insert(&key, &e, 0);
+    Some(id)
 }

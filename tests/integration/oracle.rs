@@ -86,6 +86,7 @@ scenarios! {
     sched_lc_wlc => "sched-lc-wlc",
     sched_sed_nq => "sched-sed-nq",
     sched_fo_ovf => "sched-fo-ovf",
+    sched_lblc_lblcr => "sched-lblc-lblcr",
 }
 
 fn stems(dir: &str, ext: &str) -> Vec<String> {

@@ -15,7 +15,7 @@ use lvs_common::{
     flow::{ConnEntry, FlowKey},
     map_names,
     flow::conn_flags,
-    service::{DestConf, DestCounters, LblcEntry, LblcKey, SchedState, ServiceConf, SvcKey, MAX_DESTS},
+    service::{DestConf, DestCounters, LblcEntry, LblcKey, LblcrEntry, SchedState, ServiceConf, SvcKey, MAX_DESTS},
     AF_INET, AF_INET6,
 };
 
@@ -34,6 +34,7 @@ pub struct Tables {
     /// The same map mapped into memory, for atomic updates of single fields.
     pub counter_memory: CounterMemory,
     pub lblc_cache: HashMap<MapData, LblcKey, LblcEntry>,
+    pub lblcr_cache: HashMap<MapData, LblcKey, LblcrEntry>,
 }
 
 fn open(dir: &Path, name: &str) -> anyhow::Result<Map> {
@@ -57,6 +58,7 @@ impl Tables {
             dest_counters: Array::try_from(open(dir, map_names::DEST_COUNTERS)?)?,
             counter_memory: CounterMemory::map(&MapData::from_pin(dir.join(map_names::DEST_COUNTERS))?)?,
             lblc_cache: HashMap::try_from(open(dir, map_names::LBLC_CACHE)?)?,
+            lblcr_cache: HashMap::try_from(open(dir, map_names::LBLCR_CACHE)?)?,
         })
     }
 
@@ -79,6 +81,7 @@ impl Tables {
             dest_counters: Array::try_from(counters)?,
             counter_memory,
             lblc_cache: HashMap::try_from(take(map_names::LBLC_CACHE)?)?,
+            lblcr_cache: HashMap::try_from(take(map_names::LBLCR_CACHE)?)?,
         })
     }
 
@@ -105,13 +108,18 @@ impl Tables {
         Ok(out)
     }
 
-    /// Forgets service slot `svc_id`'s scheduler caches (lblc), as the kernel's
+    /// Forgets service slot `svc_id`'s scheduler caches (lblc, lblcr), as the kernel's
     /// `init_service`/`done_service` start and end with an empty table.
     pub fn flush_sched_cache(&mut self, svc_id: u32) {
         let keys: Vec<LblcKey> =
             self.lblc_cache.keys().filter_map(Result::ok).filter(|k| k.svc_id == svc_id).collect();
         for k in keys {
             let _ = self.lblc_cache.remove(&k);
+        }
+        let keys: Vec<LblcKey> =
+            self.lblcr_cache.keys().filter_map(Result::ok).filter(|k| k.svc_id == svc_id).collect();
+        for k in keys {
+            let _ = self.lblcr_cache.remove(&k);
         }
     }
 
