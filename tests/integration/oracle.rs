@@ -82,11 +82,23 @@ macro_rules! scenarios {
 }
 
 scenarios! {
-    sched_rr => "sched-rr",
-    sched_lc_wlc => "sched-lc-wlc",
-    sched_sed_nq => "sched-sed-nq",
+    conncount_dr => "conncount-dr",
+    conncount_nat => "conncount-nat",
+    errors => "errors",
+    listings => "listings",
+    persist => "persist",
+    sched_dh => "sched-dh",
     sched_fo_ovf => "sched-fo-ovf",
     sched_lblc_lblcr => "sched-lblc-lblcr",
+    sched_lc_wlc => "sched-lc-wlc",
+    sched_mh => "sched-mh",
+    sched_rr => "sched-rr",
+    sched_sed_nq => "sched-sed-nq",
+    sched_sh => "sched-sh",
+    sched_twos => "sched-twos",
+    sched_wrr => "sched-wrr",
+    thresholds => "thresholds",
+    timeouts => "timeouts",
 }
 
 fn stems(dir: &str, ext: &str) -> Vec<String> {
