@@ -51,6 +51,12 @@ pub enum Request {
     GetInfo,
     /// The dataplane's per-verdict counters, summed over CPUs.
     Counters,
+    /// `--set tcp tcpfin udp`; a 0 keeps the current value.
+    SetTimeouts(Timeouts),
+    /// `-L --timeout`.
+    GetTimeouts,
+    /// `-L -c`: the live connection entries, in table order.
+    ListConns,
 }
 
 /// Errors as IPVS reports them (the errno values of the kernel's setsockopt/netlink replies).
@@ -107,6 +113,37 @@ pub struct Info {
     pub conn_table_size: u32,
 }
 
+/// The three timeouts `ipvsadm --set` and `-L --timeout` deal with, in seconds: IPVS's
+/// ESTABLISHED, FIN_WAIT and UDP states.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timeouts {
+    pub tcp: u32,
+    pub tcp_fin: u32,
+    pub udp: u32,
+}
+
+/// One connection entry as the kernel's `/proc/net/ip_vs_conn` shows it (what ipvsadm's
+/// `-L -c` reads). Addresses of one entry share a family.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnStatus {
+    /// IP protocol number: 6 or 17 (0 for the templates of firewall-mark services).
+    pub protocol: u8,
+    pub client: std::net::IpAddr,
+    pub client_port: u16,
+    pub vaddr: std::net::IpAddr,
+    pub vport: u16,
+    pub daddr: std::net::IpAddr,
+    pub dport: u16,
+    /// The state's name as the kernel prints it (`ESTABLISHED`, `UDP`; `NONE`/`ASSURED` for
+    /// persistence templates).
+    pub state: String,
+    /// Whole seconds left before the entry expires, truncated.
+    pub expires: u32,
+    /// Persistence-engine name and data (`sip` and the Call-ID), when the entry has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pe: Option<(String, String)>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Response {
@@ -118,6 +155,8 @@ pub enum Response {
     Info(Info),
     /// `(counter name, value)` in the dataplane's counter order.
     Counters(Vec<(String, u64)>),
+    Timeouts(Timeouts),
+    Conns(Vec<ConnStatus>),
 }
 
 /// A blocking client connection to lvsd.

@@ -128,3 +128,101 @@ fn unsupported_requests_are_refused_without_changes() {
         .ends_with("ipvsadm: forwarding method Route is not supported by lvsd yet (only masquerading, -m)\n"));
     assert_eq!(lvsd.ipvsadm_ok(&["-L", "-n"]).unwrap(), format!("{HEADER}TCP  203.0.113.10:80 rr\n"));
 }
+
+/// The `-L -n -c` entry lines of a listing, each with its `MM:SS` column cut out (and returned
+/// apart in seconds): timers tick while the test runs.
+fn conn_lines(listing: &str) -> Vec<(String, u32)> {
+    let mut lines = listing.lines();
+    assert_eq!(lines.next(), Some("IPVS connection entries"), "{listing}");
+    assert_eq!(
+        lines.next(),
+        Some("pro expire state       source             virtual            destination"),
+        "{listing}"
+    );
+    let mut out: Vec<(String, u32)> = lines
+        .map(|l| {
+            let (m, s) = (l[4..6].parse::<u32>().unwrap(), l[7..9].parse::<u32>().unwrap());
+            (format!("{}#####{}", &l[..4], &l[9..]), m * 60 + s)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn conn_line(proto: &str, state: &str, client: std::net::SocketAddr, virt: &str, dest: &str) -> String {
+    format!("{proto:<3} {:<6} {state:<11} {:<18} {virt:<18} {dest}", "#####", client.to_string())
+}
+
+#[test]
+fn set_timeouts_and_list_connections() {
+    if !require_root() {
+        return;
+    }
+    let topo = Topology::builder().real_servers(2).with_servers().build().unwrap();
+    let tmp = TempDir::new("conns").unwrap();
+    let config = |timeouts: &str| {
+        format!("interfaces: [{DIRECTOR_CLIENT_IF}, {DIRECTOR_SERVER_IF}]\nconnection_table_size: 4096\n{timeouts}")
+    };
+    let path = tmp.write("lvs.yaml", &config("timeouts: { udp: 30 }\n")).unwrap();
+    let mut lvsd = Lvsd::start(&topo.director, &path).unwrap();
+    let timeouts = |lvsd: &Lvsd| lvsd.ipvsadm_ok(&["-L", "--timeout"]).unwrap();
+    assert_eq!(timeouts(&lvsd), "Timeout (tcp tcpfin udp): 900 120 30\n");
+    for cmd in [
+        vec!["-A", "-t", "203.0.113.10:80", "-s", "rr"],
+        vec!["-a", "-t", "203.0.113.10:80", "-r", "192.0.2.11:80", "-m"],
+        vec!["-A", "-u", "203.0.113.10:53", "-s", "rr"],
+        vec!["-a", "-u", "203.0.113.10:53", "-r", "192.0.2.11:53", "-m"],
+    ] {
+        lvsd.ipvsadm_ok(&cmd).unwrap();
+    }
+    // An empty table is just the two title lines.
+    assert_eq!(conn_lines(&lvsd.ipvsadm_ok(&["-L", "-n", "-c"]).unwrap()), []);
+
+    // --set: 0 keeps a value; the other states are not touched.
+    assert_eq!(lvsd.ipvsadm_ok(&["--set", "10", "0", "5"]).unwrap(), "");
+    assert_eq!(timeouts(&lvsd), "Timeout (tcp tcpfin udp): 10 120 5\n");
+
+    // A held TCP connection (ESTABLISHED, 10 s) and a UDP flow (5 s), as -L -n -c shows them.
+    let tcp = topo.client.tcp_connect(vip(80), Duration::from_secs(5)).unwrap();
+    let udp = topo.client.udp_socket("0.0.0.0:0".parse().unwrap()).unwrap();
+    let echo = lvs_tests::client::udp_request_on(&udp, vip(53), b"x", Duration::from_secs(3)).unwrap();
+    assert_eq!(echo, b"rs1:x");
+    let (tcp_src, udp_src) = (tcp.local_addr().unwrap(), udp.local_addr().unwrap());
+    let udp_src = std::net::SocketAddr::new(CLIENT_IP.into(), udp_src.port());
+    let mut want = vec![
+        conn_line("TCP", "ESTABLISHED", tcp_src, "203.0.113.10:80", "192.0.2.11:80"),
+        conn_line("UDP", "UDP", udp_src, "203.0.113.10:53", "192.0.2.11:53"),
+    ];
+    want.sort();
+    for args in [&["-L", "-n", "-c"][..], &["-Lnc"], &["-l", "-n", "--connection"]] {
+        let got = conn_lines(&lvsd.ipvsadm_ok(args).unwrap());
+        let lines: Vec<&str> = got.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(lines, want, "{args:?}");
+        // Time left, truncated as the kernel prints it: just under the state's timeout.
+        for ((line, left), timeout) in got.iter().zip([10, 5]) {
+            assert!((timeout - 3..timeout).contains(left), "{line}: {left} s left of {timeout}");
+        }
+    }
+
+    // SIGHUP: the file now names tcpfin and no longer udp. tcpfin takes the file's value, udp
+    // goes back to the default, tcp keeps what --set gave it (the file does not name it).
+    std::fs::write(&path, config("timeouts: { tcpfin: 7 }\n")).unwrap();
+    lvsd.process().signal(libc::SIGHUP).unwrap();
+    wait_for("reload", Duration::from_secs(5), || {
+        Ok((timeouts(&lvsd) == "Timeout (tcp tcpfin udp): 10 7 300\n").then_some(()))
+    })
+    .unwrap();
+
+    // The UDP entry expires after its 5 s (its timer started before the reload); the TCP one
+    // after its 10 s, as nothing is sent on it meanwhile.
+    wait_for("the UDP entry to expire", Duration::from_secs(8), || {
+        let l = conn_lines(&lvsd.ipvsadm_ok(&["-L", "-n", "-c"])?);
+        Ok((l.len() == 1 && l[0].0 == want[0]).then_some(()))
+    })
+    .unwrap();
+    wait_for("the TCP entry to expire", Duration::from_secs(10), || {
+        Ok(conn_lines(&lvsd.ipvsadm_ok(&["-L", "-n", "-c"])?).is_empty().then_some(()))
+    })
+    .unwrap();
+    drop(tcp);
+}

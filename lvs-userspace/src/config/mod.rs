@@ -72,6 +72,9 @@ pub struct Config {
     /// Per-state timeouts in seconds, indexed like `lvs_common::tcp_state::STATE_NAMES` (the 11
     /// TCP states, then UDP); kernel defaults where the file sets none.
     pub timeouts: [u32; 12],
+    /// Which states of `timeouts` the file names. lvsd writes only those at start and on
+    /// reload, so a value set with `ipvsadm --set` for a state the file leaves out survives.
+    pub timeouts_named: [bool; 12],
     /// Virtual services in file order.
     pub services: Vec<ServiceConfig>,
     /// The file name given to [`load`] or [`parse`], for later error messages.

@@ -178,9 +178,9 @@ pub(crate) fn build(root: Option<Node>, source: &str) -> Result<Config, ConfigEr
         Some(e) => cx.number(e, 1, MAX_CONN_TABLE_SIZE)? as u32,
         None => DEFAULT_CONN_TABLE_SIZE,
     };
-    let timeouts = match top.get("timeouts") {
+    let (timeouts, timeouts_named) = match top.get("timeouts") {
         Some(e) => cx.timeouts(e)?,
-        None => DEFAULT_TIMEOUTS,
+        None => (DEFAULT_TIMEOUTS, [false; 12]),
     };
     let services = match top.get("services") {
         Some(e) => cx.services(e)?,
@@ -191,6 +191,7 @@ pub(crate) fn build(root: Option<Node>, source: &str) -> Result<Config, ConfigEr
         xdp_mode,
         connection_table_size,
         timeouts,
+        timeouts_named,
         services,
         source: source.to_string(),
     })
@@ -449,7 +450,8 @@ impl Cx<'_> {
         Ok(seen.into_iter().map(|(n, _)| n).collect())
     }
 
-    fn timeouts(&self, e: &Entry) -> Result<[u32; 12], ConfigError> {
+    /// The timeouts (kernel defaults where unnamed) and which states the file names.
+    fn timeouts(&self, e: &Entry) -> Result<([u32; 12], [bool; 12]), ConfigError> {
         let mut names: Vec<(String, usize)> = STATE_NAMES
             .iter()
             .enumerate()
@@ -462,7 +464,7 @@ impl Cx<'_> {
 
         let mut timeouts = DEFAULT_TIMEOUTS;
         let entries = match &e.value.kind {
-            Kind::Null => return Ok(timeouts),
+            Kind::Null => return Ok((timeouts, [false; 12])),
             Kind::Map(_) => {
                 self.fields(&e.value, "timeouts", &keys, &[("tcp_fin", "tcpfin")])?
                     .entries
@@ -497,7 +499,7 @@ impl Cx<'_> {
             set_by[slot] = Some(&t.key);
             timeouts[slot] = self.number(t, 1, MAX_TIMEOUT)? as u32;
         }
-        Ok(timeouts)
+        Ok((timeouts, set_by.map(|n| n.is_some())))
     }
 
     fn services(&self, e: &Entry) -> Result<Vec<ServiceConfig>, ConfigError> {

@@ -99,6 +99,7 @@ fn interfaces_only_is_valid_with_defaults() {
         lvs_common::flow::DEFAULT_CONN_TABLE_SIZE
     );
     assert_eq!(c.timeouts, DEFAULT_TIMEOUTS);
+    assert_eq!(c.timeouts_named, [false; 12]);
     assert!(c.services.is_empty());
     assert_eq!(c.source, "m.yaml");
 }
@@ -143,6 +144,9 @@ fn timeouts_by_ipvsadm_and_state_names() {
     want[UDP as usize] = 30;
     want[TIME_WAIT as usize] = 5;
     assert_eq!(c.timeouts, want);
+    // Only the named states are marked: a reload leaves the others alone.
+    let named: Vec<usize> = (0..12).filter(|&i| c.timeouts_named[i]).collect();
+    assert_eq!(named, [ESTABLISHED as usize, FIN_WAIT as usize, TIME_WAIT as usize, UDP as usize]);
 }
 
 #[test]

@@ -1,10 +1,12 @@
 //! lvsd: loads and attaches the dataplane, applies the config, serves the control socket.
 
+pub mod connlist;
 pub mod dataplane;
 pub mod reclaim;
 pub mod server;
 pub mod state;
 pub mod tables;
+pub mod timeouts;
 
 use std::{
     collections::HashSet,
@@ -54,6 +56,8 @@ pub struct Daemon {
     /// Services the config file declared at the last (re)load: a reload deletes those that
     /// disappear from the file, and leaves services created with ipvsadm alone.
     config_services: HashSet<ServiceKey>,
+    /// The timeouts the config file named at the last (re)load (see `timeouts`).
+    config_timeouts: timeouts::Named,
     config_path: PathBuf,
 }
 
@@ -84,6 +88,14 @@ impl Daemon {
                     Err(e) => Response::Error { errno: Errno::Inval, detail: format!("{e:#}") },
                 }
             }
+            Request::SetTimeouts(v) => timeouts::set(t, v),
+            Request::GetTimeouts => {
+                return match timeouts::get(t) {
+                    Ok(v) => Response::Timeouts(v),
+                    Err(e) => Response::Error { errno: e.errno, detail: e.detail },
+                }
+            }
+            Request::ListConns => return Response::Conns(connlist::list(t)),
         };
         match result {
             Ok(()) => Response::Ok,
@@ -103,7 +115,9 @@ impl Daemon {
                 warn!(service = %gone, detail = %e.detail, "cannot delete service removed from config");
             }
         }
-        self.tables.write_timeouts(&cfg.timeouts)?;
+        let named = timeouts::named(&cfg);
+        timeouts::apply_config(&mut self.tables, &named, &self.config_timeouts)?;
+        self.config_timeouts = named;
         apply_services(&mut self.vs, &mut self.tables, &cfg)?;
         self.config_services = wanted;
         Ok(())
@@ -194,7 +208,8 @@ fn start_dataplane(opts: &Options, cfg: &Config) -> anyhow::Result<(Dataplane, A
     dataplane::detach_except(&pins, &cfg.interfaces);
 
     let mut tables = Tables::open(&pins.maps())?;
-    tables.write_timeouts(&cfg.timeouts)?;
+    // Nothing is known of an earlier file: states it named keep their pinned values.
+    timeouts::apply_config(&mut tables, &timeouts::named(cfg), &[None; 12])?;
     let mut vs = VirtualServers::recover(&tables)?;
     if !vs.is_empty() {
         info!(services = vs.len(), "recovered services from the pinned maps");
@@ -213,6 +228,7 @@ fn start_dataplane(opts: &Options, cfg: &Config) -> anyhow::Result<(Dataplane, A
         tables,
         info: Info { version_code: IPVS_VERSION_CODE, conn_table_size },
         config_services: cfg.services.iter().map(|s| s.spec.key).collect(),
+        config_timeouts: timeouts::named(cfg),
         config_path: opts.config.clone(),
     }));
     Ok((dp, daemon))

@@ -11,7 +11,7 @@ use super::{
     Backend, BackendError, Io,
 };
 use crate::{
-    control::{Errno, Info, Request, Response},
+    control::{ConnStatus, Errno, Info, Request, Response, Timeouts},
     model::{DestSpec, Protocol, ServiceKey, ServiceSpec, ServiceStatus},
 };
 
@@ -45,6 +45,8 @@ enum Answer {
     NotImplemented(String),
     Services(Vec<ServiceStatus>),
     Info(Info),
+    Timeouts(Timeouts),
+    Conns(Vec<ConnStatus>),
 }
 
 impl Ctx<'_, '_> {
@@ -56,6 +58,8 @@ impl Ctx<'_, '_> {
             Ok(Response::Error { errno, .. }) => Ok(Answer::Errno(errno)),
             Ok(Response::Services(s)) => Ok(Answer::Services(s)),
             Ok(Response::Info(i)) => Ok(Answer::Info(i)),
+            Ok(Response::Timeouts(t)) => Ok(Answer::Timeouts(t)),
+            Ok(Response::Conns(c)) => Ok(Answer::Conns(c)),
             Ok(other) => Err(broken(fail_code, &format!("unexpected answer from lvsd: {other:?}"))),
             Err(BackendError::Unreachable(m)) => Err(init_failure(&m)),
             Err(BackendError::Broken(m)) => Err(broken(fail_code, &m)),
@@ -127,7 +131,10 @@ pub fn execute(ctx: &mut Ctx<'_, '_>, r: &Resolved) -> Result<i32, Stop> {
             service_command(ctx, r, key)
         }
         Cmd::Zero => Ok(ctx.unsupported("zeroing counters (-Z)")),
-        Cmd::Timeout => Ok(ctx.unsupported("setting connection timeouts (--set)")),
+        Cmd::Timeout => {
+            let [tcp, tcp_fin, udp] = r.timeouts;
+            ctx.set(Call::SetTimeout, Request::SetTimeouts(Timeouts { tcp, tcp_fin, udp }))
+        }
         Cmd::StartDaemon => Ok(ctx.unsupported("the connection sync daemon (--start-daemon)")),
         Cmd::StopDaemon => Ok(ctx.unsupported("the connection sync daemon (--stop-daemon)")),
         // Handled by the caller (it needs the line reader).
@@ -198,8 +205,8 @@ fn persistence_engine(ctx: &mut Ctx<'_, '_>, call: Call, pe: &str) -> i32 {
 
 fn list(ctx: &mut Ctx<'_, '_>, r: &Resolved) -> Result<i32, Stop> {
     match r.list {
-        ListWhat::Connections => return Ok(ctx.unsupported("listing connections (-c)")),
-        ListWhat::Timeout => return Ok(ctx.unsupported("listing timeouts (--timeout)")),
+        ListWhat::Connections => list_conns(ctx, &r.format)?,
+        ListWhat::Timeout => list_timeouts(ctx)?,
         ListWhat::Daemon => return Ok(ctx.unsupported("listing sync daemons (--daemon)")),
         _ if r.format.stats || r.format.rate => {
             return Ok(ctx.unsupported("traffic statistics (--stats, --rate)"));
@@ -262,6 +269,37 @@ pub fn list_all(ctx: &mut Ctx<'_, '_>, f: &Format) -> Result<(), Stop> {
     let mut text = format::title(f);
     for s in &services {
         text.push_str(&format::service_entry(s, f, ctx.names));
+    }
+    ctx.out(&text);
+    Ok(())
+}
+
+/// `-L --timeout`. ipvsadm exits 1 without a word when the kernel does not answer.
+fn list_timeouts(ctx: &mut Ctx<'_, '_>) -> Result<(), Stop> {
+    match ctx.ask(&Request::GetTimeouts, LIST_FAILED)? {
+        Answer::Timeouts(t) => {
+            ctx.out(&format::timeouts(&t));
+            Ok(())
+        }
+        _ => Err(Stop { code: LIST_FAILED, stdout: String::new(), stderr: String::new() }),
+    }
+}
+
+/// `-L -c`: the entries in lvsd's table order, not sorted (ipvsadm prints the kernel's
+/// `/proc/net/ip_vs_conn` as it comes). ipvsadm exits 1 when it cannot read that file.
+fn list_conns(ctx: &mut Ctx<'_, '_>, f: &Format) -> Result<(), Stop> {
+    let conns = match ctx.ask(&Request::ListConns, LIST_FAILED)? {
+        Answer::Conns(c) => c,
+        Answer::Errno(e) => {
+            let why = std::io::Error::from_raw_os_error(e.raw());
+            return Err(broken(LIST_FAILED, &format!("cannot list connections: {why}")));
+        }
+        Answer::NotImplemented(what) => return Err(broken(LIST_FAILED, &what)),
+        _ => return Err(broken(LIST_FAILED, "unexpected answer to ListConns")),
+    };
+    let mut text = format::conn_title(f);
+    for c in &conns {
+        text.push_str(&format::conn_entry(c, f, ctx.names));
     }
     ctx.out(&text);
     Ok(())

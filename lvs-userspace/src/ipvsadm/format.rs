@@ -5,7 +5,7 @@ use std::{fmt::Write as _, net::IpAddr};
 
 use super::{command::Format, names::Names};
 use crate::{
-    control::Info,
+    control::{ConnStatus, Info, Timeouts},
     model::{svc_flags, DestStatus, Forward, Protocol, ServiceKey, ServiceStatus},
 };
 
@@ -59,20 +59,22 @@ fn serv_proto(key: &ServiceKey) -> &'static str {
 }
 
 /// `addrport_to_anyname`: `addr:port`, IPv6 in brackets; names unless `-n`, each falling
-/// back to the number on its own.
-fn addr_port(addr: IpAddr, port: u16, proto: &str, f: &Format, names: &dyn Names) -> String {
+/// back to the number on its own. Ports are named only for a known protocol (`proto`); the
+/// text is cut to the 59 characters of ipvsadm's buffer.
+fn addr_port(addr: IpAddr, port: u16, proto: Option<&str>, f: &Format, names: &dyn Names) -> String {
     let (host, port) = if f.numeric {
         (addr.to_string(), port.to_string())
     } else {
         (
             names.addr_name(addr).unwrap_or_else(|| addr.to_string()),
-            names.port_name(port, proto).unwrap_or_else(|| port.to_string()),
+            proto.and_then(|p| names.port_name(port, p)).unwrap_or_else(|| port.to_string()),
         )
     };
-    match addr {
+    let s = match addr {
         IpAddr::V4(_) => format!("{host}:{port}"),
         IpAddr::V6(_) => format!("[{host}]:{port}"),
-    }
+    };
+    cut(s, 59)
 }
 
 /// C's `buf[n] = '\0'` on a byte string.
@@ -120,7 +122,7 @@ pub fn service_entry(s: &ServiceStatus, f: &Format, names: &dyn Names) -> String
             (false, true) => format!("FWM  {mark} IPv6"),
         },
         ServiceKey::Addr { protocol, addr, port } => {
-            let vname = addr_port(addr, port, proto, f, names);
+            let vname = addr_port(addr, port, Some(proto), f, names);
             if f.rule {
                 let opt = match protocol {
                     Protocol::Tcp => "-t",
@@ -179,7 +181,7 @@ pub fn service_entry(s: &ServiceStatus, f: &Format, names: &dyn Names) -> String
 
 fn dest_line(d: &DestStatus, svc_name: &str, proto: &str, f: &Format, names: &dyn Names) -> String {
     let spec = &d.spec;
-    let mut dname = addr_port(spec.addr, spec.port, proto, f, names);
+    let mut dname = addr_port(spec.addr, spec.port, Some(proto), f, names);
     if !f.rule && spec.addr.is_ipv4() {
         dname = cut(dname, 28);
     }
@@ -220,6 +222,67 @@ fn dest_line(d: &DestStatus, svc_name: &str, proto: &str, f: &Format, names: &dy
             d.active_conns,
             d.inact_conns
         )
+    }
+}
+
+/// `-L --timeout` (`list_timeout`).
+pub fn timeouts(t: &Timeouts) -> String {
+    // Printed with %d from ints.
+    format!("Timeout (tcp tcpfin udp): {} {} {}\n", t.tcp as i32, t.tcp_fin as i32, t.udp as i32)
+}
+
+/// The two title lines of `-L -c` (`list_conn`); `--persistent-conn` adds the engine columns.
+pub fn conn_title(f: &Format) -> String {
+    let mut out = String::from("IPVS connection entries\n");
+    if f.persistent_conn {
+        writeln!(
+            out,
+            "pro expire {:<11} {:<18} {:<18} {:<18} {:<16} pe_data",
+            "state", "source", "virtual", "destination", "pe name"
+        )
+    } else {
+        writeln!(out, "pro expire {:<11} {:<18} {:<18} destination", "state", "source", "virtual")
+    }
+    .unwrap();
+    out
+}
+
+/// `ip_vs_proto_name`: the protocol column of `/proc/net/ip_vs_conn`, which ipvsadm copies.
+fn conn_proto_name(p: u8) -> String {
+    match p {
+        0 => "IP".into(),
+        1 => "ICMP".into(),
+        6 => "TCP".into(),
+        17 => "UDP".into(),
+        58 => "ICMPv6".into(),
+        132 => "SCTP".into(),
+        n => format!("IP_{n}"),
+    }
+}
+
+/// One connection entry (`print_conn`). Ports are named for TCP, UDP and SCTP only, as
+/// ipvsadm maps the protocol column back to a number for `getservbyport`; the PE columns
+/// appear only with `--persistent-conn` and only for entries that have PE data.
+pub fn conn_entry(c: &ConnStatus, f: &Format, names: &dyn Names) -> String {
+    let serv = match c.protocol {
+        6 => Some("tcp"),
+        17 => Some("udp"),
+        132 => Some("sctp"),
+        _ => None,
+    };
+    let cname = addr_port(c.client, c.client_port, serv, f, names);
+    let vname = addr_port(c.vaddr, c.vport, serv, f, names);
+    let dname = addr_port(c.daddr, c.dport, serv, f, names);
+    let expire = format!("{:02}:{:02}", c.expires / 60, c.expires % 60);
+    let proto = conn_proto_name(c.protocol);
+    match (&c.pe, f.persistent_conn) {
+        // The widths of the destination and engine-name columns are swapped against the
+        // title's (16 and 18 instead of 18 and 16): ipvsadm's printf, kept as it prints.
+        (Some((name, data)), true) => format!(
+            "{proto:<3} {expire:<6} {:<11} {cname:<18} {vname:<18} {dname:<16} {name:<18} {data}\n",
+            c.state
+        ),
+        _ => format!("{proto:<3} {expire:<6} {:<11} {cname:<18} {vname:<18} {dname}\n", c.state),
     }
 }
 

@@ -18,6 +18,8 @@ pub mod sort;
 mod usage;
 
 #[cfg(test)]
+mod conn_tests;
+#[cfg(test)]
 mod golden_tests;
 
 use std::{
