@@ -33,10 +33,6 @@ pub mod conn_flags {
     /// The entry has a `CONNS_OUT` twin (NAT): the state machine uses INPUT/OUTPUT, not
     /// INPUT_ONLY.
     pub const NAT: u16 = 0x1;
-    /// The connection counts in its real server's `inactive` counter (else in `active`), as
-    /// IPVS's `IP_VS_CONN_F_INACTIVE`. Set at creation; the state machine moves the count
-    /// between the two counters; whoever removes the entry takes its count away.
-    pub const INACTIVE: u16 = 0x2;
 }
 
 /// One tracked connection (value of `CONNS`). 64 bytes, no hidden padding.
@@ -64,8 +60,12 @@ pub struct ConnEntry {
     /// When the entry expires, in `bpf_ktime_get_ns` time (CLOCK_MONOTONIC). An expired entry
     /// no longer matches; userspace reclaims it.
     pub expires_ns: u64,
-    /// When the connection was created, same clock.
-    pub created_ns: u64,
+    /// 1 while the connection counts in its real server's ActiveConn, 0 while in InActConn
+    /// (IPVS's `IP_VS_CONN_F_INACTIVE`, inverted). Created 0; the state machine changes it
+    /// only by atomic exchange, and moves the count only when the exchange changed it, so two
+    /// CPUs handling packets of one connection at once move its count once. Whoever removes
+    /// the entry takes the count away from the counter this names.
+    pub active: u64,
 }
 
 /// Value of `CONNS_OUT`: the `CONNS` key of the connection this reply belongs to.

@@ -1,6 +1,6 @@
 //! The connection table: lookups in both directions, creation, and IPVS's state machine.
 
-use core::intrinsics::{atomic_xadd, AtomicOrdering};
+use core::intrinsics::{atomic_xadd, atomic_xchg, AtomicOrdering};
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use lvs_common::{
@@ -81,7 +81,7 @@ fn set_overload(c: *mut DestCounters, v: u64) {
 /// clears OVERLOAD if the server dropped below its l-threshold (`ip_vs_unbind_dest`).
 #[inline(always)]
 fn uncount(e: &ConnEntry) {
-    let which = if e.flags & conn_flags::INACTIVE != 0 { Count::Inactive } else { Count::Active };
+    let which = if e.active != 0 { Count::Active } else { Count::Inactive };
     counter_add(e.dest_id, which, MINUS_ONE);
     let (Some(c), Some(d)) = (DEST_COUNTERS.get_ptr_mut(e.dest_id), DESTS.get(e.dest_id)) else { return };
     unsafe {
@@ -126,18 +126,17 @@ pub fn update(entry: *mut ConnEntry, pkt: &Packet, dir: usize, now: u64) {
             tcp_state::UDP
         };
         if state != (*entry).state {
-            let flags = (*entry).flags;
+            // Packets of one connection can be handled on two CPUs at once (the client's and
+            // the server's side). The exchange makes exactly one of them move the count.
+            let want = tcp_state::is_active(state) as u64;
+            let was = atomic_xchg::<u64, { AtomicOrdering::Relaxed }>(&raw mut (*entry).active, want);
             let dest_id = (*entry).dest_id;
-            let was_inactive = flags & conn_flags::INACTIVE != 0;
-            let now_active = tcp_state::is_active(state);
-            if !was_inactive && !now_active {
-                counter_add(dest_id, Count::Active, MINUS_ONE);
-                counter_add(dest_id, Count::Inactive, 1);
-                (*entry).flags = flags | conn_flags::INACTIVE;
-            } else if was_inactive && now_active {
+            if was == 0 && want == 1 {
                 counter_add(dest_id, Count::Inactive, MINUS_ONE);
                 counter_add(dest_id, Count::Active, 1);
-                (*entry).flags = flags & !conn_flags::INACTIVE;
+            } else if was == 1 && want == 0 {
+                counter_add(dest_id, Count::Active, MINUS_ONE);
+                counter_add(dest_id, Count::Inactive, 1);
             }
         }
         (*entry).state = state;
@@ -208,11 +207,11 @@ pub fn create(
         dport,
         fwd: dest.fwd,
         state: tcp_state::NONE,
-        flags: conn_flags::NAT | conn_flags::INACTIVE,
+        flags: conn_flags::NAT,
         svc_id,
         dest_id,
         expires_ns: now + NEW_CONN_TIMEOUT as u64 * NSEC_PER_SEC,
-        created_ns: now,
+        active: 0,
     };
     let out_key = FlowKey {
         src: dest.addr,

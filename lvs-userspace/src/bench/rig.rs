@@ -171,7 +171,7 @@ impl Rig {
                 dest_id,
                 // Far beyond the run: nothing expires while it is measured.
                 expires_ns: now + 86_400 * 1_000_000_000,
-                created_ns: now,
+                active: 0,
             };
             self.tables.conns.insert(in_key, e, 0).with_context(|| format!("CONNS entry {n}"))?;
             self.conns_out

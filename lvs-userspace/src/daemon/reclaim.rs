@@ -10,8 +10,7 @@
 //! same moment. The entry is removed with `BPF_MAP_LOOKUP_AND_DELETE_ELEM`, so we know exactly
 //! what was removed: if a new connection took the same 5-tuple between our read and the
 //! delete, it is put back (`BPF_NOEXIST`), or, if yet another one already took the key, its
-//! count is taken away too. A connection that changes state in that instant can still leave a
-//! count on the wrong one of its server's two counters (a window of one syscall).
+//! count is taken away too.
 
 use std::{
     path::PathBuf,

@@ -14,7 +14,6 @@ use lvs_common::{
     counters::{Counter, COUNTER_COUNT},
     flow::{ConnEntry, FlowKey},
     map_names,
-    flow::conn_flags,
     service::{DestConf, DestCounters, LblcEntry, LblcKey, LblcrEntry, SchedState, ServiceConf, SvcKey, MAX_DESTS},
     AF_INET, AF_INET6,
 };
@@ -302,10 +301,10 @@ impl CounterMemory {
         let c = self.slot(e.dest_id)?;
         // SAFETY: 8-byte aligned u64s in shared memory that everyone updates atomically.
         unsafe {
-            let (dec, other) = if e.flags & conn_flags::INACTIVE != 0 {
-                (&raw mut (*c).inactive, &raw mut (*c).active)
-            } else {
+            let (dec, other) = if e.active != 0 {
                 (&raw mut (*c).active, &raw mut (*c).inactive)
+            } else {
+                (&raw mut (*c).inactive, &raw mut (*c).active)
             };
             let after = AtomicU64::from_ptr(dec).fetch_sub(1, AtomicOrdering::Relaxed).wrapping_sub(1);
             Some(after.wrapping_add(AtomicU64::from_ptr(other).load(AtomicOrdering::Relaxed)))
