@@ -115,7 +115,7 @@ fn unsupported_requests_are_refused_without_changes() {
     // (ipvsadm names itself by argv[0], here a path.)
     assert!(
         out.stderr_str()
-            .ends_with("ipvsadm: scheduler 'sh' is not supported by lvsd yet (only rr, lc, wlc, sed, nq, fo, ovf)\n"),
+            .ends_with("ipvsadm: scheduler 'sh' is not supported by lvsd yet (only rr, lc, wlc, sed, nq, fo, ovf, lblc, lblcr)\n"),
         "{out:?}"
     );
     assert_eq!(lvsd.ipvsadm_ok(&["-L", "-n"]).unwrap(), HEADER);
