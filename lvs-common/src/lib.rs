@@ -14,6 +14,7 @@ pub mod counters;
 pub mod csum;
 pub mod flow;
 pub mod sched_dynamic;
+pub mod sched_hash;
 pub mod service;
 pub mod tcp_state;
 
@@ -30,8 +31,9 @@ pub mod map_names {
     pub const DEST_COUNTERS: &str = "DEST_COUNTERS";
     pub const LBLC_CACHE: &str = "LBLC_CACHE";
     pub const LBLCR_CACHE: &str = "LBLCR_CACHE";
+    pub const HASH_TABLES: &str = "HASH_TABLES";
     /// Every map, for pinning.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 12] = [
         SVC_INDEX,
         SERVICES,
         SCHED_STATE,
@@ -43,6 +45,7 @@ pub mod map_names {
         DEST_COUNTERS,
         LBLC_CACHE,
         LBLCR_CACHE,
+        HASH_TABLES,
     ];
 }
 

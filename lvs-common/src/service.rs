@@ -24,8 +24,10 @@ pub mod sched {
     pub const OVF: u32 = 7;
     pub const LBLC: u32 = 8;
     pub const LBLCR: u32 = 9;
+    pub const DH: u32 = 10;
+    pub const SH: u32 = 11;
 
-    const NAMES: [(u32, &str); 9] = [
+    const NAMES: [(u32, &str); 11] = [
         (RR, "rr"),
         (LC, "lc"),
         (WLC, "wlc"),
@@ -35,6 +37,8 @@ pub mod sched {
         (OVF, "ovf"),
         (LBLC, "lblc"),
         (LBLCR, "lblcr"),
+        (DH, "dh"),
+        (SH, "sh"),
     ];
 
     /// The id for a scheduler name, if the dataplane implements it.
@@ -204,6 +208,26 @@ pub fn overhead(c: &DestCounters) -> u64 {
     (c.active << 8).wrapping_add(c.inactive)
 }
 
+/// A 256-bucket dh or sh table (value of `HASH_TABLES`, by service slot): each bucket holds a
+/// position in `ServiceConf::dests`, or `sched_hash::EMPTY`. Built by userspace exactly when
+/// the kernel rebuilds it. 512 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashTable {
+    pub slots: [u16; 256],
+}
+
+impl Default for HashTable {
+    fn default() -> Self {
+        HashTable { slots: [u16::MAX; 256] }
+    }
+}
+
+/// IPVS service flags the hash schedulers read (`IP_VS_SVC_F_SCHED1/2`): `-b sh-fallback` /
+/// `mh-fallback`, and `-b sh-port` / `mh-port`.
+pub const SVC_F_SCHED_FALLBACK: u32 = 0x0008;
+pub const SVC_F_SCHED_PORT: u32 = 0x0010;
+
 /// Key of `LBLC_CACHE`: a service and a destination address. 24 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -278,6 +302,7 @@ const _: () = assert!(core::mem::size_of::<SchedState>() == 8);
 const _: () = assert!(core::mem::size_of::<LblcKey>() == 24);
 const _: () = assert!(core::mem::size_of::<LblcEntry>() == 16);
 const _: () = assert!(core::mem::size_of::<LblcrEntry>() == 88);
+const _: () = assert!(core::mem::size_of::<HashTable>() == 512);
 
 /// Step `i` of the rr walk over `count` real servers starting at `start` (IPVS
 /// `ip_vs_rr_schedule`: after the last chosen server to the end, then from the head up to and
@@ -320,6 +345,7 @@ mod pod {
     unsafe impl aya::Pod for super::LblcKey {}
     unsafe impl aya::Pod for super::LblcEntry {}
     unsafe impl aya::Pod for super::LblcrEntry {}
+    unsafe impl aya::Pod for super::HashTable {}
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use lvs_common::{
     counters::COUNTER_COUNT,
     flow::{ConnEntry, ConnRef, FlowKey, DEFAULT_CONN_TABLE_SIZE},
     service::{
-        DestConf, DestCounters, LblcEntry, LblcKey, LblcrEntry, SchedState, ServiceConf, SvcKey, LBLC_CACHE_SIZE,
+        DestConf, DestCounters, HashTable, LblcEntry, LblcKey, LblcrEntry, SchedState, ServiceConf, SvcKey, LBLC_CACHE_SIZE,
         MAX_DESTS, MAX_SERVICES,
     },
     tcp_state::TIMEOUT_SLOTS,
@@ -66,3 +66,7 @@ pub static LBLC_CACHE: LruHashMap<LblcKey, LblcEntry> = LruHashMap::with_max_ent
 /// lblcr: the set of real servers per (service, destination address).
 #[map]
 pub static LBLCR_CACHE: LruHashMap<LblcKey, LblcrEntry> = LruHashMap::with_max_entries(LBLC_CACHE_SIZE, 0);
+
+/// dh and sh: the 256-bucket table of each service, by service slot.
+#[map]
+pub static HASH_TABLES: Array<HashTable> = Array::with_max_entries(MAX_SERVICES, 0);

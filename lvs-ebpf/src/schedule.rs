@@ -5,15 +5,16 @@ use core::ffi::c_void;
 use aya_ebpf::helpers::bpf_loop;
 use lvs_common::{
     sched_dynamic::{is_dynamic, Chooser, NONE},
+    sched_hash::{dh_bucket, sh_bucket, sh_fallback_probe, EMPTY},
     service::{
-        dest_flags, overhead, rr_index, rr_start, sched, DestConf, LblcEntry, LblcKey, LblcrEntry, ServiceConf,
+        dest_flags, overhead, rr_index, SVC_F_SCHED_FALLBACK, SVC_F_SCHED_PORT, rr_start, sched, DestConf, LblcEntry, LblcKey, LblcrEntry, ServiceConf,
         LBLCR_EXPIRATION_NS, LBLCR_SET_MAX, LBLC_EXPIRATION_NS, MAX_DESTS_PER_SVC,
     },
     AF_INET,
 };
 
 use crate::{
-    maps::{DESTS, DEST_COUNTERS, LBLCR_CACHE, LBLC_CACHE, SCHED_STATE, SERVICES},
+    maps::{DESTS, DEST_COUNTERS, HASH_TABLES, LBLCR_CACHE, LBLC_CACHE, SCHED_STATE, SERVICES},
     parse::Packet,
 };
 
@@ -41,6 +42,8 @@ pub fn pick(svc_id: u32, svc: &ServiceConf, pkt: &Packet, now: u64) -> Option<u3
         sched::RR => round_robin(svc_id, svc),
         sched::LBLC => lblc(svc_id, svc, pkt, now),
         sched::LBLCR => lblcr(svc_id, svc, pkt, now),
+        sched::DH => dh(svc_id, svc, pkt),
+        sched::SH => sh(svc_id, svc, pkt),
         s if is_dynamic(s) => least_loaded(svc_id, svc, svc.sched),
         _ => None,
     }
@@ -335,4 +338,76 @@ fn lblcr(svc_id: u32, svc: &ServiceConf, pkt: &Packet, now: u64) -> Option<u32> 
     e.dests[0] = id;
     let _ = LBLCR_CACHE.insert(&key, &e, 0);
     Some(id)
+}
+
+/// The real server at position `pos` of the service's list if it may take a new connection
+/// (the hash schedulers' "available": weight > 0 and not overloaded).
+#[inline(always)]
+fn usable_at(svc_id: u32, pos: u16) -> Option<u32> {
+    let svc = SERVICES.get(svc_id)?;
+    let id = *svc.dests.get(pos as usize)?;
+    let d = DESTS.get(id)?;
+    eligible(id, d).then_some(id)
+}
+
+/// The position in bucket `b` of the service's table.
+#[inline(always)]
+fn bucket(svc_id: u32, b: u8) -> Option<u16> {
+    HASH_TABLES.get(svc_id)?.slots.get(b as usize).copied()
+}
+
+/// dh: the server in the bucket of the destination address, or none (no fallback).
+#[inline(always)]
+fn dh(svc_id: u32, _svc: &ServiceConf, pkt: &Packet) -> Option<u32> {
+    let pos = bucket(svc_id, dh_bucket(u32::from_be(pkt.daddr)))?;
+    if pos == EMPTY {
+        return None;
+    }
+    usable_at(svc_id, pos)
+}
+
+/// State of sh's fallback probe walk.
+#[repr(C)]
+struct ShProbe {
+    svc_id: u32,
+    ihash: u32,
+    found: u32,
+}
+
+extern "C" fn sh_probe_step(i: u64, ctx: *mut c_void) -> i64 {
+    let w = unsafe { &mut *(ctx as *mut ShProbe) };
+    let Some(pos) = bucket(w.svc_id, sh_fallback_probe(w.ihash as u8, i as u8)) else { return 1 };
+    if pos == EMPTY {
+        return 1;
+    }
+    match usable_at(w.svc_id, pos) {
+        Some(id) => {
+            w.found = id;
+            1
+        }
+        None => 0,
+    }
+}
+
+/// sh: the server in the bucket of the client's address (and port with `sh-port`); if it
+/// can't take the connection, none, or with `sh-fallback` the first usable server along the
+/// kernel's probe sequence.
+#[inline(always)]
+fn sh(svc_id: u32, svc: &ServiceConf, pkt: &Packet) -> Option<u32> {
+    let ihash = sh_bucket(u32::from_be(pkt.saddr), u16::from_be(pkt.sport), svc.flags & SVC_F_SCHED_PORT != 0);
+    let pos = bucket(svc_id, ihash)?;
+    if pos == EMPTY {
+        return None;
+    }
+    if let Some(id) = usable_at(svc_id, pos) {
+        return Some(id);
+    }
+    if svc.flags & SVC_F_SCHED_FALLBACK == 0 {
+        return None;
+    }
+    let mut walk = ShProbe { svc_id, ihash: ihash as u32, found: NONE };
+    unsafe {
+        bpf_loop(256, sh_probe_step as *mut c_void, &mut walk as *mut ShProbe as *mut c_void, 0);
+    }
+    (walk.found != NONE).then_some(walk.found)
 }

@@ -5,8 +5,9 @@
 
 use std::collections::BTreeMap;
 
+use lvs_common::sched_hash;
 use lvs_common::service::{
-    dest_flags, sched, svc_conf_flags, DestConf, SchedState, ServiceConf, MAX_DESTS,
+    dest_flags, sched, svc_conf_flags, DestConf, HashTable, SchedState, ServiceConf, MAX_DESTS,
     MAX_DESTS_PER_SVC, MAX_SERVICES,
 };
 use tracing::info;
@@ -254,6 +255,22 @@ impl VirtualServers {
         t.services.set(svc.slot, conf, 0).map_err(internal)
     }
 
+    /// Rebuilds the service's dh or sh table from its servers in kernel order. Called where the
+    /// kernel rebuilds it: binding the scheduler, adding and deleting a server, and for sh (not
+    /// dh) editing one.
+    fn build_hash_table(t: &mut Tables, svc: &Service) -> Result<(), OpError> {
+        let mut table = HashTable::default();
+        match svc.sched_id {
+            sched::DH => sched_hash::dh_build(svc.dests.len(), &mut table.slots),
+            sched::SH => {
+                let weights: Vec<i32> = svc.dests.iter().map(|d| d.spec.weight).collect();
+                sched_hash::sh_build(&weights, &mut table.slots)
+            }
+            _ => return Ok(()),
+        }
+        t.hash_tables.set(svc.slot, table, 0).map_err(internal)
+    }
+
     /// `ipvsadm -A`.
     pub fn add_service(&mut self, t: &mut Tables, spec: ServiceSpec) -> Result<(), OpError> {
         let sched_id = check_service_supported(&spec)?;
@@ -266,6 +283,7 @@ impl VirtualServers {
         let svc = Service { slot, spec, sched_id, dests: Vec::new() };
         let key = tables::svc_key(&svc.spec.key).map_err(internal)?;
         Self::write_service(t, &svc)?;
+        Self::build_hash_table(t, &svc)?;
         t.sched_state.set(slot, SchedState::default(), 0).map_err(internal)?;
         // Published last: the dataplane can only find a fully written service.
         t.svc_index.insert(key, slot, 0).map_err(internal)?;
@@ -288,6 +306,7 @@ impl VirtualServers {
         if rebind {
             t.sched_state.set(slot, SchedState::default(), 0).map_err(internal)?;
             t.flush_sched_cache(slot);
+            Self::build_hash_table(t, svc)?;
         }
         info!(service = %svc.spec.key, scheduler = %svc.spec.scheduler, "service edited");
         Ok(())
@@ -365,6 +384,7 @@ impl VirtualServers {
         info!(service = %key, server = %d.addr, port = d.port, weight = d.weight, "real server added");
         svc.dests.insert(0, Dest { slot: ds, spec: d });
         Self::write_service(t, svc)?;
+        Self::build_hash_table(t, svc)?;
         // rr keeps pointing at the same server, which has moved one place down; the list head
         // stays the list head.
         let mut st = t.sched_state.get(&slot, 0).unwrap_or_default();
@@ -392,6 +412,10 @@ impl VirtualServers {
         lift_overload(t, ds, old_u, d.u_threshold);
         info!(service = %key, server = %d.addr, port = d.port, weight = d.weight, "real server edited");
         svc.dests[pos].spec = d;
+        // dh ignores edits (its table does not depend on weights); sh rebuilds.
+        if svc.sched_id == sched::SH {
+            Self::build_hash_table(t, svc)?;
+        }
         Ok(())
     }
 
@@ -413,6 +437,7 @@ impl VirtualServers {
         };
         let removed = svc.dests.remove(pos);
         Self::write_service(t, svc)?;
+        Self::build_hash_table(t, svc)?;
         // IPVS rr: if the pointer was on the deleted server it moves back to the previous one
         // (or the head); servers after the deleted one move up a place.
         let mut st = t.sched_state.get(&slot, 0).unwrap_or_default();

@@ -14,7 +14,9 @@ use lvs_common::{
     counters::{Counter, COUNTER_COUNT},
     flow::{ConnEntry, FlowKey},
     map_names,
-    service::{DestConf, DestCounters, LblcEntry, LblcKey, LblcrEntry, SchedState, ServiceConf, SvcKey, MAX_DESTS},
+    service::{
+        DestConf, DestCounters, HashTable, LblcEntry, LblcKey, LblcrEntry, SchedState, ServiceConf, SvcKey, MAX_DESTS,
+    },
     AF_INET, AF_INET6,
 };
 
@@ -34,6 +36,7 @@ pub struct Tables {
     pub counter_memory: CounterMemory,
     pub lblc_cache: HashMap<MapData, LblcKey, LblcEntry>,
     pub lblcr_cache: HashMap<MapData, LblcKey, LblcrEntry>,
+    pub hash_tables: Array<MapData, HashTable>,
 }
 
 fn open(dir: &Path, name: &str) -> anyhow::Result<Map> {
@@ -58,6 +61,7 @@ impl Tables {
             counter_memory: CounterMemory::map(&MapData::from_pin(dir.join(map_names::DEST_COUNTERS))?)?,
             lblc_cache: HashMap::try_from(open(dir, map_names::LBLC_CACHE)?)?,
             lblcr_cache: HashMap::try_from(open(dir, map_names::LBLCR_CACHE)?)?,
+            hash_tables: Array::try_from(open(dir, map_names::HASH_TABLES)?)?,
         })
     }
 
@@ -81,6 +85,7 @@ impl Tables {
             counter_memory,
             lblc_cache: HashMap::try_from(take(map_names::LBLC_CACHE)?)?,
             lblcr_cache: HashMap::try_from(take(map_names::LBLCR_CACHE)?)?,
+            hash_tables: Array::try_from(take(map_names::HASH_TABLES)?)?,
         })
     }
 
