@@ -11,56 +11,9 @@
 topology 3
 rs_dr
 
-# direct_return: a second link from the client to the servers' LAN (client eth1, 192.0.2.100),
-# and the servers' routes to the client networks through it, so that DR replies go straight to
-# the client and the director only sees the client's packets, as in a classic LVS-DR set-up.
-# (With replies routed back through the director, kernel IPVS sees them too: it looks DR
-# connections up by VIP:port for packets from inside, and their states follow the NAT table.)
-direct_return() {
-    local i
-    veth client eth1 lan p-client
-    on lan ip link set p-client master br0
-    on lan ip link set p-client up
-    on client ip addr add 192.0.2.100/24 dev eth1
-    on client ip link set eth1 up
-    on client sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.eth0.rp_filter=0 \
-        net.ipv4.conf.eth1.rp_filter=0
-    for i in $(seq 1 "$RS_COUNT"); do
-        on "rs$i" ip route add 198.51.100.0/24 via 192.0.2.100
-        on "rs$i" ip route add 198.18.0.0/15 via 192.0.2.100
-    done
-}
 
-# at SECONDS: the scenario clock. `at 0` starts it; `at N` waits until N s after that, so that
-# expiry columns and expirations do not depend on how fast the machine runs the commands. A
-# step that overran its slot is noted (notes are not compared).
-at() {
-    local now s=${1%.*} f=0 left
-    now=$(date +%s%N)
-    [[ $1 == *.* ]] && f=${1#*.}
-    if [ "$1" = 0 ]; then CLOCK0=$now; return; fi
-    left=$((CLOCK0 + s * 1000000000 + f * 100000000 - now))
-    if [ $left -lt 0 ]; then note "clock: late for at $1 by $((-left / 1000000)) ms"; return; fi
-    sleep "$((left / 1000000000)).$(printf '%09d' $((left % 1000000000)))"
-}
 
-# sample TITLE: the connection table first (its expiry column is the time-sensitive part), then
-# the counters.
-sample() {
-    section "$*"
-    run ipvsadm -L -n -c
-    run ipvsadm -L -n
-}
 
-# giveup LABEL SRC SPORT URL SECONDS: a request the client abandons after SECONDS (curl
-# --max-time), so that the client closes first; records `tcp LABEL SRC:SPORT -> <answer>`.
-giveup() {
-    local body rc
-    body=$(on client curl -s -g --max-time "$5" --interface "$2" --local-port "$3" "$4")
-    rc=$?
-    [ $rc -eq 0 ] || body="FAIL($rc)"
-    echo "tcp $1 $2:$3 -> $body"
-}
 
 direct_return
 

@@ -7,36 +7,8 @@
 # transition. The TIME_WAIT entries are left to expire after the end (120 s).
 topology 3
 
-# at SECONDS: the scenario clock. `at 0` starts it; `at N` waits until N s after that, so that
-# expiry columns and expirations do not depend on how fast the machine runs the commands. A
-# step that overran its slot is noted (notes are not compared).
-at() {
-    local now s=${1%.*} f=0 left
-    now=$(date +%s%N)
-    [[ $1 == *.* ]] && f=${1#*.}
-    if [ "$1" = 0 ]; then CLOCK0=$now; return; fi
-    left=$((CLOCK0 + s * 1000000000 + f * 100000000 - now))
-    if [ $left -lt 0 ]; then note "clock: late for at $1 by $((-left / 1000000)) ms"; return; fi
-    sleep "$((left / 1000000000)).$(printf '%09d' $((left % 1000000000)))"
-}
 
-# sample TITLE: the connection table first (its expiry column is the time-sensitive part), then
-# the counters.
-sample() {
-    section "$*"
-    run ipvsadm -L -n -c
-    run ipvsadm -L -n
-}
 
-# giveup LABEL SRC SPORT URL SECONDS: a request the client abandons after SECONDS (curl
-# --max-time), so that the client closes first; records `tcp LABEL SRC:SPORT -> <answer>`.
-giveup() {
-    local body rc
-    body=$(on client curl -s -g --max-time "$5" --interface "$2" --local-port "$3" "$4")
-    rc=$?
-    [ $rc -eq 0 ] || body="FAIL($rc)"
-    echo "tcp $1 $2:$3 -> $body"
-}
 
 section "setup"
 run ipvsadm --set 30 14 18

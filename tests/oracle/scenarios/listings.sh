@@ -11,18 +11,6 @@ topology 3
 lb_mark 7 tcp 203.0.113.12 443
 lb_mark 8 tcp 2001:db8::10 8080
 
-# at SECONDS: the scenario clock. `at 0` starts it; `at N` waits until N s after that, so that
-# expiry columns and expirations do not depend on how fast the machine runs the commands. A
-# step that overran its slot is noted (notes are not compared).
-at() {
-    local now s=${1%.*} f=0 left
-    now=$(date +%s%N)
-    [[ $1 == *.* ]] && f=${1#*.}
-    if [ "$1" = 0 ]; then CLOCK0=$now; return; fi
-    left=$((CLOCK0 + s * 1000000000 + f * 100000000 - now))
-    if [ $left -lt 0 ]; then note "clock: late for at $1 by $((-left / 1000000)) ms"; return; fi
-    sleep "$((left / 1000000000)).$(printf '%09d' $((left % 1000000000)))"
-}
 
 # sip LABEL SRC SPORT DST DPORT CALLID: one SIP OPTIONS request over UDP (no answer awaited:
 # nothing listens on 5060); records `sip LABEL SRC:SPORT`.

@@ -6,8 +6,6 @@
 # kernel order, so the table differs from the first one).
 topology 3
 SP=40000
-# c LABEL SRC URL: one connection (tcp) from the next client source port.
-c() { SP=$((SP + 1)); tcp "$1" "$2" "$SP" "$3"; }
 VIPS="203.0.113.10 203.0.113.11 203.0.113.12 203.0.113.13"
 # each VIP, from three client addresses
 round() {

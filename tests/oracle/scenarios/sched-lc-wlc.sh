@@ -4,31 +4,6 @@
 # by them; weight 0 (lc skips it, wlc never picks it); a server deleted.
 topology 3
 SP=40000
-# c LABEL SRC URL: one connection (tcp) from the next client source port.
-c() { SP=$((SP + 1)); tcp "$1" "$2" "$SP" "$3"; }
-# hold LABEL SRC URL: a connection from the next client source port that the server holds open
-# (300 s, longer than the scenario), like tcp_hold; records `hold LABEL SRC:SPORT -> rsN`, the
-# real server that has the connection established, or FAIL when none has it within 5 s (or
-# the client gave up before).
-hold() {
-    local label=$1 src=$2 url=$3 t i pid d=FAIL
-    SP=$((SP + 1))
-    on client curl -s -g --max-time 310 --interface "$src" --local-port "$SP" "$url/hold/300" \
-        >/dev/null 2>&1 &
-    pid=$!
-    BG_PIDS+=($pid)
-    for t in $(seq 1 50); do
-        for i in $(seq 1 "$RS_COUNT"); do
-            if on "rs$i" ss -Htn state established "( dport = :$SP )" | grep -q .; then
-                d=rs$i
-                break 2
-            fi
-        done
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "hold $label $src:$SP -> $d"
-}
 V1=http://203.0.113.10:80 V2=http://203.0.113.11:80
 
 section "lc, three servers of weight 1 (kernel order rs3 rs2 rs1)"

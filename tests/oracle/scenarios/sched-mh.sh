@@ -5,8 +5,6 @@
 # (only its own clients move) and added back; IPv6 with mh-port.
 topology 3
 SP=40000
-# c LABEL SRC URL: one connection (tcp) from the next client source port.
-c() { SP=$((SP + 1)); tcp "$1" "$2" "$SP" "$3"; }
 CLIENTS="198.51.100.2 198.51.100.20 198.51.100.21 198.51.100.22 198.51.100.23 198.51.100.24
     198.18.1.20 198.18.1.21 198.18.2.20 198.18.2.21"
 # each client address once: round LABEL URL

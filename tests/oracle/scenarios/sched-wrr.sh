@@ -5,8 +5,6 @@
 # weight 0; a server deleted; every weight 0 (no destination: the connection is refused).
 topology 3
 SP=40000
-# c LABEL SRC URL: one connection (tcp) from the next client source port.
-c() { SP=$((SP + 1)); tcp "$1" "$2" "$SP" "$3"; }
 V1=http://203.0.113.10:80/ V2=http://203.0.113.11:80/ V3=http://203.0.113.12:80/
 
 section "wrr, weights added heaviest first: rs1 w4, rs2 w3, rs3 w2 (kernel order rs3 rs2 rs1)"

@@ -4,18 +4,6 @@
 # (120 s); a 0 keeps the current value; the largest value ipvsadm accepts.
 topology 2
 
-# at SECONDS: the scenario clock. `at 0` starts it; `at N` waits until N s after that, so that
-# expiry columns and expirations do not depend on how fast the machine runs the commands. A
-# step that overran its slot is noted (notes are not compared).
-at() {
-    local now s=${1%.*} f=0 left
-    now=$(date +%s%N)
-    [[ $1 == *.* ]] && f=${1#*.}
-    if [ "$1" = 0 ]; then CLOCK0=$now; return; fi
-    left=$((CLOCK0 + s * 1000000000 + f * 100000000 - now))
-    if [ $left -lt 0 ]; then note "clock: late for at $1 by $((-left / 1000000)) ms"; return; fi
-    sleep "$((left / 1000000000)).$(printf '%09d' $((left % 1000000000)))"
-}
 
 section "defaults"
 run ipvsadm -L --timeout
