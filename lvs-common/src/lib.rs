@@ -13,10 +13,14 @@ pub mod bench;
 pub mod counters;
 pub mod csum;
 pub mod flow;
+pub mod maglev;
 pub mod sched_dynamic;
+#[cfg(test)]
+mod sched_golden;
 pub mod sched_hash;
 pub mod service;
 pub mod tcp_state;
+pub mod wrr;
 
 /// Names of the maps, as the eBPF object defines them and as they are pinned.
 pub mod map_names {

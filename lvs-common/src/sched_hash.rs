@@ -115,12 +115,7 @@ pub fn dh_pick(table: &[u16; HASH_TABLE_SIZE], bucket: u8, usable: impl Fn(u16) 
 /// dataplane's walk: the server in bucket `ihash` if `usable` (weight > 0, not OVERLOAD);
 /// otherwise, with `fallback`, the first usable server along [`sh_fallback_probe`], stopping at
 /// an [`EMPTY`] bucket.
-pub fn sh_pick(
-    table: &[u16; HASH_TABLE_SIZE],
-    ihash: u8,
-    fallback: bool,
-    usable: impl Fn(u16) -> bool,
-) -> Option<u16> {
+pub fn sh_pick(table: &[u16; HASH_TABLE_SIZE], ihash: u8, fallback: bool, usable: impl Fn(u16) -> bool) -> Option<u16> {
     let d = table[ihash as usize];
     if d == EMPTY {
         return None;
