@@ -36,8 +36,9 @@ pub mod map_names {
     pub const LBLC_CACHE: &str = "LBLC_CACHE";
     pub const LBLCR_CACHE: &str = "LBLCR_CACHE";
     pub const HASH_TABLES: &str = "HASH_TABLES";
+    pub const MH_TABLES: &str = "MH_TABLES";
     /// Every map, for pinning.
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 13] = [
         SVC_INDEX,
         SERVICES,
         SCHED_STATE,
@@ -50,6 +51,7 @@ pub mod map_names {
         LBLC_CACHE,
         LBLCR_CACHE,
         HASH_TABLES,
+        MH_TABLES,
     ];
 }
 

@@ -26,8 +26,9 @@ pub mod sched {
     pub const LBLCR: u32 = 9;
     pub const DH: u32 = 10;
     pub const SH: u32 = 11;
+    pub const MH: u32 = 13;
 
-    const NAMES: [(u32, &str); 11] = [
+    const NAMES: [(u32, &str); 12] = [
         (RR, "rr"),
         (LC, "lc"),
         (WLC, "wlc"),
@@ -39,6 +40,7 @@ pub mod sched {
         (LBLCR, "lblcr"),
         (DH, "dh"),
         (SH, "sh"),
+        (MH, "mh"),
     ];
 
     /// The id for a scheduler name, if the dataplane implements it.
@@ -223,6 +225,16 @@ impl Default for HashTable {
     }
 }
 
+/// An mh (Maglev) lookup table (value of `MH_TABLES`, by service slot): 4093 positions in
+/// `ServiceConf::dests` or `sched_hash::EMPTY`, built by userspace (`maglev::mh_build`) when
+/// the kernel rebuilds it. 8188 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MhTable {
+    pub slots: [u16; 4093],
+    pub _pad: u16,
+}
+
 /// IPVS service flags the hash schedulers read (`IP_VS_SVC_F_SCHED1/2`): `-b sh-fallback` /
 /// `mh-fallback`, and `-b sh-port` / `mh-port`.
 pub const SVC_F_SCHED_FALLBACK: u32 = 0x0008;
@@ -303,6 +315,7 @@ const _: () = assert!(core::mem::size_of::<LblcKey>() == 24);
 const _: () = assert!(core::mem::size_of::<LblcEntry>() == 16);
 const _: () = assert!(core::mem::size_of::<LblcrEntry>() == 88);
 const _: () = assert!(core::mem::size_of::<HashTable>() == 512);
+const _: () = assert!(core::mem::size_of::<MhTable>() == 8188);
 
 /// Step `i` of the rr walk over `count` real servers starting at `start` (IPVS
 /// `ip_vs_rr_schedule`: after the last chosen server to the end, then from the head up to and
@@ -346,6 +359,7 @@ mod pod {
     unsafe impl aya::Pod for super::LblcEntry {}
     unsafe impl aya::Pod for super::LblcrEntry {}
     unsafe impl aya::Pod for super::HashTable {}
+    unsafe impl aya::Pod for super::MhTable {}
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use lvs_common::{
     counters::COUNTER_COUNT,
     flow::{ConnEntry, ConnRef, FlowKey, DEFAULT_CONN_TABLE_SIZE},
     service::{
-        DestConf, DestCounters, HashTable, LblcEntry, LblcKey, LblcrEntry, SchedState, ServiceConf, SvcKey, LBLC_CACHE_SIZE,
+        DestConf, DestCounters, HashTable, MhTable, LblcEntry, LblcKey, LblcrEntry, SchedState, ServiceConf, SvcKey, LBLC_CACHE_SIZE,
         MAX_DESTS, MAX_SERVICES,
     },
     tcp_state::TIMEOUT_SLOTS,
@@ -70,3 +70,10 @@ pub static LBLCR_CACHE: LruHashMap<LblcKey, LblcrEntry> = LruHashMap::with_max_e
 /// dh and sh: the 256-bucket table of each service, by service slot.
 #[map]
 pub static HASH_TABLES: Array<HashTable> = Array::with_max_entries(MAX_SERVICES, 0);
+
+/// `BPF_F_NO_PREALLOC`: an mh table is 8 KiB; only services that use mh get one.
+const BPF_F_NO_PREALLOC: u32 = 1;
+
+/// mh: the Maglev lookup table of each mh service, by service slot.
+#[map]
+pub static MH_TABLES: HashMap<u32, MhTable> = HashMap::with_max_entries(MAX_SERVICES, BPF_F_NO_PREALLOC);

@@ -5,6 +5,7 @@ use core::ffi::c_void;
 use aya_ebpf::helpers::bpf_loop;
 use lvs_common::{
     sched_dynamic::{is_dynamic, Chooser, NONE},
+    maglev::{mh_fallback_probe, mh_lookup_slot, MH_TABLE_SIZE},
     sched_hash::{dh_bucket, sh_bucket, sh_fallback_probe, EMPTY},
     service::{
         dest_flags, overhead, rr_index, SVC_F_SCHED_FALLBACK, SVC_F_SCHED_PORT, rr_start, sched, DestConf, LblcEntry, LblcKey, LblcrEntry, ServiceConf,
@@ -14,7 +15,7 @@ use lvs_common::{
 };
 
 use crate::{
-    maps::{DESTS, DEST_COUNTERS, HASH_TABLES, LBLCR_CACHE, LBLC_CACHE, SCHED_STATE, SERVICES},
+    maps::{DESTS, DEST_COUNTERS, HASH_TABLES, LBLCR_CACHE, LBLC_CACHE, MH_TABLES, SCHED_STATE, SERVICES},
     parse::Packet,
 };
 
@@ -44,6 +45,7 @@ pub fn pick(svc_id: u32, svc: &ServiceConf, pkt: &Packet, now: u64) -> Option<u3
         sched::LBLCR => lblcr(svc_id, svc, pkt, now),
         sched::DH => dh(svc_id, svc, pkt),
         sched::SH => sh(svc_id, svc, pkt),
+        sched::MH => mh(svc_id, svc, pkt),
         s if is_dynamic(s) => least_loaded(svc_id, svc, svc.sched),
         _ => None,
     }
@@ -408,6 +410,70 @@ fn sh(svc_id: u32, svc: &ServiceConf, pkt: &Packet) -> Option<u32> {
     let mut walk = ShProbe { svc_id, ihash: ihash as u32, found: NONE };
     unsafe {
         bpf_loop(256, sh_probe_step as *mut c_void, &mut walk as *mut ShProbe as *mut c_void, 0);
+    }
+    (walk.found != NONE).then_some(walk.found)
+}
+
+/// The position in slot `i` of the service's Maglev table.
+#[inline(always)]
+fn mh_slot(svc_id: u32, i: u16) -> Option<u16> {
+    let t = unsafe { MH_TABLES.get(&svc_id) }?;
+    // `i` is `hash % 4093`, which LLVM computes by multiply and shift and then knows to be in
+    // range, so it drops the bounds check; the verifier cannot follow that arithmetic. A
+    // volatile read hides the range from LLVM and keeps the check the verifier needs.
+    let i = unsafe { core::ptr::read_volatile(&i) };
+    t.slots.get(i as usize).copied()
+}
+
+/// State of mh's fallback probe walk.
+#[repr(C)]
+struct MhProbe {
+    svc_id: u32,
+    saddr: u32,
+    port: u32,
+    ihash: u32,
+    found: u32,
+}
+
+extern "C" fn mh_probe_step(i: u64, ctx: *mut c_void) -> i64 {
+    let w = unsafe { &mut *(ctx as *mut MhProbe) };
+    let slot = mh_fallback_probe(w.saddr, w.port as u16, w.ihash as u16, i as u16);
+    let Some(pos) = mh_slot(w.svc_id, slot) else { return 1 };
+    if pos == EMPTY {
+        return 1;
+    }
+    match usable_at(w.svc_id, pos) {
+        Some(id) => {
+            w.found = id;
+            1
+        }
+        None => 0,
+    }
+}
+
+/// mh (Maglev hashing): the server in the client's slot (address, and port with `mh-port`);
+/// if it can't take the connection, none, or with `mh-fallback` the first usable server along
+/// the kernel's rehashing probe.
+#[inline(always)]
+fn mh(svc_id: u32, svc: &ServiceConf, pkt: &Packet) -> Option<u32> {
+    let with_port = svc.flags & SVC_F_SCHED_PORT != 0;
+    let saddr = u32::from_be(pkt.saddr);
+    let sport = u16::from_be(pkt.sport);
+    let ihash = mh_lookup_slot(saddr, sport, with_port);
+    let pos = mh_slot(svc_id, ihash)?;
+    if pos == EMPTY {
+        return None;
+    }
+    if let Some(id) = usable_at(svc_id, pos) {
+        return Some(id);
+    }
+    if svc.flags & SVC_F_SCHED_FALLBACK == 0 {
+        return None;
+    }
+    let port = if with_port { sport as u32 } else { 0 };
+    let mut walk = MhProbe { svc_id, saddr, port, ihash: ihash as u32, found: NONE };
+    unsafe {
+        bpf_loop(MH_TABLE_SIZE as u32, mh_probe_step as *mut c_void, &mut walk as *mut MhProbe as *mut c_void, 0);
     }
     (walk.found != NONE).then_some(walk.found)
 }

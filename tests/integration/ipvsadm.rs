@@ -110,12 +110,12 @@ fn unsupported_requests_are_refused_without_changes() {
     let out = lvsd.ipvsadm(&["-A", "-t", "203.0.113.10:80", "-s", "foo"]).unwrap();
     assert_eq!(out.status.code(), Some(255));
     assert_eq!(out.stderr_str(), "Scheduler or persistence engine not found\n");
-    let out = lvsd.ipvsadm(&["-A", "-t", "203.0.113.10:80", "-s", "mh"]).unwrap();
+    let out = lvsd.ipvsadm(&["-A", "-t", "203.0.113.10:80", "-s", "wrr"]).unwrap();
     assert_eq!(out.status.code(), Some(255));
     // (ipvsadm names itself by argv[0], here a path.)
     assert!(
         out.stderr_str()
-            .ends_with("ipvsadm: scheduler 'mh' is not supported by lvsd yet (only rr, lc, wlc, sed, nq, fo, ovf, lblc, lblcr, dh, sh)\n"),
+            .ends_with("ipvsadm: scheduler 'wrr' is not supported by lvsd yet (only rr, lc, wlc, sed, nq, fo, ovf, lblc, lblcr, dh, sh, mh)\n"),
         "{out:?}"
     );
     assert_eq!(lvsd.ipvsadm_ok(&["-L", "-n"]).unwrap(), HEADER);

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use lvs_common::sched_hash;
+use lvs_common::{maglev, sched_hash};
 use lvs_common::service::{
-    dest_flags, sched, svc_conf_flags, DestConf, HashTable, SchedState, ServiceConf, MAX_DESTS,
+    dest_flags, sched, svc_conf_flags, DestConf, HashTable, MhTable, SchedState, ServiceConf, MAX_DESTS,
     MAX_DESTS_PER_SVC, MAX_SERVICES,
 };
 use tracing::info;
@@ -102,6 +102,9 @@ pub fn check_dest_supported(svc: &ServiceKey, d: &DestSpec) -> Result<(), OpErro
 struct Dest {
     slot: u32,
     spec: DestSpec,
+    /// The latest non-zero weight (the kernel's `last_weight`; mh builds its table from it, so
+    /// a server edited to weight 0 keeps its slots).
+    last_weight: i32,
 }
 
 /// How long a deleted real server with no connections left stays revivable (the kernel's
@@ -170,7 +173,9 @@ impl VirtualServers {
                 let d = t.dests.get(&ds, 0)?;
                 vs.used_dest_slots.insert(ds);
                 vs.next_dest_slot = vs.next_dest_slot.max(ds + 1) % MAX_DESTS;
-                dests.push(Dest { slot: ds, spec: tables::dest_spec(&d) });
+                let spec = tables::dest_spec(&d);
+                // Not kept across restarts: the current weight stands in for it.
+                dests.push(Dest { slot: ds, last_weight: spec.weight, spec });
             }
             vs.next_svc_slot = vs.next_svc_slot.max(slot + 1) % MAX_SERVICES;
             vs.services.insert(slot, Service { slot, spec, sched_id: conf.sched, dests });
@@ -259,6 +264,29 @@ impl VirtualServers {
     /// kernel rebuilds it: binding the scheduler, adding and deleting a server, and for sh (not
     /// dh) editing one.
     fn build_hash_table(t: &mut Tables, svc: &Service) -> Result<(), OpError> {
+        if svc.sched_id != sched::MH {
+            let _ = t.mh_tables.remove(&svc.slot);
+        } else {
+            let dests: Vec<(u32, u16, i32)> = svc
+                .dests
+                .iter()
+                .map(|d| {
+                    let fold = match d.spec.addr {
+                        std::net::IpAddr::V4(a) => u32::from(a),
+                        std::net::IpAddr::V6(a) => {
+                            let o = a.octets();
+                            let w = |i: usize| u32::from_be_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+                            w(0) ^ w(4) ^ w(8) ^ w(12)
+                        }
+                    };
+                    (fold, d.spec.port, d.last_weight)
+                })
+                .collect();
+            let mut table = MhTable { slots: [sched_hash::EMPTY; 4093], _pad: 0 };
+            maglev::mh_build(&dests, &mut table.slots).map_err(|_| internal("too many real servers for mh"))?;
+            t.mh_tables.insert(svc.slot, table, 0).map_err(internal)?;
+            return Ok(());
+        }
         let mut table = HashTable::default();
         match svc.sched_id {
             sched::DH => sched_hash::dh_build(svc.dests.len(), &mut table.slots),
@@ -335,6 +363,7 @@ impl VirtualServers {
         }
         let _ = t.services.set(slot, ServiceConf::default(), 0);
         t.flush_sched_cache(slot);
+        let _ = t.mh_tables.remove(&slot);
         info!(service = %key, "service deleted");
         Ok(())
     }
@@ -382,7 +411,8 @@ impl VirtualServers {
         t.dests.set(ds, tables::dest_conf(&d, slot, dest_flags::AVAILABLE), 0).map_err(internal)?;
         let svc = self.services.get_mut(&slot).expect("found above");
         info!(service = %key, server = %d.addr, port = d.port, weight = d.weight, "real server added");
-        svc.dests.insert(0, Dest { slot: ds, spec: d });
+        let last_weight = d.weight;
+        svc.dests.insert(0, Dest { slot: ds, spec: d, last_weight });
         Self::write_service(t, svc)?;
         Self::build_hash_table(t, svc)?;
         // rr keeps pointing at the same server, which has moved one place down; the list head
@@ -411,9 +441,12 @@ impl VirtualServers {
         t.dests.set(ds, tables::dest_conf(&d, slot, dest_flags::AVAILABLE), 0).map_err(internal)?;
         lift_overload(t, ds, old_u, d.u_threshold);
         info!(service = %key, server = %d.addr, port = d.port, weight = d.weight, "real server edited");
+        if d.weight != 0 {
+            svc.dests[pos].last_weight = d.weight;
+        }
         svc.dests[pos].spec = d;
         // dh ignores edits (its table does not depend on weights); sh rebuilds.
-        if svc.sched_id == sched::SH {
+        if svc.sched_id == sched::SH || svc.sched_id == sched::MH {
             Self::build_hash_table(t, svc)?;
         }
         Ok(())

@@ -15,7 +15,7 @@ use lvs_common::{
     flow::{ConnEntry, FlowKey},
     map_names,
     service::{
-        DestConf, DestCounters, HashTable, LblcEntry, LblcKey, LblcrEntry, SchedState, ServiceConf, SvcKey, MAX_DESTS,
+        DestConf, DestCounters, HashTable, MhTable, LblcEntry, LblcKey, LblcrEntry, SchedState, ServiceConf, SvcKey, MAX_DESTS,
     },
     AF_INET, AF_INET6,
 };
@@ -37,6 +37,7 @@ pub struct Tables {
     pub lblc_cache: HashMap<MapData, LblcKey, LblcEntry>,
     pub lblcr_cache: HashMap<MapData, LblcKey, LblcrEntry>,
     pub hash_tables: Array<MapData, HashTable>,
+    pub mh_tables: HashMap<MapData, u32, MhTable>,
 }
 
 fn open(dir: &Path, name: &str) -> anyhow::Result<Map> {
@@ -62,6 +63,7 @@ impl Tables {
             lblc_cache: HashMap::try_from(open(dir, map_names::LBLC_CACHE)?)?,
             lblcr_cache: HashMap::try_from(open(dir, map_names::LBLCR_CACHE)?)?,
             hash_tables: Array::try_from(open(dir, map_names::HASH_TABLES)?)?,
+            mh_tables: HashMap::try_from(open(dir, map_names::MH_TABLES)?)?,
         })
     }
 
@@ -86,6 +88,7 @@ impl Tables {
             lblc_cache: HashMap::try_from(take(map_names::LBLC_CACHE)?)?,
             lblcr_cache: HashMap::try_from(take(map_names::LBLCR_CACHE)?)?,
             hash_tables: Array::try_from(take(map_names::HASH_TABLES)?)?,
+            mh_tables: HashMap::try_from(take(map_names::MH_TABLES)?)?,
         })
     }
 
