@@ -376,19 +376,26 @@ struct ShProbe {
     found: u32,
 }
 
-extern "C" fn sh_probe_step(i: u64, ctx: *mut c_void) -> i64 {
-    let w = unsafe { &mut *(ctx as *mut ShProbe) };
-    let Some(pos) = bucket(w.svc_id, sh_fallback_probe(w.ihash as u8, i as u8)) else { return 1 };
+/// One probe of a hash scheduler's fallback, as a `bpf_loop` step: stop (1) at an empty or
+/// unreadable entry, or at a usable server, which goes to `found`; else go on (0).
+#[inline(always)]
+fn probe(svc_id: u32, pos: Option<u16>, found: &mut u32) -> i64 {
+    let Some(pos) = pos else { return 1 };
     if pos == EMPTY {
         return 1;
     }
-    match usable_at(w.svc_id, pos) {
+    match usable_at(svc_id, pos) {
         Some(id) => {
-            w.found = id;
+            *found = id;
             1
         }
         None => 0,
     }
+}
+
+extern "C" fn sh_probe_step(i: u64, ctx: *mut c_void) -> i64 {
+    let w = unsafe { &mut *(ctx as *mut ShProbe) };
+    probe(w.svc_id, bucket(w.svc_id, sh_fallback_probe(w.ihash as u8, i as u8)), &mut w.found)
 }
 
 /// sh: the server in the bucket of the client's address (and port with `sh-port`); if it
@@ -438,17 +445,7 @@ struct MhProbe {
 extern "C" fn mh_probe_step(i: u64, ctx: *mut c_void) -> i64 {
     let w = unsafe { &mut *(ctx as *mut MhProbe) };
     let slot = mh_fallback_probe(w.saddr, w.port as u16, w.ihash as u16, i as u16);
-    let Some(pos) = mh_slot(w.svc_id, slot) else { return 1 };
-    if pos == EMPTY {
-        return 1;
-    }
-    match usable_at(w.svc_id, pos) {
-        Some(id) => {
-            w.found = id;
-            1
-        }
-        None => 0,
-    }
+    probe(w.svc_id, mh_slot(w.svc_id, slot), &mut w.found)
 }
 
 /// mh (Maglev hashing): the server in the client's slot (address, and port with `mh-port`);
