@@ -4,12 +4,13 @@ use core::ffi::c_void;
 
 use aya_ebpf::helpers::bpf_loop;
 use lvs_common::{
-    sched_dynamic::{is_dynamic, Chooser, NONE},
     maglev::{mh_fallback_probe, mh_lookup_slot, MH_TABLE_SIZE},
+    sched_dynamic::{is_dynamic, Chooser, NONE},
     sched_hash::{dh_bucket, sh_bucket, sh_fallback_probe, EMPTY},
     service::{
-        dest_flags, overhead, rr_index, SVC_F_SCHED_FALLBACK, SVC_F_SCHED_PORT, rr_start, sched, DestConf, LblcEntry, LblcKey, LblcrEntry, ServiceConf,
-        LBLCR_EXPIRATION_NS, LBLCR_SET_MAX, LBLC_EXPIRATION_NS, MAX_DESTS_PER_SVC,
+        dest_flags, overhead, rr_index, rr_start, sched, DestConf, DestCounters, LblcEntry, LblcKey,
+        LblcrEntry, ServiceConf, LBLCR_EXPIRATION_NS, LBLCR_SET_MAX, LBLC_EXPIRATION_NS,
+        MAX_DESTS_PER_SVC, SVC_F_SCHED_FALLBACK, SVC_F_SCHED_PORT,
     },
     AF_INET,
 };
@@ -19,14 +20,17 @@ use crate::{
     parse::Packet,
 };
 
-/// Whether a real server may take any new connection: live and not overloaded (thresholds).
+/// Whether a real server may take any new connection: live and not overloaded (the OVERLOAD
+/// flag, or the thresholds' mark in its counters). Every scheduler's test starts here.
+#[inline(always)]
+fn takes_new(d: &DestConf, c: &DestCounters) -> bool {
+    d.flags & dest_flags::AVAILABLE != 0 && d.flags & dest_flags::OVERLOAD == 0 && c.overload == 0
+}
+
+/// [`takes_new`] for a server whose counters the caller has not read.
 #[inline(always)]
 fn usable(id: u32, d: &DestConf) -> bool {
-    let overloaded = match DEST_COUNTERS.get(id) {
-        Some(c) => c.overload != 0,
-        None => true,
-    };
-    d.flags & dest_flags::AVAILABLE != 0 && d.flags & dest_flags::OVERLOAD == 0 && !overloaded
+    DEST_COUNTERS.get(id).is_some_and(|c| takes_new(d, c))
 }
 
 /// rr's test, the same for most IPVS schedulers: usable and weight > 0.
@@ -65,7 +69,7 @@ extern "C" fn dyn_step(i: u64, ctx: *mut c_void) -> i64 {
     let Some(svc) = SERVICES.get(w.svc_id) else { return 1 };
     let Some(id) = svc.dests.get(i as usize) else { return 1 };
     let (Some(d), Some(c)) = (DESTS.get(*id), DEST_COUNTERS.get(*id)) else { return 0 };
-    w.chooser.offer(i as u32, usable(*id, d), d.weight, c);
+    w.chooser.offer(i as u32, takes_new(d, c), d.weight, c);
     if w.chooser.done != 0 {
         1
     } else {
@@ -219,9 +223,8 @@ fn cache_key(svc_id: u32, pkt: &Packet) -> LblcKey {
 fn member(svc_id: u32, id: u32) -> Option<(&'static DestConf, u64, u64, bool)> {
     let d = DESTS.get(id)?;
     let c = DEST_COUNTERS.get(id)?;
-    let available = d.flags & dest_flags::AVAILABLE != 0 && d.svc_id == svc_id;
-    let overloaded = d.flags & dest_flags::OVERLOAD != 0 || c.overload != 0;
-    Some((d, overhead(c), c.active, available && !overloaded))
+    // "Available" also means still one of this service's servers: sets keep deleted ones.
+    Some((d, overhead(c), c.active, d.svc_id == svc_id && takes_new(d, c)))
 }
 
 /// `ip_vs_dest_set_min`: the first usable member with weight > 0, then the least
