@@ -33,6 +33,10 @@ pub mod conn_flags {
     /// The entry has a `CONNS_OUT` twin (NAT): the state machine uses INPUT/OUTPUT, not
     /// INPUT_ONLY.
     pub const NAT: u16 = 0x1;
+    /// A DR/TUN connection whose reply was seen by the director (routed back through it):
+    /// IPVS clears `IP_VS_CONN_F_NOOUTPUT` then, and its client packets use the INPUT table
+    /// from then on, not INPUT_ONLY.
+    pub const SEEN_OUTPUT: u16 = 0x2;
 }
 
 /// One tracked connection (value of `CONNS`). 64 bytes, no hidden padding.

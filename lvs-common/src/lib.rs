@@ -13,6 +13,7 @@ pub mod bench;
 pub mod counters;
 pub mod csum;
 pub mod flow;
+pub mod fwd;
 pub mod maglev;
 pub mod sched_dynamic;
 #[cfg(test)]
@@ -37,8 +38,9 @@ pub mod map_names {
     pub const LBLCR_CACHE: &str = "LBLCR_CACHE";
     pub const HASH_TABLES: &str = "HASH_TABLES";
     pub const MH_TABLES: &str = "MH_TABLES";
+    pub const NEIGH_MISS: &str = "NEIGH_MISS";
     /// Every map, for pinning.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 14] = [
         SVC_INDEX,
         SERVICES,
         SCHED_STATE,
@@ -52,11 +54,15 @@ pub mod map_names {
         LBLCR_CACHE,
         HASH_TABLES,
         MH_TABLES,
+        NEIGH_MISS,
     ];
 }
 
 /// Name of the XDP program in the object.
 pub const XDP_PROGRAM: &str = "lvs_xdp";
+
+/// Name of the real servers' decapsulation program (TC ingress) in its own object.
+pub const DECAP_PROGRAM: &str = "lvs_decap";
 
 /// Version of the map layout. Pinned maps are reused without any schema check, so the pin
 /// directory carries this number; bump it whenever a key or value type changes.

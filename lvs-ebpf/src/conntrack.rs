@@ -115,8 +115,11 @@ fn count_new(dest_id: u32, dest: &DestConf) {
 pub fn update(entry: *mut ConnEntry, pkt: &Packet, dir: usize, now: u64) {
     unsafe {
         let state = if pkt.proto == IPPROTO_TCP {
-            // DR/TUN connections have no output path: IPVS's INPUT_ONLY table.
-            let dir = if dir == tcp_state::DIR_INPUT && (*entry).flags & conn_flags::NAT == 0 {
+            // DR/TUN connections have no output path: IPVS's INPUT_ONLY table, until a reply
+            // has been seen (IPVS clears IP_VS_CONN_F_NOOUTPUT then).
+            let dir = if dir == tcp_state::DIR_INPUT
+                && (*entry).flags & (conn_flags::NAT | conn_flags::SEEN_OUTPUT) == 0
+            {
                 tcp_state::DIR_INPUT_ONLY
             } else {
                 dir
@@ -186,8 +189,9 @@ pub fn now_ns() -> u64 {
     unsafe { bpf_ktime_get_ns() }
 }
 
-/// Inserts a new NAT connection (both directions) in state NONE, counted as inactive as IPVS
-/// binds it; the caller runs the first transition. An entry it replaces (an expired one not
+/// Inserts a new connection in state NONE, counted as inactive as IPVS binds it; NAT ones get
+/// their reverse entry too (DR and TUN replies never come back through the director, IPVS's
+/// NOOUTPUT). The caller runs the first transition. An entry it replaces (an expired one not
 /// reclaimed yet, or a TIME_WAIT one a new SYN reuses) has its count taken away here.
 /// `Err(())` when the table is full.
 #[inline(always)]
@@ -198,8 +202,10 @@ pub fn create(
     dest: &DestConf,
     now: u64,
 ) -> Result<*mut ConnEntry, ()> {
-    // Port 0 on a real server means "the virtual port" (ipvsadm -r RIP without port).
-    let dport = if dest.port == 0 { key.dport } else { dest.port };
+    // Port 0 on a real server means "the virtual port" (ipvsadm -r RIP without port); DR and
+    // TUN cannot change the port at all.
+    let nat = dest.fwd == 0;
+    let dport = if dest.port == 0 || !nat { key.dport } else { dest.port };
     let entry = ConnEntry {
         vaddr: key.dst,
         daddr: dest.addr,
@@ -207,7 +213,7 @@ pub fn create(
         dport,
         fwd: dest.fwd,
         state: tcp_state::NONE,
-        flags: conn_flags::NAT,
+        flags: if nat { conn_flags::NAT } else { 0 },
         svc_id,
         dest_id,
         expires_ns: now + NEW_CONN_TIMEOUT as u64 * NSEC_PER_SEC,
@@ -229,7 +235,7 @@ pub fn create(
     if let Some(old) = replaced {
         uncount(&old);
     }
-    if CONNS_OUT.insert(&out_key, &ConnRef { in_key: *key }, 0).is_err() {
+    if nat && CONNS_OUT.insert(&out_key, &ConnRef { in_key: *key }, 0).is_err() {
         let _ = CONNS.remove(key);
         return Err(());
     }

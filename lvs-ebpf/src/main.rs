@@ -1,4 +1,5 @@
-//! The XDP dataplane: IPVS-style virtual services with NAT forwarding.
+//! The XDP dataplane: IPVS-style virtual services with NAT, direct-routing and IP-in-IP
+//! forwarding.
 //!
 //! Entry point only; each concern lives in its own module. Every packet ends in exactly one
 //! `Counter`, which also decides the XDP verdict, so no drop is ever silent.
@@ -16,11 +17,12 @@ mod nat;
 mod parse;
 mod schedule;
 mod stats;
+mod tunnel;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lvs_common::{
     counters::Counter,
-    flow::ConnEntry,
+    flow::{conn_flags, ConnEntry},
     service::dest_flags,
     tcp_state::{DIR_INPUT, DIR_OUTPUT, TCP_RST, TCP_SYN},
 };
@@ -46,7 +48,11 @@ fn verdict(c: Counter) -> u32 {
         | Counter::DropConnTableFull
         | Counter::DropServiceMissing
         | Counter::DropUnsupportedForward
-        | Counter::DropDestUnavailable => xdp_action::XDP_DROP,
+        | Counter::DropDestUnavailable
+        | Counter::DropNoNeigh
+        | Counter::DropTtlExceeded
+        | Counter::DropNoRoute => xdp_action::XDP_DROP,
+        Counter::TxIcmpFragNeeded => xdp_action::XDP_REDIRECT,
         _ => xdp_action::XDP_PASS,
     }
 }
@@ -80,7 +86,7 @@ fn process(ctx: &XdpContext) -> Counter {
     }
     // 3. A new connection to a virtual service?
     let Some(svc_id) = (unsafe { SVC_INDEX.get(&service_key(&pkt)) }).copied() else {
-        return Counter::PassNoService;
+        return dr_reply(ctx, &pkt, now);
     };
     // IPVS schedules TCP only on a SYN without RST; anything else without a connection is
     // accepted untouched (it belongs to no connection we know).
@@ -90,8 +96,8 @@ fn process(ctx: &XdpContext) -> Counter {
     let Some(svc) = SERVICES.get(svc_id) else { return Counter::DropServiceMissing };
     let Some(dest_id) = schedule::pick(svc_id, svc, &pkt, now) else { return icmp::port_unreachable(ctx, &pkt) };
     let Some(dest) = DESTS.get(dest_id) else { return Counter::DropServiceMissing };
-    // Only masquerading is implemented so far; never forward a packet we cannot rewrite.
-    if dest.fwd != 0 {
+    // Never forward a packet we cannot send the way its real server wants.
+    if !matches!(dest.fwd, FWD_MASQ | FWD_TUNNEL | FWD_ROUTE) {
         return Counter::DropUnsupportedForward;
     }
     let Ok(e) = conntrack::create(&key, svc_id, dest_id, dest, now) else {
@@ -122,13 +128,49 @@ fn service_key(pkt: &Packet) -> lvs_common::service::SvcKey {
     }
 }
 
-/// Client -> VIP: advance the state machine, rewrite to the real server, forward.
+/// Forwarding methods (`ConnEntry::fwd`, IPVS numbering).
+const FWD_MASQ: u8 = 0;
+const FWD_TUNNEL: u8 = 2;
+const FWD_ROUTE: u8 = 3;
+
+/// Client -> VIP: advance the state machine, then rewrite (NAT), re-address (DR) or
+/// encapsulate (TUN) towards the real server.
 #[inline(always)]
 fn to_real_server(ctx: &XdpContext, pkt: &Packet, e: *mut ConnEntry, now: u64) -> Counter {
     conntrack::update(e, pkt, DIR_INPUT, now);
-    // Entries are only created for masquerading real servers (checked before `create`).
-    let (daddr, dport) = unsafe { ((*e).daddr[0], (*e).dport) };
-    nat::to_real_server(pkt, daddr, dport);
+    let (daddr, dport, fwd) = unsafe { ((*e).daddr[0], (*e).dport, (*e).fwd) };
+    match fwd {
+        FWD_ROUTE => forward::direct_route(ctx, pkt, daddr),
+        FWD_TUNNEL => tunnel::encapsulate(ctx, pkt, daddr),
+        _ => {
+            nat::to_real_server(pkt, daddr, dport);
+            forward::forward(ctx, pkt)
+        }
+    }
+}
+
+/// A packet for no service: perhaps the reply of a DR/TUN connection that the real server
+/// routes back through the director (VIP:vport -> client). IPVS finds the connection then
+/// (its output lookup), clears its no-output mark and runs the OUTPUT state table; the packet
+/// itself is routed on unchanged. Its reversed 5-tuple is the connection's `CONNS` key.
+#[inline(always)]
+fn dr_reply(ctx: &XdpContext, pkt: &Packet, now: u64) -> Counter {
+    let key = lvs_common::flow::FlowKey {
+        src: [pkt.daddr, 0, 0, 0],
+        dst: [pkt.saddr, 0, 0, 0],
+        sport: pkt.dport,
+        dport: pkt.sport,
+        proto: pkt.proto,
+        family: lvs_common::AF_INET,
+        _pad: [0; 2],
+    };
+    let Some(e) = conntrack::lookup_in(&key, now) else { return Counter::PassNoService };
+    if unsafe { (*e).flags } & conn_flags::NAT != 0 {
+        return Counter::PassNoService;
+    }
+    stats::count(Counter::ConnHit);
+    unsafe { (*e).flags |= conn_flags::SEEN_OUTPUT };
+    conntrack::update(e, pkt, DIR_OUTPUT, now);
     forward::forward(ctx, pkt)
 }
 

@@ -8,6 +8,7 @@ use aya_ebpf::{
 use lvs_common::{
     counters::COUNTER_COUNT,
     flow::{ConnEntry, ConnRef, FlowKey, DEFAULT_CONN_TABLE_SIZE},
+    fwd::{NeighKey, NEIGH_MISS_SIZE},
     service::{
         DestConf, DestCounters, HashTable, MhTable, LblcEntry, LblcKey, LblcrEntry, SchedState, ServiceConf, SvcKey, LBLC_CACHE_SIZE,
         MAX_DESTS, MAX_SERVICES,
@@ -77,3 +78,8 @@ const BPF_F_NO_PREALLOC: u32 = 1;
 /// mh: the Maglev lookup table of each mh service, by service slot.
 #[map]
 pub static MH_TABLES: HashMap<u32, MhTable> = HashMap::with_max_entries(MAX_SERVICES, BPF_F_NO_PREALLOC);
+
+/// Next hops a direct-routing packet found without a neighbour entry (the packet was dropped):
+/// lvsd reads and deletes them and asks the kernel to resolve each (`NTF_USE`).
+#[map]
+pub static NEIGH_MISS: LruHashMap<NeighKey, u32> = LruHashMap::with_max_entries(NEIGH_MISS_SIZE, 0);

@@ -2,6 +2,7 @@
 
 pub mod connlist;
 pub mod dataplane;
+pub mod neigh;
 pub mod reclaim;
 pub mod server;
 pub mod state;
@@ -239,6 +240,7 @@ fn serve(opts: Options, dp: Dataplane, daemon: Arc<Mutex<Daemon>>) -> anyhow::Re
     let pins = dp.pins.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let reclaimer = reclaim::spawn(pins.maps(), stop.clone())?;
+    let resolver = neigh::spawn(pins.maps(), stop.clone())?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -255,6 +257,7 @@ fn serve(opts: Options, dp: Dataplane, daemon: Arc<Mutex<Daemon>>) -> anyhow::Re
     let _ = std::fs::remove_file(&opts.socket);
     stop.store(true, Ordering::Relaxed);
     let _ = reclaimer.join();
+    let _ = resolver.join();
     // Keep the program object alive until here: the links now own their program anyway.
     drop(dp);
     if opts.keep_dataplane {
