@@ -50,7 +50,9 @@ pub fn run(o: &DecapOptions) -> anyhow::Result<()> {
         if !dir.join("link").exists() {
             bail!("no decapsulation program attached to {} (nothing under {})", o.interface, dir.display());
         }
-        // Removing the last reference to the link (its pin) detaches the program.
+        // Detach first, synchronously: dropping the last reference to the link (its pin) would
+        // detach it too, but only once the kernel gets round to freeing it.
+        link_detach(&dir.join("link")).context("cannot detach the pinned link")?;
         for f in ["link", "addrs", "stats"] {
             let p = dir.join(f);
             if p.exists() {
@@ -128,6 +130,36 @@ fn attach(o: &DecapOptions, _ifindex: u32, dir: &Path, addrs: &[Ipv4Addr]) -> an
         let _ = fs::remove_dir(dir);
     }
     result
+}
+
+/// `BPF_OBJ_GET` on the pinned link, then `BPF_LINK_DETACH`: the program is off the
+/// interface when this returns.
+fn link_detach(pin: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    const BPF_OBJ_GET: libc::c_long = 7;
+    const BPF_LINK_DETACH: libc::c_long = 34;
+    let path = std::ffi::CString::new(pin.as_os_str().as_bytes())?;
+    // bpf_attr for BPF_OBJ_GET: pathname (u64), bpf_fd (u32), file_flags (u32), path_fd (s32).
+    let mut attr = [0u64; 3];
+    attr[0] = path.as_ptr() as u64;
+    // SAFETY: the attr holds a pointer to a NUL-terminated path that outlives the call.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_GET, attr.as_ptr(), 24u32) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let fd = fd as i32;
+    // bpf_attr for BPF_LINK_DETACH: link_fd (u32).
+    let mut d = [0u64; 1];
+    d[0] = fd as u32 as u64;
+    // SAFETY: a plain attr with the link's fd; the fd is closed right after.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, BPF_LINK_DETACH, d.as_ptr(), 8u32) };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: our own fd from BPF_OBJ_GET.
+    unsafe { libc::close(fd) };
+    if r < 0 {
+        return Err(err);
+    }
+    Ok(())
 }
 
 fn open_addrs(dir: &Path) -> anyhow::Result<HashMap<MapData, u32, u32>> {
