@@ -29,17 +29,24 @@ const RTM_NEWNEIGH: u16 = 28;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
 const NLM_F_REPLACE: u16 = 0x100;
+const NLM_F_EXCL: u16 = 0x200;
 const NLM_F_CREATE: u16 = 0x400;
 const NTF_USE: u8 = 0x1;
 const NDA_DST: u16 = 1;
 
 /// Asks the kernel to resolve `addr` on interface `ifindex`. Errors are the kernel's.
-pub fn kick(ifindex: u32, addr: Ipv4Addr) -> std::io::Result<()> {
+///
+/// The kernel first sets an existing entry to the request's state (NUD_NONE) and only then
+/// starts resolving, so a valid entry (even a permanent one) would be thrown away: without
+/// `replace` only a missing entry is created (`NLM_F_EXCL`; an existing one is left alone and
+/// `EEXIST` is not an error). `replace` is for next hops the dataplane found not valid.
+pub fn kick(ifindex: u32, addr: Ipv4Addr, replace: bool) -> std::io::Result<()> {
+    let mode = if replace { NLM_F_REPLACE } else { NLM_F_EXCL };
     // nlmsghdr (16) + ndmsg (12) + NDA_DST attribute (4 + 4).
     let mut msg = [0u8; 36];
     msg[0..4].copy_from_slice(&36u32.to_ne_bytes());
     msg[4..6].copy_from_slice(&RTM_NEWNEIGH.to_ne_bytes());
-    msg[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE).to_ne_bytes());
+    msg[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | mode).to_ne_bytes());
     msg[8..12].copy_from_slice(&1u32.to_ne_bytes()); // sequence
     msg[16] = libc::AF_INET as u8; // ndm_family
     msg[20..24].copy_from_slice(&(ifindex as i32).to_ne_bytes());
@@ -65,7 +72,7 @@ pub fn kick(ifindex: u32, addr: Ipv4Addr) -> std::io::Result<()> {
                 return Err(std::io::Error::last_os_error());
             }
             let errno = i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]);
-            if errno < 0 {
+            if errno < 0 && !(errno == -libc::EEXIST && !replace) {
                 return Err(std::io::Error::from_raw_os_error(-errno));
             }
             Ok(())
@@ -112,7 +119,7 @@ pub fn onlink_interfaces(addr: Ipv4Addr) -> Vec<u32> {
 /// Starts resolving a DR/TUN real server's address on every interface it is on-link with.
 pub fn resolve_real_server(addr: Ipv4Addr) {
     for idx in onlink_interfaces(addr) {
-        if let Err(e) = kick(idx, addr) {
+        if let Err(e) = kick(idx, addr, false) {
             warn!(%addr, ifindex = idx, "cannot ask the kernel to resolve the real server: {e}");
         }
     }
@@ -140,7 +147,7 @@ pub fn spawn(maps_dir: PathBuf, stop: Arc<AtomicBool>) -> anyhow::Result<thread:
                 }
                 let addr = Ipv4Addr::from(u32::from_be(k.addr[0]));
                 debug!(%addr, ifindex = k.ifindex, "resolving a next hop the dataplane missed");
-                if let Err(e) = kick(k.ifindex, addr) {
+                if let Err(e) = kick(k.ifindex, addr, true) {
                     warn!(%addr, ifindex = k.ifindex, "cannot ask the kernel to resolve a next hop: {e}");
                 }
             }
