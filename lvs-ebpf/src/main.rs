@@ -155,6 +155,17 @@ fn to_real_server(ctx: &XdpContext, pkt: &Packet, e: *mut ConnEntry, now: u64) -
 /// itself is routed on unchanged. Its reversed 5-tuple is the connection's `CONNS` key.
 #[inline(always)]
 fn dr_reply(ctx: &XdpContext, pkt: &Packet, now: u64) -> Counter {
+    // Only a packet *from* a virtual service can be one: that small table is looked up first,
+    // so other traffic does not pay for a lookup in the (possibly huge) connection table.
+    let from_svc = lvs_common::service::SvcKey {
+        addr: [pkt.saddr, 0, 0, 0],
+        port: pkt.sport,
+        proto: pkt.proto,
+        family: lvs_common::AF_INET,
+    };
+    if unsafe { SVC_INDEX.get(&from_svc) }.is_none() {
+        return Counter::PassNoService;
+    }
     let key = lvs_common::flow::FlowKey {
         src: [pkt.daddr, 0, 0, 0],
         dst: [pkt.saddr, 0, 0, 0],

@@ -123,11 +123,16 @@ impl Rig {
     /// The TCP service on the VIP with real servers `0..servers`, masquerading, weight 1, added
     /// in order as ipvsadm would.
     pub fn service(&mut self, servers: usize) -> anyhow::Result<ServiceKey> {
+        self.service_fwd(servers, Forward::Masq)
+    }
+
+    /// The same with another forwarding method (`-g`, `-i`).
+    pub fn service_fwd(&mut self, servers: usize, fwd: Forward) -> anyhow::Result<ServiceKey> {
         let key =
             ServiceKey::Addr { protocol: Protocol::Tcp, addr: IpAddr::from(VIP), port: VPORT };
         self.vs.add_service(&mut self.tables, ServiceSpec::new(key, "rr")).map_err(op)?;
         for k in 0..servers {
-            let d = DestSpec::new(IpAddr::from(real_server(k)), VPORT, Forward::Masq, 1);
+            let d = DestSpec::new(IpAddr::from(real_server(k)), VPORT, fwd, 1);
             self.vs.add_dest(&mut self.tables, &key, d).map_err(op)?;
         }
         Ok(key)
@@ -137,6 +142,13 @@ impl Rig {
     /// to real server 0, in both directions (`CONNS` and `CONNS_OUT`) and counted as its active
     /// connections, as the dataplane would have created them.
     pub fn fill_established(&mut self, key: &ServiceKey, count: u32) -> anyhow::Result<()> {
+        self.fill_established_fwd(key, count, Forward::Masq)
+    }
+
+    /// The same for DR or TUN connections: `CONNS` only (no reverse entry), as the dataplane
+    /// creates them.
+    pub fn fill_established_fwd(&mut self, key: &ServiceKey, count: u32, fwd: Forward) -> anyhow::Result<()> {
+        let nat = fwd == Forward::Masq;
         let svc_key = tables::svc_key(key)?;
         let svc_id = self.tables.svc_index.get(&svc_key, 0).context("service not in SVC_INDEX")?;
         let conf = self.tables.services.get(&svc_id, 0)?;
@@ -164,9 +176,9 @@ impl Rig {
                 daddr: rs0,
                 vport: VPORT.to_be(),
                 dport: VPORT.to_be(),
-                fwd: 0,
+                fwd: fwd.number(),
                 state: tcp_state::ESTABLISHED,
-                flags: conn_flags::NAT,
+                flags: if nat { conn_flags::NAT } else { 0 },
                 svc_id,
                 dest_id,
                 // Far beyond the run: nothing expires while it is measured.
@@ -174,6 +186,9 @@ impl Rig {
                 active: 0,
             };
             self.tables.conns.insert(in_key, e, 0).with_context(|| format!("CONNS entry {n}"))?;
+            if !nat {
+                continue;
+            }
             self.conns_out
                 .insert(tables::out_key(&in_key, &e), ConnRef { in_key }, 0)
                 .with_context(|| format!("CONNS_OUT entry {n}"))?;
