@@ -242,6 +242,17 @@ fn dr_tcp_udp_replies_bypass_the_director() {
     let c = lvsd.ipvsadm_ok(&["-L", "-n", "-c"]).unwrap();
     assert!(c.contains("FIN_WAIT"), "{c}");
     assert!(!c.contains("TIME_WAIT"), "{c}");
+
+    // The director forgets its neighbours (as when entries are garbage-collected): the next
+    // SYN cannot be sent and is dropped, the dataplane reports the real server, lvsd has the
+    // kernel resolve it, and the client's retransmitted SYN goes through.
+    topo.director.ip(&["neigh", "flush", "dev", DIRECTOR_SERVER_IF]).unwrap();
+    let before = counters(&lvsd);
+    let t0 = std::time::Instant::now();
+    assert!(topo.client.http_get(vip(80), "/").unwrap().text().starts_with("rs"));
+    let after = counters(&lvsd);
+    assert_eq!(after["drop_no_neigh"] - before["drop_no_neigh"], 1, "one SYN dropped for want of a neighbour");
+    assert!(t0.elapsed() < Duration::from_secs(3), "took {:?}: the neighbour was not resolved for the first retransmission", t0.elapsed());
 }
 
 /// `lvsd decap` attached to a real server's `eth0` with its own pin directory; detached (and
@@ -292,6 +303,12 @@ fn tun_with_our_decap_on_the_real_servers() {
     }
     let topo = dr_topology();
     let _apps = start_apps(&topo);
+    // A bad interface is refused by name, and nothing is pinned.
+    let pin = format!("/sys/fs/bpf/lvs-{}-decap-bad", std::process::id());
+    let out = topo.rs(1).output(lvs_bin("lvsd").to_str().unwrap(), ["decap", "--interface", "nosuch0", "--pin-dir", &pin]).unwrap();
+    assert!(!out.success());
+    assert_eq!(out.stderr_str(), "lvsd: --interface nosuch0: no such interface\n");
+    assert!(!std::path::Path::new(&pin).exists());
     // Without decapsulation a real server drops IP-in-IP (this host has no ipip module), so
     // the traffic below can only work through our program.
     let decaps: Vec<Decap> = (1..=topo.n()).map(|i| Decap::attach(topo.rs(i), &format!("rs{i}"))).collect();
