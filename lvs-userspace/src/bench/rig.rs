@@ -172,6 +172,8 @@ impl Rig {
                 // Far beyond the run: nothing expires while it is measured.
                 expires_ns: now + 86_400 * 1_000_000_000,
                 active: 0,
+                ctl_mask: 0,
+                ctl_mark: 0,
             };
             self.tables.conns.insert(in_key, e, 0).with_context(|| format!("CONNS entry {n}"))?;
             self.conns_out

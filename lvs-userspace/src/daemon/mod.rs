@@ -118,6 +118,7 @@ impl Daemon {
         let named = timeouts::named(&cfg);
         timeouts::apply_config(&mut self.tables, &named, &self.config_timeouts)?;
         self.config_timeouts = named;
+        self.tables.sysctls.set(0, cfg.sysctls, 0)?;
         apply_services(&mut self.vs, &mut self.tables, &cfg)?;
         self.config_services = wanted;
         Ok(())
@@ -210,6 +211,7 @@ fn start_dataplane(opts: &Options, cfg: &Config) -> anyhow::Result<(Dataplane, A
     let mut tables = Tables::open(&pins.maps())?;
     // Nothing is known of an earlier file: states it named keep their pinned values.
     timeouts::apply_config(&mut tables, &timeouts::named(cfg), &[None; 12])?;
+    tables.sysctls.set(0, cfg.sysctls, 0)?;
     let mut vs = VirtualServers::recover(&tables)?;
     if !vs.is_empty() {
         info!(services = vs.len(), "recovered services from the pinned maps");
