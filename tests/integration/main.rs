@@ -9,3 +9,4 @@ mod ipvsadm;
 mod nat;
 mod oracle;
 mod persistence;
+mod reload;

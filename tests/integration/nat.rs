@@ -196,22 +196,7 @@ fn traffic_not_for_a_vip_is_untouched() {
 
 /// One request on a keep-alive connection; returns the body.
 fn keepalive_get(s: &mut BufReader<TcpStream>, path: &str) -> String {
-    write!(s.get_mut(), "GET {path} HTTP/1.1\r\nHost: vip\r\n\r\n").unwrap();
-    s.get_mut().flush().unwrap();
-    let mut len = 0usize;
-    loop {
-        let mut line = String::new();
-        s.read_line(&mut line).unwrap();
-        if line == "\r\n" || line.is_empty() {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse().unwrap();
-        }
-    }
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).unwrap();
-    String::from_utf8(body).unwrap().trim().to_string()
+    lvs_tests::client::keepalive_get(s, path).unwrap()
 }
 
 #[test]

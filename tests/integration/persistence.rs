@@ -4,8 +4,7 @@
 //! the `persist` oracle scenario; these tests cover what it cannot: the switches.
 
 use std::{
-    io::{BufRead, BufReader, ErrorKind, Read, Write},
-    net::TcpStream,
+    io::{BufReader, ErrorKind},
     time::Duration,
 };
 
@@ -85,27 +84,6 @@ fn quiesced_server_keeps_template_clients_until_expire_quiescent_template() {
     assert!(template("203.0.113.10:80", "192.0.2.11:80"), "no new template to rs1:\n{conns}");
 }
 
-/// One request on a keep-alive connection; the body, or the I/O error that ended it.
-fn keepalive_get(s: &mut BufReader<TcpStream>) -> std::io::Result<String> {
-    write!(s.get_mut(), "GET / HTTP/1.1\r\nHost: vip\r\n\r\n")?;
-    s.get_mut().flush()?;
-    let mut len = 0usize;
-    loop {
-        let mut line = String::new();
-        if s.read_line(&mut line)? == 0 {
-            return Err(ErrorKind::UnexpectedEof.into());
-        }
-        if line == "\r\n" {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse().unwrap();
-        }
-    }
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body)?;
-    Ok(String::from_utf8(body).unwrap().trim().to_string())
-}
 
 /// Holds a connection to rs2, deletes rs2, and returns what the next request on the connection
 /// got, and the `-L -n -c` listing after it.
@@ -116,9 +94,9 @@ fn request_after_deleting_its_server(sysctls: &str, tag: &str) -> (std::io::Resu
     let lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
     let mut conn = BufReader::new(topo.client.tcp_connect(vip(80), Duration::from_secs(5)).unwrap());
     conn.get_ref().set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    assert_eq!(keepalive_get(&mut conn).unwrap(), "rs2");
+    assert_eq!(lvs_tests::client::keepalive_get(&mut conn, "/").unwrap(), "rs2");
     lvsd.ipvsadm_ok(&["-d", "-t", "203.0.113.10:80", "-r", "192.0.2.12:80"]).unwrap();
-    let got = keepalive_get(&mut conn);
+    let got = lvs_tests::client::keepalive_get(&mut conn, "/");
     let conns = lvsd.ipvsadm_ok(&["-L", "-n", "-c"]).unwrap();
     (got, conns)
 }
