@@ -438,3 +438,63 @@ fn sighup_applies_the_edited_file_and_keeps_ipvsadm_services() {
         .unwrap();
     assert_eq!(lvsd.ipvsadm_ok(&["-L", "-n"]).unwrap(), settled);
 }
+
+#[test]
+fn pins_of_another_map_layout_are_refused_or_taken_over_explicitly() {
+    if !require_root() {
+        return;
+    }
+    let topo = Topology::builder().real_servers(2).with_servers().build().unwrap();
+    let tmp = TempDir::new("nat-abi").unwrap();
+    let cfg = tmp.write("lvs.yaml", &nat_config(&topo)).unwrap();
+    let mut first = start(&topo, &tmp, &nat_config(&topo));
+    let mut conn = BufReader::new(topo.client.tcp_connect(vip(80), Duration::from_secs(5)).unwrap());
+    conn.get_ref().set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    assert_eq!(keepalive_get(&mut conn, "/"), "rs2");
+    first.process().signal(libc::SIGKILL).unwrap();
+    first.process().wait_timeout(Duration::from_secs(5)).unwrap().expect("lvsd died");
+
+    // What an older lvsd would have left: the same dataplane under another layout version.
+    let ours = first.layout_dir();
+    let old = first.pin_dir().join("v1");
+    std::fs::rename(&ours, &old).unwrap();
+
+    // Refused, naming the directory, and the old dataplane goes on forwarding untouched.
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--config", cfg.to_str().unwrap(), "--pin-dir", first.pin_dir().to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let sock = tmp.join("second.sock");
+        args.extend_from_slice(&["--socket", sock.to_str().unwrap()]);
+        topo.director.output_timeout(lvs_bin("lvsd").to_str().unwrap(), args, Duration::from_secs(5)).unwrap()
+    };
+    let out = run(&[]);
+    assert!(!out.success());
+    let err = out.stderr_str();
+    assert!(
+        err.contains(&format!("{} holds a dataplane pinned by an lvsd with another map layout", old.display())),
+        "{err}"
+    );
+    assert!(old.join("maps/CONNS").exists() && !ours.exists(), "the refusal touched the pins");
+    assert_eq!(keepalive_get(&mut conn, "/"), "rs2");
+    assert_eq!(who(&topo), "rs1");
+
+    // Taken over on request: the interfaces keep a program throughout, the old state is gone,
+    // so the held connection (unknown to the new tables) breaks while new ones are balanced.
+    let second = Lvsd::start_at(
+        &topo.director,
+        &cfg,
+        first.pin_dir(),
+        &tmp.join("third.sock"),
+        &["--replace-incompatible-dataplane"],
+        TempDir::new("nat-abi2").unwrap(),
+    )
+    .unwrap();
+    assert!(!old.exists(), "the old layout is still pinned");
+    assert!(ours.join("links/to-clients").exists() && ours.join("links/to-servers").exists());
+    assert!(second.stderr().contains("taking over the link of an incompatible dataplane"));
+    assert_eq!(who(&topo), "rs2");
+    assert_eq!(who(&topo), "rs1");
+    assert!(lvs_tests::client::keepalive_get(&mut conn, "/").is_err(), "the old connection should be lost");
+    drop(second);
+    drop(first);
+}

@@ -21,6 +21,10 @@ struct Args {
     /// On SIGTERM leave the XDP program attached and the maps pinned (forwarding continues).
     #[arg(long)]
     keep_dataplane: bool,
+    /// Take over the interfaces of a dataplane pinned under --pin-dir by an lvsd with another
+    /// map layout (an upgrade that changed the maps), discarding its connections.
+    #[arg(long)]
+    replace_incompatible_dataplane: bool,
     /// Print the dataplane's verdict counters of a running lvsd and exit.
     #[arg(long, conflicts_with_all = ["config", "check_config"])]
     counters: bool,
@@ -56,6 +60,7 @@ fn main() -> std::process::ExitCode {
             pin_dir: args.pin_dir,
             socket: args.socket,
             keep_dataplane: args.keep_dataplane,
+            replace_incompatible: args.replace_incompatible_dataplane,
         })
     } else {
         Err(anyhow::anyhow!("--config FILE is required"))

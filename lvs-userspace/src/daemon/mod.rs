@@ -47,6 +47,9 @@ pub struct Options {
     pub socket: PathBuf,
     /// Leave the dataplane attached (and its maps pinned) on SIGTERM.
     pub keep_dataplane: bool,
+    /// Take over the interfaces of a dataplane pinned with another map layout, discarding
+    /// its state (see `dataplane::adopt_links`). Without it such pins stop lvsd.
+    pub replace_incompatible: bool,
 }
 
 /// The live control plane behind the socket.
@@ -176,6 +179,18 @@ fn apply(vs: &mut VirtualServers, t: &mut Tables, changes: &[plan::Change]) -> a
 pub fn run(opts: Options) -> anyhow::Result<()> {
     let cfg = load_config(&opts.config)?;
     let pins = dataplane::PinLayout::new(&opts.pin_dir);
+    let incompatible = dataplane::other_layouts(&opts.pin_dir);
+    if let (Some(old), false) = (incompatible.first(), opts.replace_incompatible) {
+        anyhow::bail!(
+            "{} holds a dataplane pinned by an lvsd with another map layout (this lvsd uses {}); \
+             its maps cannot be read safely, so it is left as it is (still forwarding). Stop it with \
+             the lvsd that made it (SIGTERM detaches and unpins), or start this lvsd with \
+             --replace-incompatible-dataplane to take over its interfaces without a gap; the \
+             connections it tracks and the services it was given with ipvsadm are then lost",
+            old.display(),
+            pins.root.display()
+        );
+    }
     let fresh = !pins.has_state();
     let (dp, daemon) = match start_dataplane(&opts, &cfg) {
         Ok(v) => v,
@@ -196,6 +211,12 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
 fn start_dataplane(opts: &Options, cfg: &Config) -> anyhow::Result<(Dataplane, Arc<Mutex<Daemon>>)> {
     let mut dp = Dataplane::load(&opts.pin_dir, cfg.connection_table_size)?;
     let pins = dp.pins.clone();
+    // Only once our program has passed the verifier: a failure before leaves the old one alone.
+    if opts.replace_incompatible {
+        for old in dataplane::other_layouts(&opts.pin_dir) {
+            dataplane::adopt_links(&old, &pins)?;
+        }
+    }
     for iface in &cfg.interfaces {
         dp.attach(iface, cfg.xdp_mode)?;
     }
