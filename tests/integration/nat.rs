@@ -498,3 +498,114 @@ fn pins_of_another_map_layout_are_refused_or_taken_over_explicitly() {
     drop(second);
     drop(first);
 }
+
+/// Room for a thousand held connections and their servers' sockets in this process.
+fn raise_fd_limit(want: u64) {
+    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain getrlimit/setrlimit on a local struct.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
+        if rl.rlim_cur < want {
+            rl.rlim_cur = want.min(rl.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+        }
+    }
+}
+
+#[test]
+fn sigkill_and_restart_under_load_keep_a_thousand_connections() {
+    if !require_root() {
+        return;
+    }
+    raise_fd_limit(8192);
+    let topo = Topology::builder().real_servers(2).with_servers().build().unwrap();
+    let tmp = TempDir::new("nat-load").unwrap();
+    let cfg = tmp.write("lvs.yaml", &nat_config(&topo)).unwrap();
+    let mut first = Lvsd::start(&topo.director, &cfg).unwrap();
+
+    const HELD: usize = 1000;
+    // Opened from 10 threads: one after the other they take long enough for the first ones
+    // to reach the test servers' idle limit.
+    let mut held: Vec<(BufReader<TcpStream>, String)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..10)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..HELD / 10)
+                        .map(|_| {
+                            let s = topo.client.tcp_connect(vip(80), Duration::from_secs(5)).unwrap();
+                            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                            let mut r = BufReader::new(s);
+                            let who = keepalive_get(&mut r, "/");
+                            (r, who)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+    });
+    assert_eq!(held.iter().filter(|(_, w)| w == "rs1").count(), HELD / 2);
+
+    // New connections keep arriving through the kill, the gap without a daemon, and the restart.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (ok, failed) = (std::sync::atomic::AtomicUsize::new(0), std::sync::atomic::AtomicUsize::new(0));
+    let second = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            use std::sync::atomic::Ordering::Relaxed;
+            while !stop.load(Relaxed) {
+                match topo.client.http_get(vip(80), "/") {
+                    Ok(r) if r.status == 200 => ok.fetch_add(1, Relaxed),
+                    _ => failed.fetch_add(1, Relaxed),
+                };
+            }
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        first.process().signal(libc::SIGKILL).unwrap();
+        first.process().wait_timeout(Duration::from_secs(5)).unwrap().expect("lvsd died");
+        std::thread::sleep(Duration::from_millis(500));
+        let second = restart_on(&topo, &first, &cfg, "nat-load2");
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        second
+    });
+    assert_eq!(failed.load(std::sync::atomic::Ordering::Relaxed), 0, "new connections failed around the restart");
+    assert!(ok.load(std::sync::atomic::Ordering::Relaxed) > 0);
+
+    // Every held connection still reaches its server, and the restarted lvsd counts them.
+    // Checked from 10 threads too (a request on a held connection takes tens of ms here).
+    let broken: Vec<String> = std::thread::scope(|scope| {
+        let workers: Vec<_> = held
+            .chunks_mut(HELD / 10)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    let mut bad = Vec::new();
+                    for (conn, who) in chunk.iter_mut() {
+                        match lvs_tests::client::keepalive_get(conn, "/") {
+                            Ok(w) if w == *who => {}
+                            other => bad.push(format!("{:?} ({who}): {other:?}", conn.get_ref().local_addr())),
+                        }
+                    }
+                    bad
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+    });
+    assert!(broken.is_empty(), "{} held connections broken: {:?}", broken.len(), &broken[..broken.len().min(5)]);
+    let active = |listing: &str| -> u32 {
+        listing
+            .lines()
+            .filter(|l| l.starts_with("  -> 192.0.2.1"))
+            .filter_map(|l| l.split_whitespace().nth(4)?.parse::<u32>().ok())
+            .sum()
+    };
+    let mut last = String::new();
+    let settled = wait_for("ActiveConn of the held connections", Duration::from_secs(5), || {
+        last = second.ipvsadm_ok(&["-L", "-n", "-t", "203.0.113.10:80"])?;
+        Ok((active(&last) == HELD as u32).then_some(()))
+    });
+    assert!(settled.is_ok(), "ActiveConn should be {HELD}:\n{last}");
+    drop(held);
+    drop(second);
+    drop(first);
+}
