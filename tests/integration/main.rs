@@ -8,3 +8,5 @@ mod examples;
 mod ipvsadm;
 mod nat;
 mod oracle;
+mod persistence;
+mod reload;
