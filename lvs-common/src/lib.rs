@@ -20,6 +20,7 @@ mod sched_golden;
 pub mod sched_hash;
 pub mod service;
 pub mod tcp_state;
+pub mod twos;
 pub mod wrr;
 
 /// Names of the maps, as the eBPF object defines them and as they are pinned.
