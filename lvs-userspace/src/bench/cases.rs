@@ -106,9 +106,19 @@ fn established_cases(conns: u32, size: &str) -> Vec<Case> {
 }
 
 fn new_rr(servers: usize) -> Case {
+    new_conn("rr", servers, "")
+}
+
+/// Weights 1, 2, 3, 4, 1, ... for the weighted schedulers: gcd 1, so wrr steps its threshold
+/// through 4, 3, 2, 1 and its walks read a different share of the list on each pass.
+fn weight_1_to_4(k: usize) -> i32 {
+    (k % 4) as i32 + 1
+}
+
+fn new_conn(sched: &str, servers: usize, weights: &str) -> Case {
     Case {
-        name: format!("new_rr_{servers}"),
-        what: format!("new TCP connection (SYN), rr over {servers} real servers"),
+        name: format!("new_{sched}_{servers}"),
+        what: format!("new TCP connection (SYN), {sched} over {servers} real servers{weights}"),
         frame: from_client(VIP, TCP_SYN),
         // Every iteration a client never seen before (up to 2^24 of them).
         vary: rig::vary_client_src((1 << lvs_common::bench::BENCH_VARY_BITS) - 1),
@@ -171,6 +181,30 @@ pub fn scenarios() -> Vec<Scenario> {
             setup: |rig| rig.service(256).map(|_| ()),
             fresh_per_run: true,
             cases: vec![new_rr(256)],
+        },
+        Scenario {
+            name: "new connections, wrr over 8",
+            setup: |rig| rig.service_with(8, "wrr", weight_1_to_4).map(|_| ()),
+            fresh_per_run: true,
+            cases: vec![new_conn("wrr", 8, ", weights 1-4")],
+        },
+        Scenario {
+            name: "new connections, wrr over 256",
+            setup: |rig| rig.service_with(256, "wrr", weight_1_to_4).map(|_| ()),
+            fresh_per_run: true,
+            cases: vec![new_conn("wrr", 256, ", weights 1-4")],
+        },
+        Scenario {
+            name: "new connections, twos over 8",
+            setup: |rig| rig.service_with(8, "twos", weight_1_to_4).map(|_| ()),
+            fresh_per_run: true,
+            cases: vec![new_conn("twos", 8, ", weights 1-4")],
+        },
+        Scenario {
+            name: "new connections, twos over 256",
+            setup: |rig| rig.service_with(256, "twos", weight_1_to_4).map(|_| ()),
+            fresh_per_run: true,
+            cases: vec![new_conn("twos", 256, ", weights 1-4")],
         },
     ]
 }

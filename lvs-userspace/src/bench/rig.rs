@@ -123,11 +123,16 @@ impl Rig {
     /// The TCP service on the VIP with real servers `0..servers`, masquerading, weight 1, added
     /// in order as ipvsadm would.
     pub fn service(&mut self, servers: usize) -> anyhow::Result<ServiceKey> {
+        self.service_with(servers, "rr", |_| 1)
+    }
+
+    /// [`service`](Rig::service) with another scheduler, real server `k` of weight `weight(k)`.
+    pub fn service_with(&mut self, servers: usize, sched: &str, weight: fn(usize) -> i32) -> anyhow::Result<ServiceKey> {
         let key =
             ServiceKey::Addr { protocol: Protocol::Tcp, addr: IpAddr::from(VIP), port: VPORT };
-        self.vs.add_service(&mut self.tables, ServiceSpec::new(key, "rr")).map_err(op)?;
+        self.vs.add_service(&mut self.tables, ServiceSpec::new(key, sched)).map_err(op)?;
         for k in 0..servers {
-            let d = DestSpec::new(IpAddr::from(real_server(k)), VPORT, Forward::Masq, 1);
+            let d = DestSpec::new(IpAddr::from(real_server(k)), VPORT, Forward::Masq, weight(k));
             self.vs.add_dest(&mut self.tables, &key, d).map_err(op)?;
         }
         Ok(key)
