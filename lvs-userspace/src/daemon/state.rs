@@ -499,7 +499,8 @@ impl VirtualServers {
             st.rr_next -= 1;
             let _ = t.sched_state.set(slot, st, 0);
         }
-        Self::wrr_dest_changed(t, svc)?;
+        // Like the rr update above, not a reason to stop half-way: the server is gone already.
+        let _ = Self::wrr_dest_changed(t, svc);
         let _ = t.dests.set(removed.slot, tables::dest_conf(&removed.spec, slot, 0), 0);
         self.trash.push(Trashed {
             svc_slot: Some(slot),
