@@ -22,6 +22,7 @@ pub mod sched_hash;
 pub mod service;
 pub mod sysctl;
 pub mod tcp_state;
+pub mod twos;
 pub mod wrr;
 
 /// Names of the maps, as the eBPF object defines them and as they are pinned.

@@ -10,3 +10,4 @@ mod nat;
 mod oracle;
 mod persistence;
 mod reload;
+mod sched;
