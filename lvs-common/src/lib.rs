@@ -15,12 +15,15 @@ pub mod csum;
 pub mod flow;
 pub mod fwd;
 pub mod maglev;
+pub mod persist;
 pub mod sched_dynamic;
 #[cfg(test)]
 mod sched_golden;
 pub mod sched_hash;
 pub mod service;
+pub mod sysctl;
 pub mod tcp_state;
+pub mod twos;
 pub mod wrr;
 
 /// Names of the maps, as the eBPF object defines them and as they are pinned.
@@ -38,9 +41,11 @@ pub mod map_names {
     pub const LBLCR_CACHE: &str = "LBLCR_CACHE";
     pub const HASH_TABLES: &str = "HASH_TABLES";
     pub const MH_TABLES: &str = "MH_TABLES";
+    pub const TEMPLATES: &str = "TEMPLATES";
+    pub const SYSCTLS: &str = "SYSCTLS";
     pub const NEIGH_MISS: &str = "NEIGH_MISS";
     /// Every map, for pinning.
-    pub const ALL: [&str; 14] = [
+    pub const ALL: [&str; 16] = [
         SVC_INDEX,
         SERVICES,
         SCHED_STATE,
@@ -54,6 +59,8 @@ pub mod map_names {
         LBLCR_CACHE,
         HASH_TABLES,
         MH_TABLES,
+        TEMPLATES,
+        SYSCTLS,
         NEIGH_MISS,
     ];
 }
@@ -66,7 +73,7 @@ pub const DECAP_PROGRAM: &str = "lvs_decap";
 
 /// Version of the map layout. Pinned maps are reused without any schema check, so the pin
 /// directory carries this number; bump it whenever a key or value type changes.
-pub const MAP_ABI_VERSION: u32 = 2;
+pub const MAP_ABI_VERSION: u32 = 3;
 
 /// Address family values as the kernel numbers them.
 pub const AF_INET: u8 = 2;

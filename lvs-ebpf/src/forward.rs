@@ -8,7 +8,10 @@ use aya_ebpf::{
 };
 use lvs_common::{counters::Counter, csum::replace2, fwd::NeighKey, AF_INET};
 
-use crate::{maps::NEIGH_MISS, parse::Packet};
+use crate::{
+    maps::{FIB_SCRATCH, NEIGH_MISS},
+    parse::Packet,
+};
 
 pub const BPF_FIB_LKUP_RET_SUCCESS: i64 = 0;
 pub const BPF_FIB_LKUP_RET_NO_NEIGH: i64 = 7;
@@ -40,7 +43,11 @@ pub struct FibParams {
 }
 const _: () = assert!(core::mem::size_of::<FibParams>() == 64);
 
-/// One IPv4 FIB lookup from the ingress interface's point of view.
+/// One IPv4 FIB lookup from the ingress interface's point of view. The parameters live in a
+/// per-CPU scratch slot (`FIB_SCRATCH`), not on the stack: every inlined copy of them cost 64
+/// bytes of `lvs_xdp`'s frame, and with a scheduler's `bpf_loop` callback on top the call chain
+/// went over the verifier's 512 bytes. `None` only if the slot cannot be had (never, for a
+/// one-entry per-CPU array).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub fn lookup(
@@ -52,30 +59,24 @@ pub fn lookup(
     src: u32,
     dst: u32,
     flags: u32,
-) -> (i64, FibParams) {
-    let mut p = FibParams {
-        family: AF_INET,
-        l4_protocol: proto,
-        sport: u16::from_ne_bytes([ports[0], ports[1]]),
-        dport: u16::from_ne_bytes([ports[2], ports[3]]),
-        tot_len,
-        ifindex: ctx.ingress_ifindex() as u32,
-        tos: tos as u32,
-        src: [src, 0, 0, 0],
-        dst: [dst, 0, 0, 0],
-        vlan: 0,
-        smac: [0; 6],
-        dmac: [0; 6],
-    };
+) -> Option<(i64, &'static FibParams)> {
+    let p = FIB_SCRATCH.get_ptr_mut(0)?;
     let rc = unsafe {
-        bpf_fib_lookup(
-            ctx.ctx as *mut _,
-            &mut p as *mut FibParams as *mut FibLookup,
-            core::mem::size_of::<FibParams>() as i32,
-            flags,
-        )
+        (*p).family = AF_INET;
+        (*p).l4_protocol = proto;
+        (*p).sport = u16::from_ne_bytes([ports[0], ports[1]]);
+        (*p).dport = u16::from_ne_bytes([ports[2], ports[3]]);
+        (*p).tot_len = tot_len;
+        (*p).ifindex = ctx.ingress_ifindex() as u32;
+        (*p).tos = tos as u32;
+        (*p).src = [src, 0, 0, 0];
+        (*p).dst = [dst, 0, 0, 0];
+        (*p).vlan = 0;
+        (*p).smac = [0; 6];
+        (*p).dmac = [0; 6];
+        bpf_fib_lookup(ctx.ctx as *mut _, p as *mut FibLookup, core::mem::size_of::<FibParams>() as i32, flags)
     };
-    (rc, p)
+    Some((rc, unsafe { &*p }))
 }
 
 /// Decrements the TTL (which shares one 16-bit word of the header checksum with the
@@ -120,7 +121,7 @@ pub fn forward(ctx: &XdpContext, pkt: &Packet) -> Counter {
     };
     // The ports in the packet may have been rewritten; read them back for the lookup.
     let ports = unsafe { *(pkt.l4 as *const [u8; 4]) };
-    let (rc, p) = lookup(ctx, pkt.proto, ports, tot_len, tos, src, dst, 0);
+    let Some((rc, p)) = lookup(ctx, pkt.proto, ports, tot_len, tos, src, dst, 0) else { return Counter::PassFibFailed };
     match rc {
         BPF_FIB_LKUP_RET_SUCCESS => {}
         // First packets towards a host the director has not resolved yet: the kernel forwards
@@ -133,7 +134,7 @@ pub fn forward(ctx: &XdpContext, pkt: &Packet) -> Counter {
         return Counter::PassTtlExceeded;
     }
     decrement_ttl(pkt, ttl);
-    redirect(pkt, &p)
+    redirect(pkt, p)
 }
 
 /// Direct routing (`-g`): the packet keeps its addresses (the real server holds the VIP);
@@ -150,11 +151,11 @@ pub fn direct_route(ctx: &XdpContext, pkt: &Packet, rip: u32) -> Counter {
     let ports = unsafe { *(pkt.l4 as *const [u8; 4]) };
     // No MTU check (tot_len 0): the packet does not grow; a smaller MTU towards the real
     // server is the operator's to match, as with IPVS's DR.
-    let (rc, p) = lookup(ctx, pkt.proto, ports, 0, tos, src, rip, 0);
+    let Some((rc, p)) = lookup(ctx, pkt.proto, ports, 0, tos, src, rip, 0) else { return Counter::DropNoRoute };
     match rc {
         BPF_FIB_LKUP_RET_SUCCESS => {}
         BPF_FIB_LKUP_RET_NO_NEIGH => {
-            report_neigh_miss(&p);
+            report_neigh_miss(p);
             return Counter::DropNoNeigh;
         }
         _ => return Counter::DropNoRoute,
@@ -163,7 +164,7 @@ pub fn direct_route(ctx: &XdpContext, pkt: &Packet, rip: u32) -> Counter {
         return Counter::DropTtlExceeded;
     }
     decrement_ttl(pkt, ttl);
-    redirect(pkt, &p)
+    redirect(pkt, p)
 }
 
 /// Records a next hop without a neighbour entry for lvsd (see `NEIGH_MISS`).

@@ -15,6 +15,7 @@ mod icmp;
 mod maps;
 mod nat;
 mod parse;
+mod persist;
 mod schedule;
 mod stats;
 mod tunnel;
@@ -23,13 +24,13 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lvs_common::{
     counters::Counter,
     flow::{conn_flags, ConnEntry},
-    service::dest_flags,
+    service::{dest_flags, SVC_F_ONEPACKET},
     tcp_state::{DIR_INPUT, DIR_OUTPUT, TCP_RST, TCP_SYN},
 };
 
 use crate::{
-    maps::{DESTS, SERVICES, SVC_INDEX},
-    parse::{Packet, IPPROTO_TCP},
+    maps::{DESTS, SERVICES, SVC_INDEX, SYSCTLS},
+    parse::{Packet, IPPROTO_TCP, IPPROTO_UDP},
 };
 
 #[xdp]
@@ -57,12 +58,36 @@ fn verdict(c: Counter) -> u32 {
     }
 }
 
+/// What to do with a packet: counted and done, or sent to a real server (one call site for
+/// the three forwarding methods: each inlined copy of them costs stack, and `lvs_xdp` has 512
+/// bytes).
+enum Step {
+    Done(Counter),
+    /// Forwarding method, real server address and port (network order).
+    Send(u8, u32, u16),
+}
+
+impl From<Counter> for Step {
+    #[inline(always)]
+    fn from(c: Counter) -> Step {
+        Step::Done(c)
+    }
+}
+
 #[inline(always)]
 fn process(ctx: &XdpContext) -> Counter {
     let pkt = match parse::parse(ctx) {
         Ok(p) => p,
         Err(c) => return c,
     };
+    match decide(ctx, &pkt) {
+        Step::Done(c) => c,
+        Step::Send(fwd, daddr, dport) => send(ctx, &pkt, fwd, daddr, dport),
+    }
+}
+
+#[inline(always)]
+fn decide(ctx: &XdpContext, pkt: &Packet) -> Step {
     let now = conntrack::now_ns();
     let key = conntrack::key_of(&pkt);
 
@@ -70,10 +95,18 @@ fn process(ctx: &XdpContext) -> Counter {
     if let Some(e) = conntrack::lookup_in(&key, now) {
         if !conntrack::reusable(e, &pkt) {
             stats::count(Counter::ConnHit);
-            if !dest_available(e) {
-                return Counter::DropDestUnavailable;
+            match dest_state(e) {
+                DestState::Serving => return to_real_server(&pkt, e, now),
+                // A new SYN to a quiesced server is scheduled again only with
+                // expire_nodest_conn (the conn_reuse_mode path of ip_vs_in).
+                DestState::Quiesced if !(is_syn(&pkt) && expire_nodest_conn()) => {
+                    return to_real_server(&pkt, e, now)
+                }
+                DestState::Gone if !expire_nodest_conn() => return Counter::DropDestUnavailable.into(),
+                // expire_nodest_conn: the entry goes now and the packet is treated as new (a
+                // SYN is scheduled again, anything else passes as for no connection).
+                _ => conntrack::expire_now(e, now),
             }
-            return to_real_server(ctx, &pkt, e, now);
         }
     }
     // 2. Real server -> client reply on a NAT connection.
@@ -82,40 +115,111 @@ fn process(ctx: &XdpContext) -> Counter {
         conntrack::update(e, &pkt, DIR_OUTPUT, now);
         let (vaddr, vport) = unsafe { ((*e).vaddr[0], (*e).vport) };
         nat::to_client(&pkt, vaddr, vport);
-        return forward::forward(ctx, &pkt);
+        return forward::forward(ctx, &pkt).into();
     }
     // 3. A new connection to a virtual service?
-    let Some(svc_id) = (unsafe { SVC_INDEX.get(&service_key(&pkt)) }).copied() else {
-        return dr_reply(ctx, &pkt, now);
+    let Some(svc_id) = find_service(&pkt) else {
+        return dr_reply(ctx, &pkt, now).into();
     };
     // IPVS schedules TCP only on a SYN without RST; anything else without a connection is
     // accepted untouched (it belongs to no connection we know).
     if pkt.proto == IPPROTO_TCP && pkt.tcp_flags & (TCP_SYN | TCP_RST) != TCP_SYN {
-        return Counter::PassNotSyn;
+        return Counter::PassNotSyn.into();
     }
-    let Some(svc) = SERVICES.get(svc_id) else { return Counter::DropServiceMissing };
-    let Some(dest_id) = schedule::pick(svc_id, svc, &pkt, now) else { return icmp::port_unreachable(ctx, &pkt) };
-    let Some(dest) = DESTS.get(dest_id) else { return Counter::DropServiceMissing };
+    let Some(svc) = SERVICES.get(svc_id) else { return Counter::DropServiceMissing.into() };
+    // Persistence: a live template decides; otherwise the scheduler, and a new template.
+    // Nothing computed for persistence stays live across `schedule::pick`: the verifier then
+    // sees the same state entering it with and without persistence, and explores it once.
+    let hit = match persist::scope(svc, &key) {
+        Some(scope) => persist::lookup(svc_id, &scope, &key, now),
+        None => persist::MISS,
+    };
+    let dest_id = if hit != persist::MISS {
+        hit
+    } else {
+        match schedule::pick(svc_id, svc, &pkt, now) {
+            Some(d) => d,
+            None => return icmp::port_unreachable(ctx, &pkt).into(),
+        }
+    };
+    let ctl = persist::scope(svc, &key);
+    if let (persist::MISS, Some(scope)) = (hit, &ctl) {
+        if persist::bind(svc, scope, &key, dest_id, now).is_none() {
+            return Counter::DropConnTableFull.into();
+        }
+    }
+    let Some(dest) = DESTS.get(dest_id) else { return Counter::DropServiceMissing.into() };
     // Never forward a packet we cannot send the way its real server wants.
     if !matches!(dest.fwd, FWD_MASQ | FWD_TUNNEL | FWD_ROUTE) {
-        return Counter::DropUnsupportedForward;
+        return Counter::DropUnsupportedForward.into();
     }
-    let Ok(e) = conntrack::create(&key, svc_id, dest_id, dest, now) else {
-        return Counter::DropConnTableFull;
+    // --ops (IPVS's one-packet scheduling, UDP only, as the kernel ignores the flag for other
+    // protocols): the datagram is scheduled on its own and no entry is kept. The kernel
+    // creates the connection unhashed and expires it at once: it counts in InActConn for that
+    // instant only, and the real server's reply matches nothing and goes out unchanged.
+    if pkt.proto == IPPROTO_UDP && svc.flags & SVC_F_ONEPACKET != 0 {
+        conntrack::one_packet(dest_id, dest);
+        stats::count(Counter::NewConn);
+        // Port 0 on a real server means "the virtual port", as in `conntrack::create`.
+        let dport = if dest.port == 0 { pkt.dport } else { dest.port };
+        return Step::Send(dest.fwd, dest.addr[0], dport);
+    }
+    let Ok(e) = conntrack::create(&key, svc_id, dest_id, dest, svc.key.port, ctl, now) else {
+        return Counter::DropConnTableFull.into();
     };
     stats::count(Counter::NewConn);
-    to_real_server(ctx, &pkt, e, now)
+    to_real_server(&pkt, e, now)
 }
 
-/// Whether the connection's real server still exists. Its slot may have been freed (deleted
-/// server) or even reused by another server since the connection was scheduled.
+enum DestState {
+    /// Available with a weight.
+    Serving,
+    /// Available, weight 0: existing connections continue.
+    Quiesced,
+    /// Deleted: its slot may have been freed or even reused by another server since the
+    /// connection was scheduled.
+    Gone,
+}
+
 #[inline(always)]
-fn dest_available(e: *const ConnEntry) -> bool {
+fn dest_state(e: *const ConnEntry) -> DestState {
     let (dest_id, svc_id, daddr) = unsafe { ((*e).dest_id, (*e).svc_id, (*e).daddr) };
     match DESTS.get(dest_id) {
-        Some(d) => d.flags & dest_flags::AVAILABLE != 0 && d.svc_id == svc_id && d.addr == daddr,
-        None => false,
+        Some(d) if d.flags & dest_flags::AVAILABLE != 0 && d.svc_id == svc_id && d.addr == daddr => {
+            if d.weight == 0 {
+                DestState::Quiesced
+            } else {
+                DestState::Serving
+            }
+        }
+        _ => DestState::Gone,
     }
+}
+
+#[inline(always)]
+fn is_syn(pkt: &Packet) -> bool {
+    pkt.proto == IPPROTO_TCP && pkt.tcp_flags & TCP_SYN != 0
+}
+
+#[inline(always)]
+fn expire_nodest_conn() -> bool {
+    matches!(SYSCTLS.get(0), Some(s) if s.expire_nodest_conn != 0)
+}
+
+/// `ip_vs_service_find`: the exact (protocol, address, port) service, else the address's
+/// port-zero service (persistent services for every port).
+#[inline(always)]
+fn find_service(pkt: &Packet) -> Option<u32> {
+    find_service_at(service_key(pkt))
+}
+
+#[inline(always)]
+fn find_service_at(mut k: lvs_common::service::SvcKey) -> Option<u32> {
+    if let Some(id) = unsafe { SVC_INDEX.get(&k) } {
+        return Some(*id);
+    }
+    k.port = 0;
+    unsafe { SVC_INDEX.get(&k) }.copied()
 }
 
 #[inline(always)]
@@ -133,12 +237,18 @@ const FWD_MASQ: u8 = 0;
 const FWD_TUNNEL: u8 = 2;
 const FWD_ROUTE: u8 = 3;
 
-/// Client -> VIP: advance the state machine, then rewrite (NAT), re-address (DR) or
-/// encapsulate (TUN) towards the real server.
+/// Client -> VIP: advance the state machine; the packet is then rewritten (NAT), re-addressed
+/// (DR) or encapsulated (TUN) towards the real server by [`send`].
 #[inline(always)]
-fn to_real_server(ctx: &XdpContext, pkt: &Packet, e: *mut ConnEntry, now: u64) -> Counter {
+fn to_real_server(pkt: &Packet, e: *mut ConnEntry, now: u64) -> Step {
     conntrack::update(e, pkt, DIR_INPUT, now);
     let (daddr, dport, fwd) = unsafe { ((*e).daddr[0], (*e).dport, (*e).fwd) };
+    Step::Send(fwd, daddr, dport)
+}
+
+/// Sends a client packet to real server `daddr` by forwarding method `fwd`.
+#[inline(always)]
+fn send(ctx: &XdpContext, pkt: &Packet, fwd: u8, daddr: u32, dport: u16) -> Counter {
     match fwd {
         FWD_ROUTE => forward::direct_route(ctx, pkt, daddr),
         FWD_TUNNEL => tunnel::encapsulate(ctx, pkt, daddr),
@@ -163,7 +273,7 @@ fn dr_reply(ctx: &XdpContext, pkt: &Packet, now: u64) -> Counter {
         proto: pkt.proto,
         family: lvs_common::AF_INET,
     };
-    if unsafe { SVC_INDEX.get(&from_svc) }.is_none() {
+    if find_service_at(from_svc).is_none() {
         return Counter::PassNoService;
     }
     let key = lvs_common::flow::FlowKey {

@@ -44,7 +44,9 @@ pub fn encapsulate(ctx: &XdpContext, pkt: &Packet, rip: u32) -> Counter {
     };
     let df = frags & IP_DF;
     let outer_len = tot_len.saturating_add(IPIP_OVERHEAD);
-    let (mut rc, mut p) = lookup(ctx, IPPROTO_IPIP, [0; 4], outer_len, tos, 0, rip, BPF_FIB_LOOKUP_SRC);
+    let Some((mut rc, mut p)) = lookup(ctx, IPPROTO_IPIP, [0; 4], outer_len, tos, 0, rip, BPF_FIB_LOOKUP_SRC) else {
+        return Counter::DropNoRoute;
+    };
     if rc == BPF_FIB_LKUP_RET_FRAG_NEEDED {
         // `tot_len` now holds the route's MTU.
         if df != 0 {
@@ -52,10 +54,10 @@ pub fn encapsulate(ctx: &XdpContext, pkt: &Packet, rip: u32) -> Counter {
         }
         // No DF: the kernel may fragment the outer packet. Look the route up again without
         // the MTU check for its source address and next hop.
-        (rc, p) = lookup(ctx, IPPROTO_IPIP, [0; 4], 0, tos, 0, rip, BPF_FIB_LOOKUP_SRC);
-        if rc == BPF_FIB_LKUP_RET_SUCCESS {
-            rc = BPF_FIB_LKUP_RET_NO_NEIGH;
-        }
+        let Some((rc2, p2)) = lookup(ctx, IPPROTO_IPIP, [0; 4], 0, tos, 0, rip, BPF_FIB_LOOKUP_SRC) else {
+            return Counter::DropNoRoute;
+        };
+        (rc, p) = (if rc2 == BPF_FIB_LKUP_RET_SUCCESS { BPF_FIB_LKUP_RET_NO_NEIGH } else { rc2 }, p2);
     }
     let to_kernel = match rc {
         BPF_FIB_LKUP_RET_SUCCESS => false,
@@ -69,7 +71,7 @@ pub fn encapsulate(ctx: &XdpContext, pkt: &Packet, rip: u32) -> Counter {
     }
     decrement_ttl(pkt, ttl);
     let (orig_dst, orig_src) = unsafe { ((*pkt.eth).dst_addr, (*pkt.eth).src_addr) };
-    if push_header(ctx, &p, tos, outer_len, if df != 0 { [0, 0] } else { id }, df, ttl - 1, rip).is_none() {
+    if push_header(ctx, p, tos, outer_len, if df != 0 { [0, 0] } else { id }, df, ttl - 1, rip).is_none() {
         return Counter::DropNoRoute;
     }
     // Every pointer into the frame is derived again after `adjust_head`.
@@ -83,7 +85,7 @@ pub fn encapsulate(ctx: &XdpContext, pkt: &Packet, rip: u32) -> Counter {
         return Counter::PassFibFallback;
     }
     let outer = Packet { eth, ..*pkt };
-    redirect(&outer, &p)
+    redirect(&outer, p)
 }
 
 /// Prepends the outer IPv4 header (and a fresh Ethernet header in front of it).

@@ -9,3 +9,6 @@ mod fwd;
 mod ipvsadm;
 mod nat;
 mod oracle;
+mod persistence;
+mod reload;
+mod sched;

@@ -128,7 +128,26 @@ fn reference_values() {
     assert_eq!(v6.spec.netmask, 64);
     assert_eq!(v6.dests[1].weight, 0);
     assert_eq!(c.services[4].spec.scheduler, "wlc");
+    assert_eq!(c.services[4].spec.flags, svc_flags::ONEPACKET);
     assert!(c.services[4].dests.is_empty());
+}
+
+#[test]
+fn one_packet_only_for_udp() {
+    let c = parse(&with_service("  - {protocol: udp, address: 192.0.2.1, port: 53, one_packet: true}
+"), "t.yaml").unwrap();
+    assert_eq!(c.services[0].spec.flags, svc_flags::ONEPACKET);
+    let c = parse(&with_service("  - {protocol: udp, address: 192.0.2.1, port: 53, one_packet: false}
+"), "t.yaml").unwrap();
+    assert_eq!(c.services[0].spec.flags, 0);
+    assert_eq!(
+        error(&with_service("  - protocol: tcp\n    address: 192.0.2.1\n    port: 80\n    one_packet: true\n")),
+        "t.yaml:6:5: one_packet (ipvsadm -o) is only for UDP services\n  hint: remove one_packet, or make the service 'protocol: udp'"
+    );
+    assert_eq!(
+        error(&with_service("  - {protocol: udp, address: 192.0.2.1, port: 53, one_packet: yes}\n")),
+        "t.yaml:3:63: unknown one_packet 'yes'\n  hint: choose one of true, false"
+    );
 }
 
 #[test]
@@ -353,7 +372,7 @@ fn unknown_key_without_near_miss() {
     assert_eq!(
         error("interfaces: [a]\ncolour: blue\n"),
         "t.yaml:2:1: unknown key 'colour' in the configuration\n  hint: the configuration takes: \
-         interfaces, xdp_mode, connection_table_size, timeouts, services"
+         interfaces, xdp_mode, connection_table_size, timeouts, sysctls, services"
     );
 }
 
@@ -739,4 +758,23 @@ fn garbage_is_refused_without_panicking() {
         assert!(shown.starts_with("t.yaml:"), "{text:?} -> {shown}");
         assert!(err.location.is_some() || shown.starts_with("t.yaml: "), "{text:?} -> {shown}");
     }
+}
+
+#[test]
+fn sysctls_take_the_kernel_names_and_default_to_zero() {
+    let c = parse("interfaces: [eth0]\n", "t.yaml").unwrap();
+    assert_eq!((c.sysctls.expire_nodest_conn, c.sysctls.expire_quiescent_template), (0, 0));
+    let c = parse("interfaces: [eth0]\nsysctls:\n  expire_quiescent_template: 1\n", "t.yaml").unwrap();
+    assert_eq!((c.sysctls.expire_nodest_conn, c.sysctls.expire_quiescent_template), (0, 1));
+    let c = parse("interfaces: [eth0]\nsysctls: {expire_nodest_conn: 1}\n", "t.yaml").unwrap();
+    assert_eq!((c.sysctls.expire_nodest_conn, c.sysctls.expire_quiescent_template), (1, 0));
+}
+
+#[test]
+fn sysctls_refuse_other_names_and_values() {
+    let e = error("interfaces: [eth0]\nsysctls:\n  expire_nodest: 1\n");
+    assert!(e.starts_with("t.yaml:3:3: unknown key 'expire_nodest' in sysctls"), "{e}");
+    assert!(e.contains("hint: sysctls takes: expire_nodest_conn, expire_quiescent_template"), "{e}");
+    let e = error("interfaces: [eth0]\nsysctls:\n  expire_nodest_conn: 2\n");
+    assert!(e.starts_with("t.yaml:3:23: "), "{e}");
 }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use lvs_common::{maglev, sched_hash};
+use lvs_common::{maglev, sched_hash, wrr};
 use lvs_common::service::{
     dest_flags, sched, svc_conf_flags, DestConf, HashTable, MhTable, SchedState, ServiceConf, MAX_DESTS,
     MAX_DESTS_PER_SVC, MAX_SERVICES,
@@ -15,7 +15,7 @@ use tracing::info;
 use super::tables::{self, Tables};
 use crate::{
     control::Errno,
-    model::{svc_flags, DestSpec, DestStatus, Forward, ServiceKey, ServiceSpec, ServiceStatus},
+    model::{DestSpec, DestStatus, Forward, ServiceKey, ServiceSpec, ServiceStatus},
 };
 
 /// Every scheduler name kernel IPVS knows.
@@ -58,12 +58,8 @@ pub fn check_service_supported(spec: &ServiceSpec) -> Result<u32, OpError> {
         }
         _ => {}
     }
-    if spec.flags & (svc_flags::PERSISTENT | svc_flags::ONEPACKET) != 0 {
-        return err(
-            Errno::NotImplemented,
-            "persistence and one-packet scheduling are not supported by lvsd yet",
-        );
-    }
+    // ONEPACKET is accepted on any service, as by the kernel; the dataplane honours it for
+    // UDP only, as the kernel does (ipvsadm itself refuses -o on a TCP service).
     Ok(id)
 }
 
@@ -117,8 +113,10 @@ const DEST_TRASH_PERIOD: std::time::Duration = std::time::Duration::from_secs(12
 /// service but loses `AVAILABLE`, so meanwhile their packets are dropped, as in IPVS. The slot
 /// (and its `DEST_COUNTERS` entry) stays reserved while any connection still counts on it.
 struct Trashed {
-    /// The owning service's slot; `None` once the service is deleted too (no revival then).
-    svc_slot: Option<u32>,
+    /// The service it was deleted from. A service deleted and created again with the same
+    /// key revives it too (`ip_vs_trash_get_dest` matches on the service's address, port,
+    /// protocol and mark), so persistence templates pointing at it work again.
+    svc: Option<ServiceKey>,
     addr: std::net::IpAddr,
     port: u16,
     slot: u32,
@@ -191,7 +189,7 @@ impl VirtualServers {
                 let d = tables::dest_spec(&t.dests.get(&ds, 0)?);
                 vs.used_dest_slots.insert(ds);
                 vs.trash.push(Trashed {
-                    svc_slot: None,
+                    svc: None,
                     addr: d.addr,
                     port: d.port,
                     slot: ds,
@@ -299,6 +297,27 @@ impl VirtualServers {
         t.hash_tables.set(svc.slot, table, 0).map_err(internal)
     }
 
+    /// The scheduler state of a service whose scheduler is (re)bound now
+    /// (`init_service`): rr at the list head, wrr's mark computed from the current weights.
+    fn fresh_sched_state(svc: &Service) -> SchedState {
+        SchedState { wrr: wrr::wrr_init(&Self::weights(svc)), ..Default::default() }
+    }
+
+    fn weights(svc: &Service) -> Vec<i32> {
+        svc.dests.iter().map(|d| d.spec.weight).collect()
+    }
+
+    /// wrr's `dest_changed` after a real server was added, edited or deleted: back to the
+    /// head, `mw`/`di` from the new weights, `cw` kept or realigned. Only wrr has this hook.
+    fn wrr_dest_changed(t: &mut Tables, svc: &Service) -> Result<(), OpError> {
+        if svc.sched_id != sched::WRR {
+            return Ok(());
+        }
+        let mut st = t.sched_state.get(&svc.slot, 0).map_err(internal)?;
+        wrr::wrr_dest_changed(&mut st.wrr, &Self::weights(svc));
+        t.sched_state.set(svc.slot, st, 0).map_err(internal)
+    }
+
     /// `ipvsadm -A`.
     pub fn add_service(&mut self, t: &mut Tables, spec: ServiceSpec) -> Result<(), OpError> {
         let sched_id = check_service_supported(&spec)?;
@@ -312,7 +331,7 @@ impl VirtualServers {
         let key = tables::svc_key(&svc.spec.key).map_err(internal)?;
         Self::write_service(t, &svc)?;
         Self::build_hash_table(t, &svc)?;
-        t.sched_state.set(slot, SchedState::default(), 0).map_err(internal)?;
+        t.sched_state.set(slot, Self::fresh_sched_state(&svc), 0).map_err(internal)?;
         // Published last: the dataplane can only find a fully written service.
         t.svc_index.insert(key, slot, 0).map_err(internal)?;
         info!(service = %svc.spec.key, scheduler = %svc.spec.scheduler, "service added");
@@ -332,7 +351,7 @@ impl VirtualServers {
         svc.sched_id = sched_id;
         Self::write_service(t, svc)?;
         if rebind {
-            t.sched_state.set(slot, SchedState::default(), 0).map_err(internal)?;
+            t.sched_state.set(slot, Self::fresh_sched_state(svc), 0).map_err(internal)?;
             t.flush_sched_cache(slot);
             Self::build_hash_table(t, svc)?;
         }
@@ -354,12 +373,7 @@ impl VirtualServers {
         let now = std::time::Instant::now();
         for d in &svc.dests {
             let _ = t.dests.set(d.slot, tables::dest_conf(&d.spec, slot, 0), 0);
-            self.trash.push(Trashed { svc_slot: None, addr: d.spec.addr, port: d.spec.port, slot: d.slot, since: now });
-        }
-        // Reviving needs the same service; lvsd does not carry trashed servers over to a
-        // re-created one (IPVS does). Their slots stay reserved until their connections end.
-        for tr in self.trash.iter_mut().filter(|tr| tr.svc_slot == Some(slot)) {
-            tr.svc_slot = None;
+            self.trash.push(Trashed { svc: Some(*key), addr: d.spec.addr, port: d.spec.port, slot: d.slot, since: now });
         }
         let _ = t.services.set(slot, ServiceConf::default(), 0);
         t.flush_sched_cache(slot);
@@ -391,7 +405,7 @@ impl VirtualServers {
             return err(Errno::NoMem, format!("{key} already has {MAX_DESTS_PER_SVC} real servers"));
         }
         let revived =
-            self.trash.iter().position(|tr| tr.svc_slot == Some(slot) && tr.addr == d.addr && tr.port == d.port);
+            self.trash.iter().position(|tr| tr.svc == Some(*key) && tr.addr == d.addr && tr.port == d.port);
         let ds = match revived {
             Some(i) => {
                 let ds = self.trash.remove(i).slot;
@@ -423,7 +437,7 @@ impl VirtualServers {
             st.rr_next += 1;
             let _ = t.sched_state.set(slot, st, 0);
         }
-        Ok(())
+        Self::wrr_dest_changed(t, svc)
     }
 
     /// `ipvsadm -e`.
@@ -451,7 +465,7 @@ impl VirtualServers {
         if svc.sched_id == sched::SH || svc.sched_id == sched::MH {
             Self::build_hash_table(t, svc)?;
         }
-        Ok(())
+        Self::wrr_dest_changed(t, svc)
     }
 
     /// `ipvsadm -d`.
@@ -481,9 +495,11 @@ impl VirtualServers {
             st.rr_next -= 1;
             let _ = t.sched_state.set(slot, st, 0);
         }
+        // Like the rr update above, not a reason to stop half-way: the server is gone already.
+        let _ = Self::wrr_dest_changed(t, svc);
         let _ = t.dests.set(removed.slot, tables::dest_conf(&removed.spec, slot, 0), 0);
         self.trash.push(Trashed {
-            svc_slot: Some(slot),
+            svc: Some(*key),
             addr,
             port,
             slot: removed.slot,
