@@ -210,11 +210,7 @@ fn expire_nodest_conn() -> bool {
 /// port-zero service (persistent services for every port).
 #[inline(always)]
 fn find_service(pkt: &Packet) -> Option<u32> {
-    find_service_at(service_key(pkt))
-}
-
-#[inline(always)]
-fn find_service_at(mut k: lvs_common::service::SvcKey) -> Option<u32> {
+    let mut k = service_key(pkt);
     if let Some(id) = unsafe { SVC_INDEX.get(&k) } {
         return Some(*id);
     }
@@ -273,7 +269,9 @@ fn dr_reply(ctx: &XdpContext, pkt: &Packet, now: u64) -> Counter {
         proto: pkt.proto,
         family: lvs_common::AF_INET,
     };
-    if find_service_at(from_svc).is_none() {
+    // (Exact port only: a port-zero service's routed-back replies are not recognised, and
+    // their connections stay in the input-only table. One lookup less for all other traffic.)
+    if unsafe { SVC_INDEX.get(&from_svc) }.is_none() {
         return Counter::PassNoService;
     }
     let key = lvs_common::flow::FlowKey {
