@@ -19,6 +19,7 @@ pub mod sched_dynamic;
 mod sched_golden;
 pub mod sched_hash;
 pub mod service;
+pub mod stats;
 pub mod tcp_state;
 pub mod wrr;
 
@@ -37,8 +38,10 @@ pub mod map_names {
     pub const LBLCR_CACHE: &str = "LBLCR_CACHE";
     pub const HASH_TABLES: &str = "HASH_TABLES";
     pub const MH_TABLES: &str = "MH_TABLES";
+    pub const IPVS_STATS: &str = "IPVS_STATS";
+    pub const IPVS_STATS_ZERO: &str = "IPVS_STATS_ZERO";
     /// Every map, for pinning.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 15] = [
         SVC_INDEX,
         SERVICES,
         SCHED_STATE,
@@ -52,6 +55,8 @@ pub mod map_names {
         LBLCR_CACHE,
         HASH_TABLES,
         MH_TABLES,
+        IPVS_STATS,
+        IPVS_STATS_ZERO,
     ];
 }
 

@@ -67,12 +67,17 @@ fn process(ctx: &XdpContext) -> Counter {
             if !dest_available(e) {
                 return Counter::DropDestUnavailable;
             }
-            return to_real_server(ctx, &pkt, e, now);
+            return to_real_server(ctx, &pkt, e, now, 0);
         }
     }
     // 2. Real server -> client reply on a NAT connection.
     if let Some(e) = conntrack::lookup_out(&key, now) {
         stats::count(Counter::ConnHit);
+        // IPVS counts replies only while the real server is available (not deleted).
+        if dest_available(e) {
+            let (svc_id, dest_id) = unsafe { ((*e).svc_id, (*e).dest_id) };
+            stats::traffic(svc_id, dest_id, false, 0, pkt.tot_len as u64);
+        }
         conntrack::update(e, &pkt, DIR_OUTPUT, now);
         let (vaddr, vport) = unsafe { ((*e).vaddr[0], (*e).vport) };
         nat::to_client(&pkt, vaddr, vport);
@@ -98,7 +103,7 @@ fn process(ctx: &XdpContext) -> Counter {
         return Counter::DropConnTableFull;
     };
     stats::count(Counter::NewConn);
-    to_real_server(ctx, &pkt, e, now)
+    to_real_server(ctx, &pkt, e, now, 1)
 }
 
 /// Whether the connection's real server still exists. Its slot may have been freed (deleted
@@ -122,9 +127,13 @@ fn service_key(pkt: &Packet) -> lvs_common::service::SvcKey {
     }
 }
 
-/// Client -> VIP: advance the state machine, rewrite to the real server, forward.
+/// Client -> VIP (real server known to be available): count it (`new_conns` is 1 for the
+/// packet that created the connection), advance the state machine, rewrite to the real
+/// server, forward.
 #[inline(always)]
-fn to_real_server(ctx: &XdpContext, pkt: &Packet, e: *mut ConnEntry, now: u64) -> Counter {
+fn to_real_server(ctx: &XdpContext, pkt: &Packet, e: *mut ConnEntry, now: u64, new_conns: u64) -> Counter {
+    let (svc_id, dest_id) = unsafe { ((*e).svc_id, (*e).dest_id) };
+    stats::traffic(svc_id, dest_id, true, new_conns, pkt.tot_len as u64);
     conntrack::update(e, pkt, DIR_INPUT, now);
     // Entries are only created for masquerading real servers (checked before `create`).
     let (daddr, dport) = unsafe { ((*e).daddr[0], (*e).dport) };

@@ -57,6 +57,9 @@ pub enum Request {
     GetTimeouts,
     /// `-L -c`: the live connection entries, in table order.
     ListConns,
+    /// `-Z`: zero the traffic statistics and rates of one service and its real servers, or of
+    /// everything (the totals included) when no service is named.
+    Zero(Option<ServiceKey>),
 }
 
 /// Errors as IPVS reports them (the errno values of the kernel's setsockopt/netlink replies).

@@ -96,6 +96,7 @@ impl Daemon {
                 }
             }
             Request::ListConns => return Response::Conns(connlist::list(t)),
+            Request::Zero(k) => self.vs.zero(t, k.as_ref()),
         };
         match result {
             Ok(()) => Response::Ok,
@@ -239,6 +240,7 @@ fn serve(opts: Options, dp: Dataplane, daemon: Arc<Mutex<Daemon>>) -> anyhow::Re
     let pins = dp.pins.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let reclaimer = reclaim::spawn(pins.maps(), stop.clone())?;
+    let estimator = spawn_estimator(daemon.clone(), stop.clone())?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -255,6 +257,7 @@ fn serve(opts: Options, dp: Dataplane, daemon: Arc<Mutex<Daemon>>) -> anyhow::Re
     let _ = std::fs::remove_file(&opts.socket);
     stop.store(true, Ordering::Relaxed);
     let _ = reclaimer.join();
+    let _ = estimator.join();
     // Keep the program object alive until here: the links now own their program anyway.
     drop(dp);
     if opts.keep_dataplane {
@@ -265,6 +268,26 @@ fn serve(opts: Options, dp: Dataplane, daemon: Arc<Mutex<Daemon>>) -> anyhow::Re
         info!("dataplane detached and unpinned");
     }
     result
+}
+
+/// The rate estimator's clock: every 2 s, as the kernel's estimation timer.
+fn spawn_estimator(daemon: Arc<Mutex<Daemon>>, stop: Arc<AtomicBool>) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let period = std::time::Duration::from_secs(lvs_common::stats::ESTIMATOR_PERIOD_SECS);
+    Ok(std::thread::Builder::new().name("estimator".into()).spawn(move || {
+        let mut next = std::time::Instant::now() + period;
+        while !stop.load(Ordering::Relaxed) {
+            let now = std::time::Instant::now();
+            if now < next {
+                // Short sleeps so that shutdown is not held up.
+                std::thread::sleep((next - now).min(std::time::Duration::from_millis(100)));
+                continue;
+            }
+            next += period;
+            let mut d = daemon.lock().expect("daemon lock");
+            let Daemon { vs, tables, .. } = &mut *d;
+            vs.tick_rates(tables);
+        }
+    })?)
 }
 
 async fn wait_for_signals(daemon: Arc<Mutex<Daemon>>) -> anyhow::Result<()> {

@@ -17,6 +17,7 @@ use lvs_common::{
     service::{
         DestConf, DestCounters, HashTable, MhTable, LblcEntry, LblcKey, LblcrEntry, SchedState, ServiceConf, SvcKey, MAX_DESTS,
     },
+    stats::IpvsStats,
     AF_INET, AF_INET6,
 };
 
@@ -38,6 +39,10 @@ pub struct Tables {
     pub lblcr_cache: HashMap<MapData, LblcKey, LblcrEntry>,
     pub hash_tables: Array<MapData, HashTable>,
     pub mh_tables: HashMap<MapData, u32, MhTable>,
+    /// Traffic statistics, per CPU (`lvs_common::stats` has the layout).
+    pub ipvs_stats: PerCpuArray<MapData, IpvsStats>,
+    /// Their zero points.
+    pub ipvs_stats_zero: Array<MapData, IpvsStats>,
 }
 
 fn open(dir: &Path, name: &str) -> anyhow::Result<Map> {
@@ -64,6 +69,8 @@ impl Tables {
             lblcr_cache: HashMap::try_from(open(dir, map_names::LBLCR_CACHE)?)?,
             hash_tables: Array::try_from(open(dir, map_names::HASH_TABLES)?)?,
             mh_tables: HashMap::try_from(open(dir, map_names::MH_TABLES)?)?,
+            ipvs_stats: PerCpuArray::try_from(open(dir, map_names::IPVS_STATS)?)?,
+            ipvs_stats_zero: Array::try_from(open(dir, map_names::IPVS_STATS_ZERO)?)?,
         })
     }
 
@@ -89,6 +96,8 @@ impl Tables {
             lblcr_cache: HashMap::try_from(take(map_names::LBLCR_CACHE)?)?,
             hash_tables: Array::try_from(take(map_names::HASH_TABLES)?)?,
             mh_tables: HashMap::try_from(take(map_names::MH_TABLES)?)?,
+            ipvs_stats: PerCpuArray::try_from(take(map_names::IPVS_STATS)?)?,
+            ipvs_stats_zero: Array::try_from(take(map_names::IPVS_STATS_ZERO)?)?,
         })
     }
 
@@ -113,6 +122,28 @@ impl Tables {
             out.push((c, per_cpu.iter().sum()));
         }
         Ok(out)
+    }
+
+    /// The counters of stats slot `idx` summed over CPUs, without its zero point.
+    fn raw_stats(&self, idx: u32) -> IpvsStats {
+        match self.ipvs_stats.get(&idx, 0) {
+            Ok(per_cpu) => per_cpu.iter().fold(IpvsStats::default(), |acc, s| acc.add(s)),
+            Err(_) => IpvsStats::default(),
+        }
+    }
+
+    /// The traffic statistics of stats slot `idx` since it was last zeroed.
+    pub fn stats(&self, idx: u32) -> IpvsStats {
+        let zero = self.ipvs_stats_zero.get(&idx, 0).unwrap_or_default();
+        self.raw_stats(idx).since(&zero)
+    }
+
+    /// Zeroes stats slot `idx` by making its current counters the zero point (the dataplane's
+    /// per-CPU counters are never written from here: a write could undo a concurrent add).
+    pub fn zero_stats(&mut self, idx: u32) -> anyhow::Result<()> {
+        let now = self.raw_stats(idx);
+        self.ipvs_stats_zero.set(idx, now, 0)?;
+        Ok(())
     }
 
     /// Forgets service slot `svc_id`'s scheduler caches (lblc, lblcr), as the kernel's
