@@ -193,3 +193,193 @@ fn stats_count_exact_packets_and_bytes_then_zero_and_survive_restart() {
     drop(second);
     drop(first);
 }
+
+/// `GET /metrics` from inside the director's namespace.
+fn scrape(topo: &Topology) -> String {
+    let out = topo
+        .director
+        .output_timeout("curl", ["-sS", "--max-time", "5", "http://127.0.0.1:9117/metrics"], Duration::from_secs(10))
+        .unwrap();
+    assert!(out.success(), "curl /metrics: {}", out.stderr_str());
+    out.stdout_str()
+}
+
+/// The value of the sample `name{labels}` in an exposition (labels exactly as lvsd writes them).
+fn sample(text: &str, series: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' '))).map(|v| v.parse().unwrap())
+}
+
+/// `ipvsadm -L -n --stats --exact` as (node_exporter-style labels of the object, its five
+/// numbers); services have no remote labels.
+fn ipvsadm_rows(listing: &str) -> Vec<(String, Row)> {
+    let mut rows = Vec::new();
+    let mut svc = String::new();
+    for l in listing.lines().skip(3) {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        let nums: Row = std::array::from_fn(|i| w[w.len() - 5 + i].parse().unwrap());
+        if w[0] == "->" {
+            let (a, p) = w[1].rsplit_once(':').unwrap();
+            rows.push((format!("{svc},remote_address=\"{a}\",remote_port=\"{p}\""), nums));
+        } else {
+            let (a, p) = w[1].rsplit_once(':').unwrap();
+            svc = format!("local_address=\"{a}\",local_port=\"{p}\",local_mark=\"\",proto=\"{}\"", w[0]);
+            rows.push((svc.clone(), nums));
+        }
+    }
+    rows
+}
+
+const COUNTER_NAMES: [&str; 5] =
+    ["connections_total", "incoming_packets_total", "outgoing_packets_total", "incoming_bytes_total", "outgoing_bytes_total"];
+
+#[test]
+fn prometheus_scrapes_lvsd_and_agrees_with_ipvsadm() {
+    if !require_root() {
+        return;
+    }
+    if std::process::Command::new("promtool").arg("--version").output().map(|o| !o.status.success()).unwrap_or(true) {
+        assert!(std::env::var_os("CI").is_none(), "promtool missing (Debian package prometheus; cargo xtask setup)");
+        eprintln!("skipping: promtool/prometheus not installed (cargo xtask setup installs them)");
+        return;
+    }
+    let topo = Topology::builder().real_servers(2).with_servers().build().unwrap();
+    let tmp = TempDir::new("metrics").unwrap();
+    let cfg_text = config() + "metrics_address: 127.0.0.1:9117\n";
+    let cfg = tmp.write("lvs.yaml", &cfg_text).unwrap();
+    let mut lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
+
+    // Traffic through both services.
+    for _ in 0..6 {
+        topo.client.http_get(vip(80), "/").unwrap();
+    }
+    for i in 0..5 {
+        topo.client.udp_request(vip(53), &vec![b'u'; 20 * (i + 1)], Duration::from_secs(3)).unwrap();
+    }
+    // Wait for the TCP closes to finish: two equal listings a second apart.
+    let mut prev = String::new();
+    let listing = wait_for("stats to settle", Duration::from_secs(10), || {
+        std::thread::sleep(Duration::from_secs(1));
+        let cur = lvsd.ipvsadm_ok(&["-L", "-n", "--stats", "--exact"])?;
+        let done = cur == prev;
+        prev = cur.clone();
+        Ok(done.then_some(cur))
+    })
+    .unwrap();
+    let rows = ipvsadm_rows(&listing);
+    assert_eq!(rows.len(), 6, "{listing}");
+    assert_eq!(rows[0].1[0], 6, "{listing}");
+
+    // The exposition: promtool accepts it, and it says what ipvsadm says.
+    let text = scrape(&topo);
+    let file = tmp.write("metrics.txt", &text).unwrap();
+    let check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success() && check.stdout.is_empty() && check.stderr.is_empty(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    for (labels, nums) in &rows {
+        let kind = if labels.contains("remote_address") { "backend" } else { "service" };
+        for (name, want) in COUNTER_NAMES.iter().zip(nums) {
+            let series = format!("lvs_ipvs_{kind}_{name}{{{labels}}}");
+            assert_eq!(sample(&text, &series), Some(*want), "{series}\n{text}");
+        }
+    }
+    let total_conns: u64 = rows.iter().filter(|(l, _)| !l.contains("remote_address")).map(|(_, n)| n[0]).sum();
+    assert_eq!(sample(&text, "lvs_ipvs_connections_total"), Some(total_conns));
+    assert_eq!(sample(&text, "lvs_connection_table_capacity"), Some(4096));
+    assert_eq!(sample(&text, "lvs_dataplane_new_connections_total"), Some(total_conns));
+    for iface in [DIRECTOR_CLIENT_IF, DIRECTOR_SERVER_IF] {
+        assert!(
+            text.contains(&format!("lvs_xdp_attached{{interface=\"{iface}\",mode=\"native\"}} 1\n")),
+            "{iface}:\n{text}"
+        );
+    }
+
+    // A real Prometheus, on the director's loopback, scraping every second.
+    let prom_cfg = tmp
+        .write(
+            "prometheus.yml",
+            "global: { scrape_interval: 1s, evaluation_interval: 1s }\n\
+             scrape_configs:\n  - job_name: lvs\n    static_configs: [ { targets: ['127.0.0.1:9117'] } ]\n",
+        )
+        .unwrap();
+    let data = TempDir::new("prometheus-data").unwrap();
+    let _prom = topo
+        .director
+        .spawn(
+            "prometheus",
+            "prometheus",
+            [
+                format!("--config.file={}", prom_cfg.display()),
+                format!("--storage.tsdb.path={}", data.join("tsdb").display()),
+                "--web.listen-address=127.0.0.1:9090".to_string(),
+            ],
+        )
+        .unwrap();
+    // Every counter of every object, as Prometheus's HTTP API returns it.
+    let query = |expr: &str| -> Vec<(String, u64)> {
+        let out = topo
+            .director
+            .output_timeout("promtool", ["query", "instant", "http://127.0.0.1:9090", expr], Duration::from_secs(10))
+            .unwrap();
+        if !out.success() {
+            return Vec::new();
+        }
+        out.stdout_str()
+            .lines()
+            .filter_map(|l| {
+                let (series, rest) = l.split_once(" => ")?;
+                let v = rest.split_whitespace().next()?.parse::<u64>().ok()?;
+                Some((series.to_string(), v))
+            })
+            .collect()
+    };
+    let mut mismatch = String::new();
+    let agreed = wait_for("Prometheus to hold lvsd's counters", Duration::from_secs(40), || {
+        mismatch.clear();
+        for kind in ["service", "backend"] {
+            for (i, name) in COUNTER_NAMES.iter().enumerate() {
+                let got = query(&format!("lvs_ipvs_{kind}_{name}"));
+                for (labels, nums) in rows.iter().filter(|(l, _)| l.contains("remote_address") == (kind == "backend")) {
+                    // promtool prints labels sorted, as `name="value"` joined by ", ".
+                    // Prometheus drops empty labels (local_mark="" of address services).
+                    let mut want_labels: Vec<String> =
+                        labels.split(',').filter(|l| !l.ends_with("=\"\"")).map(String::from).collect();
+                    want_labels.push("instance=\"127.0.0.1:9117\"".into());
+                    want_labels.push("job=\"lvs\"".into());
+                    let found = got.iter().find(|(s, _)| want_labels.iter().all(|w| s.contains(w.as_str())));
+                    if found.map(|(_, v)| *v) != Some(nums[i]) {
+                        mismatch += &format!("{kind} {name} {labels}: prometheus {found:?}, ipvsadm {}\n", nums[i]);
+                        mismatch += &format!("  prometheus answered: {got:?}\n");
+                    }
+                }
+            }
+        }
+        Ok(mismatch.is_empty().then_some(()))
+    });
+    assert!(agreed.is_ok(), "{mismatch}");
+    // And the same once more against ipvsadm now: nothing moved meanwhile.
+    assert_eq!(lvsd.ipvsadm_ok(&["-L", "-n", "--stats", "--exact"]).unwrap(), listing);
+
+    // A refused reload shows in the health metrics.
+    let before = sample(&scrape(&topo), "lvs_control_requests_total{result=\"ok\"}").unwrap();
+    assert!(before >= 3, "ipvsadm requests counted: {before}");
+    std::fs::write(&cfg, "interfaces: [\n").unwrap();
+    lvsd.process().signal(libc::SIGHUP).unwrap();
+    let text = wait_for("the failed reload in /metrics", Duration::from_secs(5), || {
+        let t = scrape(&topo);
+        Ok((sample(&t, "lvs_config_reloads_total{result=\"failure\"}") == Some(1)).then_some(t))
+    })
+    .unwrap();
+    assert_eq!(sample(&text, "lvs_config_last_reload_success"), Some(0));
+    assert_eq!(sample(&text, "lvs_config_reloads_total{result=\"success\"}"), Some(0));
+    drop(_prom);
+    drop(data);
+    drop(lvsd);
+}

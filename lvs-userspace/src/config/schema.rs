@@ -42,6 +42,7 @@ const TOP_KEYS: &[&str] = &[
     "connection_table_size",
     "timeouts",
     "services",
+    "metrics_address",
 ];
 const SERVICE_KEYS: &[&str] = &[
     "protocol",
@@ -73,6 +74,9 @@ const TOP_ALIASES: &[(&str, &str)] = &[
     ("conn_table_size", "connection_table_size"),
     ("virtual_services", "services"),
     ("set", "timeouts"),
+    ("metrics", "metrics_address"),
+    ("prometheus", "metrics_address"),
+    ("metrics_listen", "metrics_address"),
 ];
 const SERVICE_ALIASES: &[(&str, &str)] = &[
     ("proto", "protocol"),
@@ -186,7 +190,12 @@ pub(crate) fn build(root: Option<Node>, source: &str) -> Result<Config, ConfigEr
         Some(e) => cx.services(e)?,
         None => Vec::new(),
     };
+    let metrics_address = match top.get("metrics_address") {
+        Some(e) => cx.socket_address(e)?,
+        None => super::DEFAULT_METRICS_ADDRESS.parse().expect("valid default"),
+    };
     Ok(Config {
+        metrics_address,
         interfaces,
         xdp_mode,
         connection_table_size,
@@ -226,6 +235,19 @@ fn addr_port(ip: IpAddr, port: u16) -> String {
 }
 
 impl Cx<'_> {
+    /// `address:port` (IPv6 as `[address]:port`), where lvsd serves /metrics.
+    fn socket_address(&self, e: &Entry) -> Result<SocketAddr, ConfigError> {
+        let text = self.text(e, "an address:port such as 127.0.0.1:9117")?;
+        text.parse::<SocketAddr>().map_err(|_| {
+            let err = self.err(e.value_loc(), format!("'{text}' is not an address:port"));
+            if text.parse::<IpAddr>().is_ok() {
+                err.with_hint(format!("add the port, e.g. '{text}:9117' (IPv6: '[{text}]:9117')"))
+            } else {
+                err.with_hint("write e.g. 127.0.0.1:9117, or [::1]:9117 for IPv6")
+            }
+        })
+    }
+
     fn err(&self, loc: Location, message: impl Into<String>) -> ConfigError {
         ConfigError::at(self.source, loc, message)
     }

@@ -2,6 +2,7 @@
 
 pub mod connlist;
 pub mod dataplane;
+pub mod metrics;
 pub mod reclaim;
 pub mod server;
 pub mod state;
@@ -59,10 +60,21 @@ pub struct Daemon {
     /// The timeouts the config file named at the last (re)load (see `timeouts`).
     config_timeouts: timeouts::Named,
     config_path: PathBuf,
+    /// Counters and state for the health metrics.
+    pub health: metrics::Health,
 }
 
 impl Daemon {
     pub fn handle(&mut self, req: Request) -> Response {
+        let resp = self.answer(req);
+        match resp {
+            Response::Error { .. } => self.health.requests_failed += 1,
+            _ => self.health.requests_ok += 1,
+        }
+        resp
+    }
+
+    fn answer(&mut self, req: Request) -> Response {
         let t = &mut self.tables;
         let result = match req {
             Request::AddService(s) => self.vs.add_service(t, s),
@@ -182,6 +194,8 @@ fn apply_services(vs: &mut VirtualServers, t: &mut Tables, cfg: &Config) -> anyh
 /// Runs lvsd until SIGTERM/SIGINT.
 pub fn run(opts: Options) -> anyhow::Result<()> {
     let cfg = load_config(&opts.config)?;
+    // Bound before anything is attached, so a busy port changes nothing.
+    let metrics_listener = metrics::bind(cfg.metrics_address)?;
     let pins = dataplane::PinLayout::new(&opts.pin_dir);
     let fresh = !pins.has_state();
     let (dp, daemon) = match start_dataplane(&opts, &cfg) {
@@ -196,15 +210,17 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             return Err(e);
         }
     };
-    serve(opts, dp, daemon)
+    serve(opts, dp, daemon, metrics_listener)
 }
 
 /// Loads, attaches and applies the config: everything before the control socket opens.
 fn start_dataplane(opts: &Options, cfg: &Config) -> anyhow::Result<(Dataplane, Arc<Mutex<Daemon>>)> {
     let mut dp = Dataplane::load(&opts.pin_dir, cfg.connection_table_size)?;
     let pins = dp.pins.clone();
+    let mut attachments = Vec::new();
     for iface in &cfg.interfaces {
-        dp.attach(iface, cfg.xdp_mode)?;
+        let a = dp.attach(iface, cfg.xdp_mode)?;
+        attachments.push((a.interface, a.mode));
     }
     dataplane::detach_except(&pins, &cfg.interfaces);
 
@@ -231,16 +247,28 @@ fn start_dataplane(opts: &Options, cfg: &Config) -> anyhow::Result<(Dataplane, A
         config_services: cfg.services.iter().map(|s| s.spec.key).collect(),
         config_timeouts: timeouts::named(cfg),
         config_path: opts.config.clone(),
+        health: metrics::Health {
+            attachments,
+            last_reload_time: metrics::unix_now(),
+            last_reload_ok: true,
+            ..Default::default()
+        },
     }));
     Ok((dp, daemon))
 }
 
 /// Serves the control socket until SIGTERM/SIGINT, then detaches unless told to keep running.
-fn serve(opts: Options, dp: Dataplane, daemon: Arc<Mutex<Daemon>>) -> anyhow::Result<()> {
+fn serve(
+    opts: Options,
+    dp: Dataplane,
+    daemon: Arc<Mutex<Daemon>>,
+    metrics_listener: std::net::TcpListener,
+) -> anyhow::Result<()> {
     let pins = dp.pins.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let reclaimer = reclaim::spawn(pins.maps(), stop.clone())?;
     let estimator = spawn_estimator(daemon.clone(), stop.clone())?;
+    let metrics_server = metrics::spawn(metrics_listener, daemon.clone(), stop.clone())?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -258,6 +286,7 @@ fn serve(opts: Options, dp: Dataplane, daemon: Arc<Mutex<Daemon>>) -> anyhow::Re
     stop.store(true, Ordering::Relaxed);
     let _ = reclaimer.join();
     let _ = estimator.join();
+    let _ = metrics_server.join();
     // Keep the program object alive until here: the links now own their program anyway.
     drop(dp);
     if opts.keep_dataplane {
@@ -301,7 +330,15 @@ async fn wait_for_signals(daemon: Arc<Mutex<Daemon>>) -> anyhow::Result<()> {
             _ = int.recv() => { info!("SIGINT"); return Ok(()) }
             _ = hup.recv() => {
                 let d = daemon.clone();
-                let r = tokio::task::spawn_blocking(move || d.lock().expect("daemon lock").reload()).await?;
+                let r = tokio::task::spawn_blocking(move || {
+                    let mut d = d.lock().expect("daemon lock");
+                    let r = d.reload();
+                    let h = &mut d.health;
+                    h.last_reload_time = metrics::unix_now();
+                    h.last_reload_ok = r.is_ok();
+                    if r.is_ok() { h.reloads_ok += 1 } else { h.reloads_failed += 1 }
+                    r
+                }).await?;
                 match r {
                     Ok(()) => info!("configuration reloaded"),
                     Err(e) => error!(error = %format!("{e:#}"), "reload refused; running configuration unchanged"),

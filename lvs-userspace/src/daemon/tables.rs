@@ -350,6 +350,23 @@ impl CounterMemory {
         }
     }
 
+    /// Every connection counted on any real server: the number of entries in the connection
+    /// table (each counts in exactly one ActiveConn/InActConn), without walking it.
+    pub fn total_connections(&self) -> u64 {
+        let mut total = 0u64;
+        for i in 0..MAX_DESTS {
+            let c = self.slot(i).expect("in range");
+            // SAFETY: as in `uncount`.
+            unsafe {
+                total = total
+                    .wrapping_add(AtomicU64::from_ptr(&raw mut (*c).active).load(AtomicOrdering::Relaxed))
+                    .wrapping_add(AtomicU64::from_ptr(&raw mut (*c).inactive).load(AtomicOrdering::Relaxed));
+            }
+        }
+        // A transiently negative sum (a decrement seen before its increment) reads as 0.
+        if total > i64::MAX as u64 { 0 } else { total }
+    }
+
     /// Clears real server `dest_id`'s OVERLOAD mark.
     pub fn clear_overload(&self, dest_id: u32) {
         self.clear_overload_if(dest_id, |_| true);
