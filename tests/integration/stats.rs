@@ -190,6 +190,21 @@ fn stats_count_exact_packets_and_bytes_then_zero_and_survive_restart() {
     let later = second.ipvsadm_ok(&["-L", "-n", "--stats", "--exact"]).unwrap();
     let want_udp = format!("{:<33}{:>9}{:>9}{:>9}{:>9}{:>9}", udp_svc, 2, 2, 2, 78 + 38, 82 + 42);
     assert!(later.contains(&format!("{want_udp}\n")), "{later}");
+    // The restarted lvsd took the pinned links over and still reports their real mode.
+    let text = scrape(&topo);
+    for iface in [DIRECTOR_CLIENT_IF, DIRECTOR_SERVER_IF] {
+        assert!(text.contains(&format!("lvs_xdp_attached{{interface=\"{iface}\",mode=\"native\"}} 1\n")), "{text}");
+    }
+
+    // A real server deleted and added back (from IPVS's dest trash) keeps its counters; the
+    // service's stay as they were.
+    let rs_line = |l: &str| l.lines().find(|x| x.starts_with(&format!("  -> {}:53 ", rs_ip(rs)))).unwrap().to_string();
+    let before = rs_line(&later);
+    second.ipvsadm_ok(&["-d", "-u", &format!("{VIP}:53"), "-r", &format!("{}:53", rs_ip(rs))]).unwrap();
+    second.ipvsadm_ok(&["-a", "-u", &format!("{VIP}:53"), "-r", &format!("{}:53", rs_ip(rs)), "-m"]).unwrap();
+    let revived = second.ipvsadm_ok(&["-L", "-n", "--stats", "--exact"]).unwrap();
+    assert_eq!(rs_line(&revived), before, "{revived}");
+    assert!(revived.contains(&format!("{want_udp}\n")), "{revived}");
     drop(second);
     drop(first);
 }

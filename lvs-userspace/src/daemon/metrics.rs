@@ -36,8 +36,8 @@ pub struct Health {
     /// Unix time of the last reload attempt, and whether it succeeded (1) or not (0).
     pub last_reload_time: f64,
     pub last_reload_ok: bool,
-    /// Interfaces with the XDP program and how it is attached (`native`, `generic`, or `kept`
-    /// when a link pinned by an earlier lvsd was taken over).
+    /// Interfaces with the XDP program and its mode as the kernel reports it (`native`,
+    /// `generic`; `kept` if a link taken over from an earlier lvsd could not be asked).
     pub attachments: Vec<(String, &'static str)>,
     /// Seconds the previous scrape took.
     pub last_scrape_seconds: f64,
@@ -267,7 +267,7 @@ pub fn render(d: &Daemon) -> String {
     family(&mut out, "lvs_connection_table_capacity", "gauge", "Capacity of the connection table (connection_table_size).");
     let _ = writeln!(out, "lvs_connection_table_capacity {}", d.info.conn_table_size);
 
-    family(&mut out, "lvs_xdp_attached", "gauge", "1 for each interface lvsd attached the XDP program to, with the attach mode (native, generic, or kept: a link pinned by an earlier lvsd, taken over).");
+    family(&mut out, "lvs_xdp_attached", "gauge", "1 for each interface the XDP program is attached to, with its mode as the kernel reports it (native, generic).");
     for (iface, mode) in &d.health.attachments {
         let _ = writeln!(out, "lvs_xdp_attached{{interface=\"{}\",mode=\"{mode}\"}} 1", esc(iface));
     }

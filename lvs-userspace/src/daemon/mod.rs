@@ -8,6 +8,7 @@ pub mod server;
 pub mod state;
 pub mod tables;
 pub mod timeouts;
+pub mod xdp_mode;
 
 use std::{
     collections::HashSet,
@@ -220,7 +221,12 @@ fn start_dataplane(opts: &Options, cfg: &Config) -> anyhow::Result<(Dataplane, A
     let mut attachments = Vec::new();
     for iface in &cfg.interfaces {
         let a = dp.attach(iface, cfg.xdp_mode)?;
-        attachments.push((a.interface, a.mode));
+        // A taken-over link does not know its mode; the interface does.
+        let mode = xdp_mode::query(iface).unwrap_or(a.mode);
+        if a.mode == "kept" {
+            info!(interface = %iface, mode, "XDP mode of the kept link");
+        }
+        attachments.push((a.interface, mode));
     }
     dataplane::detach_except(&pins, &cfg.interfaces);
 
