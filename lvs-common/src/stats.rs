@@ -173,9 +173,7 @@ mod tests {
         // read-out (1280 + 511) >> 10 = 1. Then nothing: avg 1280 - 320 = 960 -> 1; 720 -> 1;
         // 540 -> 1; 405 -> 0.
         let mut e = Estimator::default();
-        let mut now = IpvsStats::default();
-        now.inpkts = 10;
-        now.inbytes = 600;
+        let now = IpvsStats { inpkts: 10, inbytes: 600, ..Default::default() };
         e.tick(now);
         assert_eq!(e.avg[1], 1280);
         // bytes: 600 << 4 = 9600, avg 2400, read-out (2400 + 15) >> 5 = 75.

@@ -90,7 +90,7 @@ fn stats_count_exact_packets_and_bytes_then_zero_and_survive_restart() {
         topo.rs(i).sysctls(&plain_tcp).unwrap();
     }
     let tmp = TempDir::new("stats").unwrap();
-    let cfg = tmp.write("lvs.yaml", &config()).unwrap();
+    let cfg = tmp.write("lvs.yaml", config()).unwrap();
     let mut first = Lvsd::start(&topo.director, &cfg).unwrap();
 
     let before: Vec<(u64, u64)> = (1..=2).map(|i| tcp_segs(topo.rs(i))).collect();
