@@ -196,6 +196,17 @@ pub fn render(d: &Daemon) -> String {
         let _ = writeln!(out, "{name} {v}");
     }
 
+    for (name, help, v) in [
+        ("lvs_ipvs_connection_rate", "Connections per second through the director (2-second estimator).", tot.cps),
+        ("lvs_ipvs_incoming_packet_rate", "Packets per second from clients.", tot.inpps),
+        ("lvs_ipvs_outgoing_packet_rate", "Packets per second from real servers.", tot.outpps),
+        ("lvs_ipvs_incoming_byte_rate", "Bytes per second from clients.", tot.inbps),
+        ("lvs_ipvs_outgoing_byte_rate", "Bytes per second from real servers.", tot.outbps),
+    ] {
+        family(&mut out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {v}");
+    }
+
     let services = d.vs.list(t);
     let svc_rows: Vec<(String, Stats)> = services.iter().map(|s| (service_labels(&s.spec.key), s.stats)).collect();
     let mut dest_rows = Vec::new();

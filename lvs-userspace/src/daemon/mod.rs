@@ -61,6 +61,8 @@ pub struct Daemon {
     /// The timeouts the config file named at the last (re)load (see `timeouts`).
     config_timeouts: timeouts::Named,
     config_path: PathBuf,
+    /// Where /metrics is served (bound at start; a reload does not move it).
+    metrics_address: std::net::SocketAddr,
     /// Counters and state for the health metrics.
     pub health: metrics::Health,
 }
@@ -123,6 +125,13 @@ impl Daemon {
     /// SIGHUP: re-reads the config and applies only the difference.
     fn reload(&mut self) -> anyhow::Result<()> {
         let cfg = load_config(&self.config_path)?;
+        if cfg.metrics_address != self.metrics_address {
+            warn!(
+                serving = %self.metrics_address,
+                configured = %cfg.metrics_address,
+                "metrics_address changed; it takes effect when lvsd is restarted"
+            );
+        }
         let wanted: HashSet<ServiceKey> = cfg.services.iter().map(|s| s.spec.key).collect();
         for gone in self.config_services.difference(&wanted) {
             if let Err(e) = self.vs.del_service(&mut self.tables, gone) {
@@ -253,6 +262,7 @@ fn start_dataplane(opts: &Options, cfg: &Config) -> anyhow::Result<(Dataplane, A
         config_services: cfg.services.iter().map(|s| s.spec.key).collect(),
         config_timeouts: timeouts::named(cfg),
         config_path: opts.config.clone(),
+        metrics_address: cfg.metrics_address,
         health: metrics::Health {
             attachments,
             last_reload_time: metrics::unix_now(),
