@@ -60,6 +60,14 @@ pub enum Request {
     /// `-Z`: zero the traffic statistics and rates of one service and its real servers, or of
     /// everything (the totals included) when no service is named.
     Zero(Option<ServiceKey>),
+    /// Re-read a config file and apply the difference (`lvsd --reload`, like SIGHUP), or only
+    /// say what would change (`dry_run`, `lvsd --check-config`). `path`: another file than
+    /// the one lvsd runs with (dry runs only make sense with it).
+    Reload {
+        dry_run: bool,
+        #[serde(default)]
+        path: Option<PathBuf>,
+    },
 }
 
 /// Errors as IPVS reports them (the errno values of the kernel's setsockopt/netlink replies).
@@ -160,6 +168,8 @@ pub enum Response {
     Counters(Vec<(String, u64)>),
     Timeouts(Timeouts),
     Conns(Vec<ConnStatus>),
+    /// A reload's changes, each as the ipvsadm rule that makes it (`daemon::plan`).
+    Changes(Vec<String>),
 }
 
 /// A blocking client connection to lvsd.

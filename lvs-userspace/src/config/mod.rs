@@ -78,6 +78,8 @@ pub struct Config {
     /// Which states of `timeouts` the file names. lvsd writes only those at start and on
     /// reload, so a value set with `ipvsadm --set` for a state the file leaves out survives.
     pub timeouts_named: [bool; 12],
+    /// `expire_nodest_conn` and `expire_quiescent_template` (kernel defaults: both 0).
+    pub sysctls: lvs_common::sysctl::Sysctls,
     /// Virtual services in file order.
     pub services: Vec<ServiceConfig>,
     /// Where lvsd serves Prometheus metrics (`GET /metrics`); loopback by default.

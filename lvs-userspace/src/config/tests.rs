@@ -353,7 +353,7 @@ fn unknown_key_without_near_miss() {
     assert_eq!(
         error("interfaces: [a]\ncolour: blue\n"),
         "t.yaml:2:1: unknown key 'colour' in the configuration\n  hint: the configuration takes: \
-         interfaces, xdp_mode, connection_table_size, timeouts, services, metrics_address"
+         interfaces, xdp_mode, connection_table_size, timeouts, sysctls, services, metrics_address"
     );
 }
 
@@ -756,4 +756,23 @@ fn metrics_address_default_and_errors() {
         "t.yaml:2:18: 'localhost:9117' is not an address:port\n  hint: write e.g. 127.0.0.1:9117, or [::1]:9117 for IPv6"
     );
     assert!(error("interfaces: [eth0]\nmetrics: 1\n").contains("did you mean 'metrics_address'?"));
+}
+
+#[test]
+fn sysctls_take_the_kernel_names_and_default_to_zero() {
+    let c = parse("interfaces: [eth0]\n", "t.yaml").unwrap();
+    assert_eq!((c.sysctls.expire_nodest_conn, c.sysctls.expire_quiescent_template), (0, 0));
+    let c = parse("interfaces: [eth0]\nsysctls:\n  expire_quiescent_template: 1\n", "t.yaml").unwrap();
+    assert_eq!((c.sysctls.expire_nodest_conn, c.sysctls.expire_quiescent_template), (0, 1));
+    let c = parse("interfaces: [eth0]\nsysctls: {expire_nodest_conn: 1}\n", "t.yaml").unwrap();
+    assert_eq!((c.sysctls.expire_nodest_conn, c.sysctls.expire_quiescent_template), (1, 0));
+}
+
+#[test]
+fn sysctls_refuse_other_names_and_values() {
+    let e = error("interfaces: [eth0]\nsysctls:\n  expire_nodest: 1\n");
+    assert!(e.starts_with("t.yaml:3:3: unknown key 'expire_nodest' in sysctls"), "{e}");
+    assert!(e.contains("hint: sysctls takes: expire_nodest_conn, expire_quiescent_template"), "{e}");
+    let e = error("interfaces: [eth0]\nsysctls:\n  expire_nodest_conn: 2\n");
+    assert!(e.starts_with("t.yaml:3:23: "), "{e}");
 }

@@ -30,7 +30,7 @@ pub struct Health {
     /// Control requests answered, successful and refused.
     pub requests_ok: u64,
     pub requests_failed: u64,
-    /// Configuration reloads (SIGHUP).
+    /// Configuration reloads (SIGHUP, `lvsd --reload`).
     pub reloads_ok: u64,
     pub reloads_failed: u64,
     /// Unix time of the last reload attempt, and whether it succeeded (1) or not (0).
@@ -284,7 +284,7 @@ pub fn render(d: &Daemon) -> String {
     }
 
     let h = &d.health;
-    family(&mut out, "lvs_config_reloads_total", "counter", "Configuration reloads (SIGHUP), by result.");
+    family(&mut out, "lvs_config_reloads_total", "counter", "Configuration reloads (SIGHUP, lvsd --reload), by result.");
     let _ = writeln!(out, "lvs_config_reloads_total{{result=\"success\"}} {}", h.reloads_ok);
     let _ = writeln!(out, "lvs_config_reloads_total{{result=\"failure\"}} {}", h.reloads_failed);
     family(&mut out, "lvs_config_last_reload_success", "gauge", "1 if the last configuration load (start or reload) succeeded.");

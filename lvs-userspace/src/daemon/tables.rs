@@ -14,6 +14,8 @@ use lvs_common::{
     counters::{Counter, COUNTER_COUNT},
     flow::{ConnEntry, FlowKey},
     map_names,
+    persist::Template,
+    sysctl::Sysctls,
     service::{
         DestConf, DestCounters, HashTable, MhTable, LblcEntry, LblcKey, LblcrEntry, SchedState, ServiceConf, SvcKey, MAX_DESTS,
     },
@@ -39,6 +41,8 @@ pub struct Tables {
     pub lblcr_cache: HashMap<MapData, LblcKey, LblcrEntry>,
     pub hash_tables: Array<MapData, HashTable>,
     pub mh_tables: HashMap<MapData, u32, MhTable>,
+    pub templates: HashMap<MapData, FlowKey, Template>,
+    pub sysctls: Array<MapData, Sysctls>,
     /// Traffic statistics, per CPU (`lvs_common::stats` has the layout).
     pub ipvs_stats: PerCpuArray<MapData, IpvsStats>,
     /// Their zero points.
@@ -69,6 +73,8 @@ impl Tables {
             lblcr_cache: HashMap::try_from(open(dir, map_names::LBLCR_CACHE)?)?,
             hash_tables: Array::try_from(open(dir, map_names::HASH_TABLES)?)?,
             mh_tables: HashMap::try_from(open(dir, map_names::MH_TABLES)?)?,
+            templates: HashMap::try_from(open(dir, map_names::TEMPLATES)?)?,
+            sysctls: Array::try_from(open(dir, map_names::SYSCTLS)?)?,
             ipvs_stats: PerCpuArray::try_from(open(dir, map_names::IPVS_STATS)?)?,
             ipvs_stats_zero: Array::try_from(open(dir, map_names::IPVS_STATS_ZERO)?)?,
         })
@@ -96,6 +102,8 @@ impl Tables {
             lblcr_cache: HashMap::try_from(take(map_names::LBLCR_CACHE)?)?,
             hash_tables: Array::try_from(take(map_names::HASH_TABLES)?)?,
             mh_tables: HashMap::try_from(take(map_names::MH_TABLES)?)?,
+            templates: HashMap::try_from(take(map_names::TEMPLATES)?)?,
+            sysctls: Array::try_from(take(map_names::SYSCTLS)?)?,
             ipvs_stats: PerCpuArray::try_from(take(map_names::IPVS_STATS)?)?,
             ipvs_stats_zero: Array::try_from(take(map_names::IPVS_STATS_ZERO)?)?,
         })
@@ -348,6 +356,13 @@ impl CounterMemory {
             let after = AtomicU64::from_ptr(dec).fetch_sub(1, AtomicOrdering::Relaxed).wrapping_sub(1);
             Some(after.wrapping_add(AtomicU64::from_ptr(other).load(AtomicOrdering::Relaxed)))
         }
+    }
+
+    /// Takes one persistence template away from real server `dest_id` (PersistConn).
+    pub fn uncount_template(&self, dest_id: u32) {
+        let Some(c) = self.slot(dest_id) else { return };
+        // SAFETY: as in `uncount`.
+        unsafe { AtomicU64::from_ptr(&raw mut (*c).persist).fetch_sub(1, AtomicOrdering::Relaxed) };
     }
 
     /// Every connection counted on any real server: the number of entries in the connection
