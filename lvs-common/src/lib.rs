@@ -23,6 +23,7 @@ pub mod service;
 pub mod stats;
 pub mod sysctl;
 pub mod tcp_state;
+pub mod twos;
 pub mod wrr;
 
 /// Names of the maps, as the eBPF object defines them and as they are pinned.

@@ -22,13 +22,13 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lvs_common::{
     counters::Counter,
     flow::ConnEntry,
-    service::dest_flags,
+    service::{dest_flags, SVC_F_ONEPACKET},
     tcp_state::{DIR_INPUT, DIR_OUTPUT, TCP_RST, TCP_SYN},
 };
 
 use crate::{
     maps::{DESTS, SERVICES, SVC_INDEX, SYSCTLS},
-    parse::{Packet, IPPROTO_TCP},
+    parse::{Packet, IPPROTO_TCP, IPPROTO_UDP},
 };
 
 #[xdp]
@@ -127,6 +127,20 @@ fn process(ctx: &XdpContext) -> Counter {
     // Only masquerading is implemented so far; never forward a packet we cannot rewrite.
     if dest.fwd != 0 {
         return Counter::DropUnsupportedForward;
+    }
+    // --ops (IPVS's one-packet scheduling, UDP only, as the kernel ignores the flag for other
+    // protocols): the datagram is scheduled on its own and no entry is kept. The kernel
+    // creates the connection unhashed and expires it at once: it counts in InActConn for that
+    // instant only, and the real server's reply matches nothing and goes out unchanged.
+    if pkt.proto == IPPROTO_UDP && svc.flags & SVC_F_ONEPACKET != 0 {
+        conntrack::one_packet(dest_id, dest);
+        stats::count(Counter::NewConn);
+        // Each datagram is a connection of its own in IPVS's statistics too.
+        stats::traffic(svc_id, dest_id, true, 1, pkt.tot_len as u64);
+        // Port 0 on a real server means "the virtual port", as in `conntrack::create`.
+        let dport = if dest.port == 0 { pkt.dport } else { dest.port };
+        nat::to_real_server(&pkt, dest.addr[0], dport);
+        return forward::forward(ctx, &pkt);
     }
     let Ok(e) = conntrack::create(&key, svc_id, dest_id, dest, svc.key.port, ctl, now) else {
         return Counter::DropConnTableFull;

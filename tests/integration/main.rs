@@ -10,4 +10,5 @@ mod nat;
 mod oracle;
 mod persistence;
 mod reload;
+mod sched;
 mod stats;

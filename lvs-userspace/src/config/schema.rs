@@ -55,6 +55,7 @@ const SERVICE_KEYS: &[&str] = &[
     "scheduler",
     "persistent",
     "netmask",
+    "one_packet",
     "real_servers",
 ];
 const DEST_KEYS: &[&str] = &[
@@ -637,6 +638,18 @@ impl Cx<'_> {
                     .with_hint("add 'persistent: SECONDS' or remove netmask"));
             }
             spec.netmask = self.netmask(e, addr)?;
+        }
+        if let Some(e) = f.get("one_packet") {
+            // ipvsadm -o: ipvsadm refuses it on TCP services ("One-Packet Scheduling is only
+            // for UDP virtual services"), and so does the config.
+            if self.choice(e, &["true", "false"], &[])? == "true" {
+                if protocol != Protocol::Udp {
+                    return Err(self
+                        .err(e.key_loc, "one_packet (ipvsadm -o) is only for UDP services")
+                        .with_hint("remove one_packet, or make the service 'protocol: udp'"));
+                }
+                spec.flags |= svc_flags::ONEPACKET;
+            }
         }
         if port == 0 && spec.flags & svc_flags::PERSISTENT == 0 {
             return Err(self

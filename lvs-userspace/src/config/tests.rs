@@ -128,7 +128,26 @@ fn reference_values() {
     assert_eq!(v6.spec.netmask, 64);
     assert_eq!(v6.dests[1].weight, 0);
     assert_eq!(c.services[4].spec.scheduler, "wlc");
+    assert_eq!(c.services[4].spec.flags, svc_flags::ONEPACKET);
     assert!(c.services[4].dests.is_empty());
+}
+
+#[test]
+fn one_packet_only_for_udp() {
+    let c = parse(&with_service("  - {protocol: udp, address: 192.0.2.1, port: 53, one_packet: true}
+"), "t.yaml").unwrap();
+    assert_eq!(c.services[0].spec.flags, svc_flags::ONEPACKET);
+    let c = parse(&with_service("  - {protocol: udp, address: 192.0.2.1, port: 53, one_packet: false}
+"), "t.yaml").unwrap();
+    assert_eq!(c.services[0].spec.flags, 0);
+    assert_eq!(
+        error(&with_service("  - protocol: tcp\n    address: 192.0.2.1\n    port: 80\n    one_packet: true\n")),
+        "t.yaml:6:5: one_packet (ipvsadm -o) is only for UDP services\n  hint: remove one_packet, or make the service 'protocol: udp'"
+    );
+    assert_eq!(
+        error(&with_service("  - {protocol: udp, address: 192.0.2.1, port: 53, one_packet: yes}\n")),
+        "t.yaml:3:63: unknown one_packet 'yes'\n  hint: choose one of true, false"
+    );
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use lvs_common::{
     maglev, sched_hash,
     stats::{dest_index, svc_index, Estimator, IpvsStats, TOTAL_INDEX},
+    wrr,
 };
 use lvs_common::service::{
     dest_flags, sched, svc_conf_flags, DestConf, HashTable, MhTable, SchedState, ServiceConf, MAX_DESTS,
@@ -18,7 +19,7 @@ use tracing::info;
 use super::tables::{self, Tables};
 use crate::{
     control::Errno,
-    model::{svc_flags, DestSpec, DestStatus, Forward, ServiceKey, ServiceSpec, ServiceStatus, Stats},
+    model::{DestSpec, DestStatus, Forward, ServiceKey, ServiceSpec, ServiceStatus, Stats},
 };
 
 /// Every scheduler name kernel IPVS knows.
@@ -61,9 +62,8 @@ pub fn check_service_supported(spec: &ServiceSpec) -> Result<u32, OpError> {
         }
         _ => {}
     }
-    if spec.flags & svc_flags::ONEPACKET != 0 {
-        return err(Errno::NotImplemented, "one-packet scheduling is not supported by lvsd yet");
-    }
+    // ONEPACKET is accepted on any service, as by the kernel; the dataplane honours it for
+    // UDP only, as the kernel does (ipvsadm itself refuses -o on a TCP service).
     Ok(id)
 }
 
@@ -305,6 +305,27 @@ impl VirtualServers {
         t.hash_tables.set(svc.slot, table, 0).map_err(internal)
     }
 
+    /// The scheduler state of a service whose scheduler is (re)bound now
+    /// (`init_service`): rr at the list head, wrr's mark computed from the current weights.
+    fn fresh_sched_state(svc: &Service) -> SchedState {
+        SchedState { wrr: wrr::wrr_init(&Self::weights(svc)), ..Default::default() }
+    }
+
+    fn weights(svc: &Service) -> Vec<i32> {
+        svc.dests.iter().map(|d| d.spec.weight).collect()
+    }
+
+    /// wrr's `dest_changed` after a real server was added, edited or deleted: back to the
+    /// head, `mw`/`di` from the new weights, `cw` kept or realigned. Only wrr has this hook.
+    fn wrr_dest_changed(t: &mut Tables, svc: &Service) -> Result<(), OpError> {
+        if svc.sched_id != sched::WRR {
+            return Ok(());
+        }
+        let mut st = t.sched_state.get(&svc.slot, 0).map_err(internal)?;
+        wrr::wrr_dest_changed(&mut st.wrr, &Self::weights(svc));
+        t.sched_state.set(svc.slot, st, 0).map_err(internal)
+    }
+
     /// `ipvsadm -A`.
     pub fn add_service(&mut self, t: &mut Tables, spec: ServiceSpec) -> Result<(), OpError> {
         let sched_id = check_service_supported(&spec)?;
@@ -320,7 +341,7 @@ impl VirtualServers {
         self.zero_slot(t, svc_index(slot))?;
         Self::write_service(t, &svc)?;
         Self::build_hash_table(t, &svc)?;
-        t.sched_state.set(slot, SchedState::default(), 0).map_err(internal)?;
+        t.sched_state.set(slot, Self::fresh_sched_state(&svc), 0).map_err(internal)?;
         // Published last: the dataplane can only find a fully written service.
         t.svc_index.insert(key, slot, 0).map_err(internal)?;
         info!(service = %svc.spec.key, scheduler = %svc.spec.scheduler, "service added");
@@ -340,7 +361,7 @@ impl VirtualServers {
         svc.sched_id = sched_id;
         Self::write_service(t, svc)?;
         if rebind {
-            t.sched_state.set(slot, SchedState::default(), 0).map_err(internal)?;
+            t.sched_state.set(slot, Self::fresh_sched_state(svc), 0).map_err(internal)?;
             t.flush_sched_cache(slot);
             Self::build_hash_table(t, svc)?;
         }
@@ -426,7 +447,7 @@ impl VirtualServers {
             st.rr_next += 1;
             let _ = t.sched_state.set(slot, st, 0);
         }
-        Ok(())
+        Self::wrr_dest_changed(t, svc)
     }
 
     /// `ipvsadm -e`.
@@ -453,7 +474,7 @@ impl VirtualServers {
         if svc.sched_id == sched::SH || svc.sched_id == sched::MH {
             Self::build_hash_table(t, svc)?;
         }
-        Ok(())
+        Self::wrr_dest_changed(t, svc)
     }
 
     /// `ipvsadm -d`.
@@ -483,6 +504,8 @@ impl VirtualServers {
             st.rr_next -= 1;
             let _ = t.sched_state.set(slot, st, 0);
         }
+        // Like the rr update above, not a reason to stop half-way: the server is gone already.
+        let _ = Self::wrr_dest_changed(t, svc);
         let _ = t.dests.set(removed.slot, tables::dest_conf(&removed.spec, slot, 0), 0);
         self.trash.push(Trashed {
             svc: Some(*key),
