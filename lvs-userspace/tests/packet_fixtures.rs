@@ -578,6 +578,21 @@ fn traffic_statistics_follow_the_kernel_rules() {
         assert_eq!(rig.run(&dgram2).0, XDP_REDIRECT);
         assert_eq!(of(&rig, udp, Some(RS1)), [1, 1, 0, 32, 0]);
         assert_eq!(row(&rig.vs.totals(&rig.tables)), [1, 1, 0, 32, 0]);
+
+        // --ops: every datagram of one flow is a connection of its own; the reply, which
+        // matches no connection, counts nowhere.
+        let ops = ServiceKey::Addr { protocol: Protocol::Udp, addr: IpAddr::from(VIP), port: 5060 };
+        let mut spec = ServiceSpec::new(ops, "rr");
+        spec.flags = lvs_userspace::model::svc_flags::ONEPACKET;
+        rig.vs.add_service(&mut rig.tables, spec).unwrap();
+        rig.vs.add_dest(&mut rig.tables, &ops, DestSpec::new(IpAddr::from(RS1), 5060, Forward::Masq, 1)).unwrap();
+        let sip = udp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 5060, 5060);
+        for _ in 0..3 {
+            assert_eq!(rig.run(&sip).0, XDP_REDIRECT);
+        }
+        assert_eq!(rig.run(&udp_frame(DIRECTOR_RS_MAC, RS1_MAC, Ip::new(RS1, CLIENT), 5060, 5060)).0, XDP_PASS);
+        assert_eq!(of(&rig, ops, Some(RS1)), [3, 3, 0, 3 * 32, 0]);
+        assert_eq!(of(&rig, ops, None), [3, 3, 0, 3 * 32, 0]);
     })
     .join()
     .unwrap();
