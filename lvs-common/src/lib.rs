@@ -20,6 +20,7 @@ pub mod sched_dynamic;
 mod sched_golden;
 pub mod sched_hash;
 pub mod service;
+pub mod stats;
 pub mod sysctl;
 pub mod tcp_state;
 pub mod twos;
@@ -42,8 +43,10 @@ pub mod map_names {
     pub const MH_TABLES: &str = "MH_TABLES";
     pub const TEMPLATES: &str = "TEMPLATES";
     pub const SYSCTLS: &str = "SYSCTLS";
+    pub const IPVS_STATS: &str = "IPVS_STATS";
+    pub const IPVS_STATS_ZERO: &str = "IPVS_STATS_ZERO";
     /// Every map, for pinning.
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 17] = [
         SVC_INDEX,
         SERVICES,
         SCHED_STATE,
@@ -59,6 +62,8 @@ pub mod map_names {
         MH_TABLES,
         TEMPLATES,
         SYSCTLS,
+        IPVS_STATS,
+        IPVS_STATS_ZERO,
     ];
 }
 

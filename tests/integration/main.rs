@@ -11,3 +11,4 @@ mod oracle;
 mod persistence;
 mod reload;
 mod sched;
+mod stats;
