@@ -107,14 +107,17 @@ fn unsupported_requests_are_refused_without_changes() {
     let tmp = TempDir::new("unsup").unwrap();
     let lvsd = bare_lvsd(&topo, &tmp);
     // An unknown scheduler gets the kernel's text; something kernel IPVS has and lvsd lacks
-    // yet (here persistence) says so.
+    // yet (here the sip persistence engine) says so.
     let out = lvsd.ipvsadm(&["-A", "-t", "203.0.113.10:80", "-s", "foo"]).unwrap();
     assert_eq!(out.status.code(), Some(255));
     assert_eq!(out.stderr_str(), "Scheduler or persistence engine not found\n");
-    let out = lvsd.ipvsadm(&["-A", "-t", "203.0.113.10:80", "-s", "wrr", "-p", "60"]).unwrap();
+    let out = lvsd.ipvsadm(&["-A", "-u", "203.0.113.10:5060", "-s", "wrr", "-p", "60", "--pe", "sip"]).unwrap();
     assert_eq!(out.status.code(), Some(255));
     // (ipvsadm names itself by argv[0], here a path.)
-    assert!(out.stderr_str().ends_with("ipvsadm: persistence is not supported by lvsd yet\n"), "{out:?}");
+    assert!(
+        out.stderr_str().ends_with("ipvsadm: the sip persistence engine (--pe) is not supported by lvsd yet\n"),
+        "{out:?}"
+    );
     assert_eq!(lvsd.ipvsadm_ok(&["-L", "-n"]).unwrap(), HEADER);
     // Direct routing is not implemented yet: the real server is refused, the service stays.
     lvsd.ipvsadm_ok(&["-A", "-t", "203.0.113.10:80", "-s", "rr"]).unwrap();
