@@ -21,6 +21,7 @@ pub mod sched_dynamic;
 mod sched_golden;
 pub mod sched_hash;
 pub mod service;
+pub mod stats;
 pub mod sysctl;
 pub mod tcp_state;
 pub mod twos;
@@ -43,9 +44,11 @@ pub mod map_names {
     pub const MH_TABLES: &str = "MH_TABLES";
     pub const TEMPLATES: &str = "TEMPLATES";
     pub const SYSCTLS: &str = "SYSCTLS";
+    pub const IPVS_STATS: &str = "IPVS_STATS";
+    pub const IPVS_STATS_ZERO: &str = "IPVS_STATS_ZERO";
     pub const NEIGH_MISS: &str = "NEIGH_MISS";
     /// Every map, for pinning.
-    pub const ALL: [&str; 16] = [
+    pub const ALL: [&str; 18] = [
         SVC_INDEX,
         SERVICES,
         SCHED_STATE,
@@ -61,6 +64,8 @@ pub mod map_names {
         MH_TABLES,
         TEMPLATES,
         SYSCTLS,
+        IPVS_STATS,
+        IPVS_STATS_ZERO,
         NEIGH_MISS,
     ];
 }

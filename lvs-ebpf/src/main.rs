@@ -96,11 +96,11 @@ fn decide(ctx: &XdpContext, pkt: &Packet) -> Step {
         if !conntrack::reusable(e, &pkt) {
             stats::count(Counter::ConnHit);
             match dest_state(e) {
-                DestState::Serving => return to_real_server(&pkt, e, now),
+                DestState::Serving => return to_real_server(&pkt, e, now, 0),
                 // A new SYN to a quiesced server is scheduled again only with
                 // expire_nodest_conn (the conn_reuse_mode path of ip_vs_in).
                 DestState::Quiesced if !(is_syn(&pkt) && expire_nodest_conn()) => {
-                    return to_real_server(&pkt, e, now)
+                    return to_real_server(&pkt, e, now, 0)
                 }
                 DestState::Gone if !expire_nodest_conn() => return Counter::DropDestUnavailable.into(),
                 // expire_nodest_conn: the entry goes now and the packet is treated as new (a
@@ -112,6 +112,11 @@ fn decide(ctx: &XdpContext, pkt: &Packet) -> Step {
     // 2. Real server -> client reply on a NAT connection.
     if let Some(e) = conntrack::lookup_out(&key, now) {
         stats::count(Counter::ConnHit);
+        // IPVS counts replies only while the real server is available (not deleted).
+        if !matches!(dest_state(e), DestState::Gone) {
+            let (svc_id, dest_id) = unsafe { ((*e).svc_id, (*e).dest_id) };
+            stats::traffic(svc_id, dest_id, false, 0, pkt.tot_len as u64);
+        }
         conntrack::update(e, &pkt, DIR_OUTPUT, now);
         let (vaddr, vport) = unsafe { ((*e).vaddr[0], (*e).vport) };
         nat::to_client(&pkt, vaddr, vport);
@@ -160,6 +165,8 @@ fn decide(ctx: &XdpContext, pkt: &Packet) -> Step {
     if pkt.proto == IPPROTO_UDP && svc.flags & SVC_F_ONEPACKET != 0 {
         conntrack::one_packet(dest_id, dest);
         stats::count(Counter::NewConn);
+        // Each datagram is a connection of its own in IPVS's statistics too.
+        stats::traffic(svc_id, dest_id, true, 1, pkt.tot_len as u64);
         // Port 0 on a real server means "the virtual port", as in `conntrack::create`.
         let dport = if dest.port == 0 { pkt.dport } else { dest.port };
         return Step::Send(dest.fwd, dest.addr[0], dport);
@@ -168,7 +175,7 @@ fn decide(ctx: &XdpContext, pkt: &Packet) -> Step {
         return Counter::DropConnTableFull.into();
     };
     stats::count(Counter::NewConn);
-    to_real_server(&pkt, e, now)
+    to_real_server(&pkt, e, now, 1)
 }
 
 enum DestState {
@@ -233,10 +240,14 @@ const FWD_MASQ: u8 = 0;
 const FWD_TUNNEL: u8 = 2;
 const FWD_ROUTE: u8 = 3;
 
-/// Client -> VIP: advance the state machine; the packet is then rewritten (NAT), re-addressed
-/// (DR) or encapsulated (TUN) towards the real server by [`send`].
+/// Client -> VIP (real server known to be available): count it (`new_conns` is 1 for the
+/// packet that created the connection), advance the state machine; the packet is then
+/// rewritten (NAT), re-addressed (DR) or encapsulated (TUN) towards the real server by
+/// [`send`].
 #[inline(always)]
-fn to_real_server(pkt: &Packet, e: *mut ConnEntry, now: u64) -> Step {
+fn to_real_server(pkt: &Packet, e: *mut ConnEntry, now: u64, new_conns: u64) -> Step {
+    let (svc_id, dest_id) = unsafe { ((*e).svc_id, (*e).dest_id) };
+    stats::traffic(svc_id, dest_id, true, new_conns, pkt.tot_len as u64);
     conntrack::update(e, pkt, DIR_INPUT, now);
     let (daddr, dport, fwd) = unsafe { ((*e).daddr[0], (*e).dport, (*e).fwd) };
     Step::Send(fwd, daddr, dport)

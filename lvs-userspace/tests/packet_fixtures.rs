@@ -514,6 +514,94 @@ fn one_packet_datagrams_are_scheduled_alone() {
     .unwrap_or_else(|e| std::panic::resume_unwind(e));
 }
 
+/// IPVS's traffic statistics as the dataplane keeps them: a connection counts once, on its real
+/// server, its service and the totals; bytes are the IP total length (Ethernet padding not
+/// included); nothing counts while the real server is unavailable; `-Z` starts from zero.
+#[test]
+fn traffic_statistics_follow_the_kernel_rules() {
+    if !require_root() {
+        return;
+    }
+    std::thread::spawn(|| {
+        private_director_netns();
+        let mut rig = Rig::new("stats");
+        let tcp = rig.service(Protocol::Tcp, 80, &[RS1, RS2]);
+        let udp = rig.service(Protocol::Udp, 53, &[RS1]);
+        // [conns, inpkts, outpkts, inbytes, outbytes] of a service and of one of its servers.
+        let row = |s: &lvs_userspace::model::Stats| [s.conns, s.inpkts, s.outpkts, s.inbytes, s.outbytes];
+        let of = |rig: &Rig, key: ServiceKey, server: Option<[u8; 4]>| -> [u64; 5] {
+            let list = rig.vs.list(&rig.tables);
+            let svc = list.iter().find(|s| s.spec.key == key).expect("service");
+            match server {
+                None => row(&svc.stats),
+                Some(a) => row(&svc.dests.iter().find(|d| d.spec.addr == IpAddr::from(a)).expect("server").stats),
+            }
+        };
+        let tcp_len = 20 + 20 + PAYLOAD.len() as u64;
+
+        // A SYN: rs2 (newest first) gets the connection and the packet.
+        let syn = tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 40000, 80, SYN);
+        assert_eq!(rig.run(&syn).0, XDP_REDIRECT);
+        assert_eq!(of(&rig, tcp, Some(RS2)), [1, 1, 0, tcp_len, 0]);
+        assert_eq!(of(&rig, tcp, Some(RS1)), [0; 5]);
+        assert_eq!(of(&rig, tcp, None), [1, 1, 0, tcp_len, 0]);
+        // More of the same flow in both directions: packets, not connections.
+        let data = tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 40000, 80, ACK | PSH);
+        assert_eq!(rig.run(&data).0, XDP_REDIRECT);
+        let reply = tcp_frame(DIRECTOR_RS_MAC, RS2_MAC, Ip::new(RS2, CLIENT), 80, 40000, ACK);
+        assert_eq!(rig.run(&reply).0, XDP_REDIRECT);
+        assert_eq!(of(&rig, tcp, Some(RS2)), [1, 2, 1, 2 * tcp_len, tcp_len]);
+        assert_eq!(of(&rig, tcp, None), [1, 2, 1, 2 * tcp_len, tcp_len]);
+
+        // A 4-byte UDP datagram in a frame padded to Ethernet's 60-byte minimum: 32 bytes.
+        let mut dgram = udp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 5000, 53);
+        dgram.resize(60, 0);
+        assert_eq!(rig.run(&dgram).0, XDP_REDIRECT);
+        assert_eq!(of(&rig, udp, Some(RS1)), [1, 1, 0, 32, 0]);
+        assert_eq!(rig.vs.totals(&rig.tables).conns, 2);
+        assert_eq!(rig.vs.totals(&rig.tables).inbytes, 2 * tcp_len + 32);
+
+        // rs2 deleted: its client packets are dropped and not counted, and its replies, still
+        // forwarded, are not counted either (IPVS counts only AVAILABLE servers).
+        rig.vs.del_dest(&mut rig.tables, &tcp, IpAddr::from(RS2), 80).unwrap();
+        let before = (of(&rig, tcp, None), rig.vs.totals(&rig.tables));
+        assert_eq!(rig.run(&data).0, XDP_DROP);
+        rig.run(&reply);
+        assert_eq!((of(&rig, tcp, None), rig.vs.totals(&rig.tables)), before);
+
+        // -Z of one service leaves the other; -Z of everything clears the totals too.
+        rig.vs.zero(&mut rig.tables, Some(&tcp)).unwrap();
+        assert_eq!(of(&rig, tcp, None), [0; 5]);
+        assert_eq!(of(&rig, udp, Some(RS1)), [1, 1, 0, 32, 0]);
+        rig.vs.zero(&mut rig.tables, None).unwrap();
+        assert_eq!(of(&rig, udp, None), [0; 5]);
+        assert_eq!(row(&rig.vs.totals(&rig.tables)), [0; 5]);
+        // ... and counting resumes from there.
+        let mut dgram2 = udp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 5001, 53);
+        dgram2.resize(60, 0);
+        assert_eq!(rig.run(&dgram2).0, XDP_REDIRECT);
+        assert_eq!(of(&rig, udp, Some(RS1)), [1, 1, 0, 32, 0]);
+        assert_eq!(row(&rig.vs.totals(&rig.tables)), [1, 1, 0, 32, 0]);
+
+        // --ops: every datagram of one flow is a connection of its own; the reply, which
+        // matches no connection, counts nowhere.
+        let ops = ServiceKey::Addr { protocol: Protocol::Udp, addr: IpAddr::from(VIP), port: 5060 };
+        let mut spec = ServiceSpec::new(ops, "rr");
+        spec.flags = lvs_userspace::model::svc_flags::ONEPACKET;
+        rig.vs.add_service(&mut rig.tables, spec).unwrap();
+        rig.vs.add_dest(&mut rig.tables, &ops, DestSpec::new(IpAddr::from(RS1), 5060, Forward::Masq, 1)).unwrap();
+        let sip = udp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 5060, 5060);
+        for _ in 0..3 {
+            assert_eq!(rig.run(&sip).0, XDP_REDIRECT);
+        }
+        assert_eq!(rig.run(&udp_frame(DIRECTOR_RS_MAC, RS1_MAC, Ip::new(RS1, CLIENT), 5060, 5060)).0, XDP_PASS);
+        assert_eq!(of(&rig, ops, Some(RS1)), [3, 3, 0, 3 * 32, 0]);
+        assert_eq!(of(&rig, ops, None), [3, 3, 0, 3 * 32, 0]);
+    })
+    .join()
+    .unwrap();
+}
+
 /// Direct routing and IP-in-IP: the exact frames the director sends (DR: only the MACs and
 /// the TTL change; TUN: the outer header of every case), fragmentation needed for a DF packet
 /// that would not fit once encapsulated, and the drops that must never reach the stack.

@@ -12,3 +12,4 @@ mod oracle;
 mod persistence;
 mod reload;
 mod sched;
+mod stats;

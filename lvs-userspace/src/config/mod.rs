@@ -16,6 +16,9 @@ use std::{fmt, path::Path};
 
 use crate::model::{DestSpec, ServiceSpec};
 
+/// Default of `metrics_address`: loopback only, node_exporter's neighbourhood of ports.
+pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:9117";
+
 /// How the XDP program is attached to the interfaces.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum XdpMode {
@@ -79,6 +82,8 @@ pub struct Config {
     pub sysctls: lvs_common::sysctl::Sysctls,
     /// Virtual services in file order.
     pub services: Vec<ServiceConfig>,
+    /// Where lvsd serves Prometheus metrics (`GET /metrics`); loopback by default.
+    pub metrics_address: std::net::SocketAddr,
     /// The file name given to [`load`] or [`parse`], for later error messages.
     pub source: String,
 }

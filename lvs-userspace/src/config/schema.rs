@@ -44,6 +44,7 @@ const TOP_KEYS: &[&str] = &[
     "timeouts",
     "sysctls",
     "services",
+    "metrics_address",
 ];
 /// The IPVS sysctls the dataplane honours (`/proc/sys/net/ipv4/vs/<name>`), each 0 or 1.
 const SYSCTL_KEYS: &[&str] = &["expire_nodest_conn", "expire_quiescent_template"];
@@ -78,6 +79,9 @@ const TOP_ALIASES: &[(&str, &str)] = &[
     ("conn_table_size", "connection_table_size"),
     ("virtual_services", "services"),
     ("set", "timeouts"),
+    ("metrics", "metrics_address"),
+    ("prometheus", "metrics_address"),
+    ("metrics_listen", "metrics_address"),
 ];
 const SERVICE_ALIASES: &[(&str, &str)] = &[
     ("proto", "protocol"),
@@ -195,8 +199,13 @@ pub(crate) fn build(root: Option<Node>, source: &str) -> Result<Config, ConfigEr
         Some(e) => cx.services(e)?,
         None => Vec::new(),
     };
+    let metrics_address = match top.get("metrics_address") {
+        Some(e) => cx.socket_address(e)?,
+        None => super::DEFAULT_METRICS_ADDRESS.parse().expect("valid default"),
+    };
     Ok(Config {
         sysctls,
+        metrics_address,
         interfaces,
         xdp_mode,
         connection_table_size,
@@ -236,6 +245,19 @@ fn addr_port(ip: IpAddr, port: u16) -> String {
 }
 
 impl Cx<'_> {
+    /// `address:port` (IPv6 as `[address]:port`), where lvsd serves /metrics.
+    fn socket_address(&self, e: &Entry) -> Result<SocketAddr, ConfigError> {
+        let text = self.text(e, "an address:port such as 127.0.0.1:9117")?;
+        text.parse::<SocketAddr>().map_err(|_| {
+            let err = self.err(e.value_loc(), format!("'{text}' is not an address:port"));
+            if text.parse::<IpAddr>().is_ok() {
+                err.with_hint(format!("add the port, e.g. '{text}:9117' (IPv6: '[{text}]:9117')"))
+            } else {
+                err.with_hint("write e.g. 127.0.0.1:9117, or [::1]:9117 for IPv6")
+            }
+        })
+    }
+
     fn err(&self, loc: Location, message: impl Into<String>) -> ConfigError {
         ConfigError::at(self.source, loc, message)
     }

@@ -372,7 +372,7 @@ fn unknown_key_without_near_miss() {
     assert_eq!(
         error("interfaces: [a]\ncolour: blue\n"),
         "t.yaml:2:1: unknown key 'colour' in the configuration\n  hint: the configuration takes: \
-         interfaces, xdp_mode, connection_table_size, timeouts, sysctls, services"
+         interfaces, xdp_mode, connection_table_size, timeouts, sysctls, services, metrics_address"
     );
 }
 
@@ -758,6 +758,23 @@ fn garbage_is_refused_without_panicking() {
         assert!(shown.starts_with("t.yaml:"), "{text:?} -> {shown}");
         assert!(err.location.is_some() || shown.starts_with("t.yaml: "), "{text:?} -> {shown}");
     }
+}
+
+#[test]
+fn metrics_address_default_and_errors() {
+    let c = parse("interfaces: [eth0]\n", "m.yaml").unwrap();
+    assert_eq!(c.metrics_address.to_string(), "127.0.0.1:9117");
+    let c = parse("interfaces: [eth0]\nmetrics_address: \"[2001:db8::1]:9200\"\n", "m.yaml").unwrap();
+    assert_eq!(c.metrics_address.to_string(), "[2001:db8::1]:9200");
+    assert_eq!(
+        error("interfaces: [eth0]\nmetrics_address: 127.0.0.1\n"),
+        "t.yaml:2:18: '127.0.0.1' is not an address:port\n  hint: add the port, e.g. '127.0.0.1:9117' (IPv6: '[127.0.0.1]:9117')"
+    );
+    assert_eq!(
+        error("interfaces: [eth0]\nmetrics_address: localhost:9117\n"),
+        "t.yaml:2:18: 'localhost:9117' is not an address:port\n  hint: write e.g. 127.0.0.1:9117, or [::1]:9117 for IPv6"
+    );
+    assert!(error("interfaces: [eth0]\nmetrics: 1\n").contains("did you mean 'metrics_address'?"));
 }
 
 #[test]

@@ -5,7 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use lvs_common::{maglev, sched_hash, wrr};
+use lvs_common::{
+    maglev, sched_hash,
+    stats::{dest_index, svc_index, Estimator, IpvsStats, TOTAL_INDEX},
+    wrr,
+};
 use lvs_common::service::{
     dest_flags, sched, svc_conf_flags, DestConf, HashTable, MhTable, SchedState, ServiceConf, MAX_DESTS,
     MAX_DESTS_PER_SVC, MAX_SERVICES,
@@ -15,7 +19,7 @@ use tracing::info;
 use super::tables::{self, Tables};
 use crate::{
     control::Errno,
-    model::{DestSpec, DestStatus, Forward, ServiceKey, ServiceSpec, ServiceStatus},
+    model::{DestSpec, DestStatus, Forward, ServiceKey, ServiceSpec, ServiceStatus, Stats},
 };
 
 /// Every scheduler name kernel IPVS knows.
@@ -138,6 +142,9 @@ pub struct VirtualServers {
     next_dest_slot: u32,
     used_dest_slots: std::collections::HashSet<u32>,
     trash: Vec<Trashed>,
+    /// Rate estimators by stats slot (services, real servers, the totals). Kept in memory
+    /// only: after a restart they start again from the pinned counters.
+    rates: std::collections::HashMap<u32, Estimator>,
 }
 
 impl VirtualServers {
@@ -150,6 +157,7 @@ impl VirtualServers {
             used_dest_slots: Default::default(),
             // Not rebuilt after a restart: trashed slots are not told apart from free ones.
             trash: Vec::new(),
+            rates: Default::default(),
         };
         for item in t.svc_index.iter() {
             let (k, slot) = item?;
@@ -329,6 +337,8 @@ impl VirtualServers {
         };
         let svc = Service { slot, spec, sched_id, dests: Vec::new() };
         let key = tables::svc_key(&svc.spec.key).map_err(internal)?;
+        // A reused slot's counters belong to an earlier service.
+        self.zero_slot(t, svc_index(slot))?;
         Self::write_service(t, &svc)?;
         Self::build_hash_table(t, &svc)?;
         t.sched_state.set(slot, Self::fresh_sched_state(&svc), 0).map_err(internal)?;
@@ -419,6 +429,7 @@ impl VirtualServers {
                     return err(Errno::NoMem, format!("real-server table full ({MAX_DESTS})"));
                 };
                 t.counter_memory.clear_overload(ds);
+                self.zero_slot(t, dest_index(ds))?;
                 ds
             }
         };
@@ -526,7 +537,7 @@ impl VirtualServers {
 
     /// Every service with live connection counts, in slot order, dests in kernel order.
     pub fn list(&self, t: &Tables) -> Vec<ServiceStatus> {
-        self.services.values().map(|s| Self::status(s, t)).collect()
+        self.services.values().map(|s| self.status(s, t)).collect()
     }
 
     /// One service, or ESRCH.
@@ -534,12 +545,14 @@ impl VirtualServers {
         let Some(slot) = self.find(key) else {
             return err(Errno::Srch, format!("{key} does not exist"));
         };
-        Ok(Self::status(&self.services[&slot], t))
+        Ok(self.status(&self.services[&slot], t))
     }
 
-    /// ActiveConn/InActConn/PersistConn come from the dataplane's counters (`DEST_COUNTERS`).
-    fn status(s: &Service, t: &Tables) -> ServiceStatus {
+    /// ActiveConn/InActConn/PersistConn come from the dataplane's counters (`DEST_COUNTERS`),
+    /// traffic statistics from `IPVS_STATS`, rates from the estimators.
+    fn status(&self, s: &Service, t: &Tables) -> ServiceStatus {
         ServiceStatus {
+            stats: self.stats_of(t, svc_index(s.slot)),
             spec: s.spec.clone(),
             dests: s
                 .dests
@@ -551,10 +564,87 @@ impl VirtualServers {
                         active_conns: clamp(c.active),
                         inact_conns: clamp(c.inactive),
                         persist_conns: clamp(c.persist),
+                        stats: self.stats_of(t, dest_index(d.slot)),
                     }
                 })
                 .collect(),
         }
+    }
+
+    /// Counters and rates of one stats slot.
+    fn stats_of(&self, t: &Tables, idx: u32) -> Stats {
+        let c = t.stats(idx);
+        let r = self.rates.get(&idx).map(Estimator::rates).unwrap_or_default();
+        Stats {
+            conns: c.conns,
+            inpkts: c.inpkts,
+            outpkts: c.outpkts,
+            inbytes: c.inbytes,
+            outbytes: c.outbytes,
+            cps: r.cps,
+            inpps: r.inpps,
+            outpps: r.outpps,
+            inbps: r.inbps,
+            outbps: r.outbps,
+        }
+    }
+
+    /// The director's totals (the kernel's `/proc/net/ip_vs_stats`).
+    pub fn totals(&self, t: &Tables) -> Stats {
+        self.stats_of(t, TOTAL_INDEX)
+    }
+
+    /// Zeroes one stats slot and restarts its estimator (`ip_vs_zero_stats`).
+    fn zero_slot(&mut self, t: &mut Tables, idx: u32) -> Result<(), OpError> {
+        t.zero_stats(idx).map_err(internal)?;
+        self.rates.insert(idx, Estimator::starting_at(IpvsStats::default()));
+        Ok(())
+    }
+
+    /// `ipvsadm -Z [service]`: a service and its real servers, or every service, every real
+    /// server and the totals, as `ip_vs_zero_service` / `ip_vs_zero_all` do.
+    pub fn zero(&mut self, t: &mut Tables, key: Option<&ServiceKey>) -> Result<(), OpError> {
+        let slots: Vec<u32> = match key {
+            Some(k) => match self.find(k) {
+                Some(slot) => vec![slot],
+                None => return err(Errno::Srch, format!("{k} does not exist")),
+            },
+            None => self.services.keys().copied().collect(),
+        };
+        for slot in slots {
+            let dests: Vec<u32> = self.services[&slot].dests.iter().map(|d| d.slot).collect();
+            self.zero_slot(t, svc_index(slot))?;
+            for ds in dests {
+                self.zero_slot(t, dest_index(ds))?;
+            }
+        }
+        if key.is_none() {
+            self.zero_slot(t, TOTAL_INDEX)?;
+        }
+        match key {
+            Some(k) => info!(service = %k, "statistics zeroed"),
+            None => info!("all statistics zeroed"),
+        }
+        Ok(())
+    }
+
+    /// One estimator tick (every 2 s) for every service, real server and the totals. An
+    /// object seen for the first time (after a restart) starts from its current counters.
+    pub fn tick_rates(&mut self, t: &Tables) {
+        let mut live: Vec<u32> = vec![TOTAL_INDEX];
+        for s in self.services.values() {
+            live.push(svc_index(s.slot));
+            live.extend(s.dests.iter().map(|d| dest_index(d.slot)));
+        }
+        let mut next = std::collections::HashMap::with_capacity(live.len());
+        for idx in live {
+            let now = t.stats(idx);
+            let mut e = self.rates.remove(&idx).unwrap_or_else(|| Estimator::starting_at(now));
+            e.tick(now);
+            next.insert(idx, e);
+        }
+        // Estimators of deleted objects go (a revived real server starts a new one).
+        self.rates = next;
     }
 
     /// The specs of every service and its dests, in `ipvsadm -a` order (oldest first), for
