@@ -10,6 +10,7 @@
 #![no_std]
 
 pub mod bench;
+pub mod classify;
 pub mod counters;
 pub mod csum;
 pub mod flow;
@@ -37,8 +38,10 @@ pub mod map_names {
     pub const LBLCR_CACHE: &str = "LBLCR_CACHE";
     pub const HASH_TABLES: &str = "HASH_TABLES";
     pub const MH_TABLES: &str = "MH_TABLES";
+    pub const CLASSIFIER: &str = "CLASSIFIER";
+    pub const LOOKUP_CTL: &str = "LOOKUP_CTL";
     /// Every map, for pinning.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 15] = [
         SVC_INDEX,
         SERVICES,
         SCHED_STATE,
@@ -52,6 +55,8 @@ pub mod map_names {
         LBLCR_CACHE,
         HASH_TABLES,
         MH_TABLES,
+        CLASSIFIER,
+        LOOKUP_CTL,
     ];
 }
 

@@ -8,6 +8,7 @@
 #![allow(internal_features)]
 #![feature(core_intrinsics)]
 
+mod classify;
 mod conntrack;
 mod forward;
 mod icmp;
@@ -26,7 +27,7 @@ use lvs_common::{
 };
 
 use crate::{
-    maps::{DESTS, SERVICES, SVC_INDEX},
+    maps::{DESTS, SERVICES},
     parse::{Packet, IPPROTO_TCP},
 };
 
@@ -78,8 +79,8 @@ fn process(ctx: &XdpContext) -> Counter {
         nat::to_client(&pkt, vaddr, vport);
         return forward::forward(ctx, &pkt);
     }
-    // 3. A new connection to a virtual service?
-    let Some(svc_id) = (unsafe { SVC_INDEX.get(&service_key(&pkt)) }).copied() else {
+    // 3. A new connection to a virtual service (firewall mark first, as IPVS)?
+    let Some(svc_id) = classify::find_service(&pkt) else {
         return Counter::PassNoService;
     };
     // IPVS schedules TCP only on a SYN without RST; anything else without a connection is
@@ -109,16 +110,6 @@ fn dest_available(e: *const ConnEntry) -> bool {
     match DESTS.get(dest_id) {
         Some(d) => d.flags & dest_flags::AVAILABLE != 0 && d.svc_id == svc_id && d.addr == daddr,
         None => false,
-    }
-}
-
-#[inline(always)]
-fn service_key(pkt: &Packet) -> lvs_common::service::SvcKey {
-    lvs_common::service::SvcKey {
-        addr: [pkt.daddr, 0, 0, 0],
-        port: pkt.dport,
-        proto: pkt.proto,
-        family: lvs_common::AF_INET,
     }
 }
 

@@ -6,6 +6,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use lvs_common::{
+    classify::{ClassRuleSet, CTL_WORDS},
     counters::COUNTER_COUNT,
     flow::{ConnEntry, ConnRef, FlowKey, DEFAULT_CONN_TABLE_SIZE},
     service::{
@@ -77,3 +78,12 @@ const BPF_F_NO_PREALLOC: u32 = 1;
 /// mh: the Maglev lookup table of each mh service, by service slot.
 #[map]
 pub static MH_TABLES: HashMap<u32, MhTable> = HashMap::with_max_entries(MAX_SERVICES, BPF_F_NO_PREALLOC);
+
+/// Firewall-mark classifier: two complete rule sets, one live (see `lvs_common::classify`).
+#[map]
+pub static CLASSIFIER: Array<ClassRuleSet> = Array::with_max_entries(2, 0);
+
+/// Small words steering the lookup: the live classifier set and the port-0 service count
+/// (`lvs_common::classify::CTL_*`). An array, so the verifier inlines each read.
+#[map]
+pub static LOOKUP_CTL: Array<u32> = Array::with_max_entries(CTL_WORDS, 0);

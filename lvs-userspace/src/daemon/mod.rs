@@ -120,6 +120,7 @@ impl Daemon {
         self.config_timeouts = named;
         apply_services(&mut self.vs, &mut self.tables, &cfg)?;
         self.config_services = wanted;
+        apply_classifier(&mut self.tables, &cfg)?;
         Ok(())
     }
 }
@@ -178,6 +179,18 @@ fn apply_services(vs: &mut VirtualServers, t: &mut Tables, cfg: &Config) -> anyh
     Ok(())
 }
 
+/// Replaces the dataplane's classifier rules with the config's, in one step for packets (see
+/// `Tables::write_classifier`). The file is the only source of rules: a file without any
+/// turns the classifier off.
+fn apply_classifier(t: &mut Tables, cfg: &Config) -> anyhow::Result<()> {
+    let set = config::rule_set(&cfg.classifier);
+    t.write_classifier(&set).context("writing the classifier rules")?;
+    if !cfg.classifier.is_empty() {
+        info!(rules = cfg.classifier.len(), "classifier rules applied");
+    }
+    Ok(())
+}
+
 /// Runs lvsd until SIGTERM/SIGINT.
 pub fn run(opts: Options) -> anyhow::Result<()> {
     let cfg = load_config(&opts.config)?;
@@ -215,6 +228,7 @@ fn start_dataplane(opts: &Options, cfg: &Config) -> anyhow::Result<(Dataplane, A
         info!(services = vs.len(), "recovered services from the pinned maps");
     }
     apply_services(&mut vs, &mut tables, cfg).context("applying the config")?;
+    apply_classifier(&mut tables, cfg)?;
     let conn_table_size = Tables::conn_capacity(&pins.maps())?;
     if conn_table_size != cfg.connection_table_size {
         warn!(
