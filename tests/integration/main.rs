@@ -8,3 +8,4 @@ mod examples;
 mod ipvsadm;
 mod nat;
 mod oracle;
+mod fwmark;
