@@ -192,7 +192,7 @@ fn ipvsadm_manages_fwmark_services() {
     assert_eq!(
         lvsd.ipvsadm_ok(&["-L", "-n"]).unwrap(),
         format!(
-            "{HEADER}FWM  4294967295 lc\nTCP  203.0.113.10:80 rr\nFWM  9 rr\n{}{}FWM  10 IPv6 rr\n",
+            "{HEADER}FWM  -1 lc\nTCP  203.0.113.10:80 rr\nFWM  9 rr\n{}{}FWM  10 IPv6 rr\n",
             dest_line("192.0.2.11:8080", 3, 0, 0),
             dest_line("192.0.2.12:0", 2, 0, 0)
         )
@@ -208,7 +208,7 @@ fn ipvsadm_manages_fwmark_services() {
     );
     assert_eq!(
         lvsd.ipvsadm_ok(&["-S", "-n"]).unwrap(),
-        "-A -f 4294967295 -s lc\n-A -t 203.0.113.10:80 -s rr\n-A -f 9 -s rr\n-a -f 9 -r 192.0.2.11:8080 -m -w 3\n\
+        "-A -f -1 -s lc\n-A -t 203.0.113.10:80 -s rr\n-A -f 9 -s rr\n-a -f 9 -r 192.0.2.11:8080 -m -w 3\n\
          -a -f 9 -r 192.0.2.12:0 -m -w 2\n-A -f 10 -6 -s rr\n"
     );
     // Kernel errors, as the kernel gives them.
