@@ -125,6 +125,35 @@ impl Rig {
     pub fn service(&mut self, servers: usize) -> anyhow::Result<ServiceKey> {
         let key =
             ServiceKey::Addr { protocol: Protocol::Tcp, addr: IpAddr::from(VIP), port: VPORT };
+        self.service_with(key, servers)
+    }
+
+    /// `count` classifier rules, none matching `NOT_A_VIP` (rule `i` is for 198.18.`i`.0/24,
+    /// TCP); with `vip_mark`, the last one matches the VIP on TCP port `VPORT` instead, giving
+    /// that mark, so a marked packet walks every rule before it.
+    pub fn classifier(&mut self, count: usize, vip_mark: Option<u32>) -> anyhow::Result<()> {
+        let rules: Vec<crate::config::ClassifierRule> = (0..count)
+            .map(|i| {
+                let last = i + 1 == count;
+                let (addr, prefix_len, mark, ports) = match vip_mark {
+                    Some(m) if last => (IpAddr::from(VIP), 32, m, (VPORT, VPORT)),
+                    _ => (IpAddr::from([198, 18, i as u8, 0]), 24, 1 + i as u32, (0, u16::MAX)),
+                };
+                crate::config::ClassifierRule {
+                    mark,
+                    addr,
+                    prefix_len,
+                    protocol: Some(Protocol::Tcp),
+                    ports,
+                    location: Default::default(),
+                }
+            })
+            .collect();
+        self.tables.write_classifier(&crate::config::rule_set(&rules))
+    }
+
+    /// A service with real servers `0..servers`, as [`Rig::service`].
+    pub fn service_with(&mut self, key: ServiceKey, servers: usize) -> anyhow::Result<ServiceKey> {
         self.vs.add_service(&mut self.tables, ServiceSpec::new(key, "rr")).map_err(op)?;
         for k in 0..servers {
             let d = DestSpec::new(IpAddr::from(real_server(k)), VPORT, Forward::Masq, 1);
