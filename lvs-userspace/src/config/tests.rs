@@ -127,8 +127,23 @@ fn reference_values() {
     let v6 = &c.services[3];
     assert_eq!(v6.spec.netmask, 64);
     assert_eq!(v6.dests[1].weight, 0);
-    assert_eq!(c.services[4].spec.scheduler, "wlc");
-    assert!(c.services[4].dests.is_empty());
+    let fwm = &c.services[4];
+    assert_eq!(fwm.spec.key, ServiceKey::Fwmark { mark: 1, ipv6: false });
+    assert_eq!((fwm.dests[0].port, fwm.dests[1].port), (0, 8443));
+    assert_eq!(c.services[5].spec.scheduler, "wlc");
+    assert!(c.services[5].dests.is_empty());
+
+    let marks: Vec<(u32, u8, Option<Protocol>, (u16, u16))> =
+        c.classifier.iter().map(|r| (r.mark, r.prefix_len, r.protocol, r.ports)).collect();
+    assert_eq!(
+        marks,
+        [
+            (1, 32, Some(Protocol::Tcp), (80, 80)),
+            (1, 32, Some(Protocol::Tcp), (443, 443)),
+            (2, 29, None, (5000, 5099)),
+            (3, 48, None, (0, 65535))
+        ]
+    );
 }
 
 #[test]
