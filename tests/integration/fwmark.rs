@@ -92,7 +92,7 @@ fn two_ports_one_mark_tcp_and_udp_and_reloads_change_the_rules() {
     }
     let topo = Topology::builder().real_servers(2).with_servers().build().unwrap();
     let tmp = TempDir::new("fwmark").unwrap();
-    let cfg = tmp.write("lvs.yaml", &config(RULES)).unwrap();
+    let cfg = tmp.write("lvs.yaml", config(RULES)).unwrap();
     let mut lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
 
     // TCP to ports 80 and 81 is one service: one rr sequence over both ports (kernel order
@@ -171,7 +171,7 @@ fn ipvsadm_manages_fwmark_services() {
     let topo = Topology::builder().real_servers(2).build().unwrap();
     let tmp = TempDir::new("fwmark-cli").unwrap();
     let cfg = tmp
-        .write("bare.yaml", &format!("interfaces: [{DIRECTOR_CLIENT_IF}, {DIRECTOR_SERVER_IF}]\nconnection_table_size: 4096\n"))
+        .write("bare.yaml", format!("interfaces: [{DIRECTOR_CLIENT_IF}, {DIRECTOR_SERVER_IF}]\nconnection_table_size: 4096\n"))
         .unwrap();
     let lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
     for cmd in [

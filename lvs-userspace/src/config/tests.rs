@@ -133,7 +133,7 @@ fn reference_values() {
     assert_eq!(c.services[5].spec.scheduler, "wlc");
     assert!(c.services[5].dests.is_empty());
 
-    let marks: Vec<(u32, u8, Option<Protocol>, (u16, u16))> =
+    let marks: Vec<_> =
         c.classifier.iter().map(|r| (r.mark, r.prefix_len, r.protocol, r.ports)).collect();
     assert_eq!(
         marks,
