@@ -161,6 +161,12 @@ fn two_ports_one_mark_tcp_and_udp_and_reloads_change_the_rules() {
     // And back: the rules return at once.
     reload(&mut lvsd, &cfg, &config(RULES));
     assert_eq!(who(&topo, 81), "rs2");
+
+    // The rules live in the pinned dataplane: with lvsd killed, packets are still marked.
+    lvsd.process().signal(libc::SIGKILL).unwrap();
+    lvsd.process().wait_timeout(Duration::from_secs(5)).unwrap().expect("lvsd died");
+    assert_eq!(who(&topo, 81), "rs1");
+    assert_eq!(udp_who(&topo, 54), "rs2");
 }
 
 #[test]
@@ -173,7 +179,7 @@ fn ipvsadm_manages_fwmark_services() {
     let cfg = tmp
         .write("bare.yaml", format!("interfaces: [{DIRECTOR_CLIENT_IF}, {DIRECTOR_SERVER_IF}]\nconnection_table_size: 4096\n"))
         .unwrap();
-    let lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
+    let mut lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
     for cmd in [
         vec!["-A", "-f", "9", "-s", "wlc"],
         vec!["-a", "-f", "9", "-r", "192.0.2.12", "-m", "-w", "2"],
@@ -211,6 +217,15 @@ fn ipvsadm_manages_fwmark_services() {
         "-A -f -1 -s lc\n-A -t 203.0.113.10:80 -s rr\n-A -f 9 -s rr\n-a -f 9 -r 192.0.2.11:8080 -m -w 3\n\
          -a -f 9 -r 192.0.2.12:0 -m -w 2\n-A -f 10 -6 -s rr\n"
     );
+    // A new lvsd on the same pins (after SIGKILL) rebuilds the fwmark services from the maps.
+    let before = lvsd.ipvsadm_ok(&["-L", "-n"]).unwrap();
+    lvsd.process().signal(libc::SIGKILL).unwrap();
+    lvsd.process().wait_timeout(Duration::from_secs(5)).unwrap().expect("lvsd died");
+    let second = Lvsd::start_at(&topo.director, &cfg, lvsd.pin_dir(), lvsd.socket(), &[], TempDir::new("fwmark-cli2").unwrap())
+        .unwrap();
+    assert_eq!(second.ipvsadm_ok(&["-L", "-n"]).unwrap(), before);
+    let lvsd = second;
+
     // Kernel errors, as the kernel gives them.
     let out = lvsd.ipvsadm(&["-A", "-f", "9"]).unwrap();
     assert_eq!((out.status.code(), out.stderr_str().as_str()), (Some(255), "Service already exists\n"), "{out:?}");
