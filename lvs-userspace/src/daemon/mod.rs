@@ -188,6 +188,14 @@ fn apply_classifier(t: &mut Tables, cfg: &Config) -> anyhow::Result<()> {
     if !cfg.classifier.is_empty() {
         info!(rules = cfg.classifier.len(), "classifier rules applied");
     }
+    // Only the classifier marks packets, so such a service would never see one.
+    for sc in &cfg.services {
+        if let ServiceKey::Fwmark { mark, ipv6: false } = sc.spec.key {
+            if !cfg.classifier.iter().any(|r| r.mark == mark && r.addr.is_ipv4()) {
+                warn!(service = %sc.spec.key, "no IPv4 classifier rule gives this mark: the service gets no traffic");
+            }
+        }
+    }
     Ok(())
 }
 
