@@ -1,5 +1,6 @@
 //! lvsd's YAML configuration: interfaces, XDP mode, table sizes, timeouts, the firewall-mark
-//! classifier and the virtual services with their real servers (`configs/reference.yaml` documents every key).
+//! classifier and the virtual services with their real servers (`configs/reference.yaml`
+//! documents every key).
 //!
 //! Parsing is strict: unknown keys, wrong types, impossible combinations and anything the
 //! kernel's IPVS or ipvsadm would refuse are errors, reported as `FILE:LINE:COLUMN: message`
@@ -12,9 +13,7 @@ mod tree;
 #[cfg(test)]
 mod tests;
 
-use std::{fmt, path::Path};
-
-use std::net::IpAddr;
+use std::{fmt, net::IpAddr, path::Path};
 
 use lvs_common::{
     classify::{ClassRule, ClassRuleSet, MAX_CLASS_RULES, PROTO_ANY},
