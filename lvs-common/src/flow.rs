@@ -33,9 +33,23 @@ pub mod conn_flags {
     /// The entry has a `CONNS_OUT` twin (NAT): the state machine uses INPUT/OUTPUT, not
     /// INPUT_ONLY.
     pub const NAT: u16 = 0x1;
+    /// The connection was made under a persistence template (IPVS's `cp->control`); its key
+    /// is rebuilt from the client key with `ctl_mask`, `ctl_mark` and [`CTL_ANY_PORT`].
+    pub const CONTROLLED: u16 = 0x2;
+    /// The template's key leaves the virtual port out (`persist::TemplateScope::any_port`).
+    pub const CTL_ANY_PORT: u16 = 0x4;
+    /// The template has been marked ASSURED through this connection already: later packets
+    /// need not look it up again.
+    pub const CTL_ASSURED: u16 = 0x8;
+
+    /// The scope of a controlled connection's template.
+    #[inline(always)]
+    pub fn scope(e: &super::ConnEntry) -> crate::persist::TemplateScope {
+        crate::persist::TemplateScope { mask: e.ctl_mask, mark: e.ctl_mark, any_port: e.flags & CTL_ANY_PORT != 0 }
+    }
 }
 
-/// One tracked connection (value of `CONNS`). 64 bytes, no hidden padding.
+/// One tracked connection (value of `CONNS`). 72 bytes, no hidden padding.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct ConnEntry {
@@ -66,6 +80,10 @@ pub struct ConnEntry {
     /// CPUs handling packets of one connection at once move its count once. Whoever removes
     /// the entry takes the count away from the counter this names.
     pub active: u64,
+    /// For a `CONTROLLED` connection: the template's client mask (`TemplateScope::mask`).
+    pub ctl_mask: u32,
+    /// For a `CONTROLLED` connection of a firewall-mark service: the mark, else 0.
+    pub ctl_mark: u32,
 }
 
 /// Value of `CONNS_OUT`: the `CONNS` key of the connection this reply belongs to.
@@ -76,7 +94,7 @@ pub struct ConnRef {
 }
 
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
-const _: () = assert!(core::mem::size_of::<ConnEntry>() == 64);
+const _: () = assert!(core::mem::size_of::<ConnEntry>() == 72);
 const _: () = assert!(core::mem::size_of::<ConnRef>() == 40);
 const _: () = assert!(core::mem::offset_of!(ConnEntry, expires_ns) == 48);
 

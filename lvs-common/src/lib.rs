@@ -15,11 +15,13 @@ pub mod counters;
 pub mod csum;
 pub mod flow;
 pub mod maglev;
+pub mod persist;
 pub mod sched_dynamic;
 #[cfg(test)]
 mod sched_golden;
 pub mod sched_hash;
 pub mod service;
+pub mod sysctl;
 pub mod tcp_state;
 pub mod wrr;
 
@@ -38,10 +40,12 @@ pub mod map_names {
     pub const LBLCR_CACHE: &str = "LBLCR_CACHE";
     pub const HASH_TABLES: &str = "HASH_TABLES";
     pub const MH_TABLES: &str = "MH_TABLES";
+    pub const TEMPLATES: &str = "TEMPLATES";
+    pub const SYSCTLS: &str = "SYSCTLS";
     pub const CLASSIFIER: &str = "CLASSIFIER";
     pub const LOOKUP_CTL: &str = "LOOKUP_CTL";
     /// Every map, for pinning.
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 17] = [
         SVC_INDEX,
         SERVICES,
         SCHED_STATE,
@@ -55,6 +59,8 @@ pub mod map_names {
         LBLCR_CACHE,
         HASH_TABLES,
         MH_TABLES,
+        TEMPLATES,
+        SYSCTLS,
         CLASSIFIER,
         LOOKUP_CTL,
     ];
@@ -65,7 +71,7 @@ pub const XDP_PROGRAM: &str = "lvs_xdp";
 
 /// Version of the map layout. Pinned maps are reused without any schema check, so the pin
 /// directory carries this number; bump it whenever a key or value type changes.
-pub const MAP_ABI_VERSION: u32 = 2;
+pub const MAP_ABI_VERSION: u32 = 3;
 
 /// Address family values as the kernel numbers them.
 pub const AF_INET: u8 = 2;

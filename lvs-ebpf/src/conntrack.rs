@@ -5,6 +5,7 @@ use core::intrinsics::{atomic_xadd, atomic_xchg, AtomicOrdering};
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use lvs_common::{
     flow::{conn_flags, ConnEntry, ConnRef, FlowKey},
+    persist::{conn_dport, TemplateScope},
     service::{overload_clears, overload_sets, DestConf, DestCounters},
     tcp_state::{self, DEFAULT_TIMEOUTS, NEW_CONN_TIMEOUT},
     AF_INET,
@@ -13,9 +14,10 @@ use lvs_common::{
 use crate::{
     maps::{CONNS, CONNS_OUT, DESTS, DEST_COUNTERS, TIMEOUTS},
     parse::{Packet, IPPROTO_TCP},
+    persist,
 };
 
-const NSEC_PER_SEC: u64 = 1_000_000_000;
+pub const NSEC_PER_SEC: u64 = 1_000_000_000;
 
 /// The flow key of the packet as it arrived.
 #[inline(always)]
@@ -45,13 +47,14 @@ fn timeout_ns(state: u8) -> u64 {
 
 /// -1 for [`counter_add`]: the only atomic BPF has on every CPU version is an add whose result
 /// is unused (`BPF_ATOMIC | BPF_ADD`), so a decrement adds the two's complement.
-const MINUS_ONE: u64 = u64::MAX;
+pub const MINUS_ONE: u64 = u64::MAX;
 
 /// Which of a real server's two connection counters.
 #[derive(Clone, Copy)]
 enum Count {
     Active,
     Inactive,
+    Persist,
 }
 
 /// Adds `delta` (wrapping) to a counter of real server `dest_id`. (An enum rather than a field
@@ -63,11 +66,18 @@ fn counter_add(dest_id: u32, which: Count, delta: u64) {
         let field = match which {
             Count::Active => unsafe { &raw mut (*c).active },
             Count::Inactive => unsafe { &raw mut (*c).inactive },
+            Count::Persist => unsafe { &raw mut (*c).persist },
         };
         // `core::sync::atomic` offers no fetch_add on this target (it has no compare-and-swap),
         // so the intrinsic: with its result unused it compiles to the plain BPF atomic add.
         unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(field, delta) };
     }
+}
+
+/// Adds `delta` to real server `dest_id`'s persistence templates (PersistConn).
+#[inline(always)]
+pub fn persist_add(dest_id: u32, delta: u64) {
+    counter_add(dest_id, Count::Persist, delta);
 }
 
 /// Sets or clears a real server's OVERLOAD mark. A plain store: the mark is a level, and the
@@ -125,6 +135,18 @@ pub fn update(entry: *mut ConnEntry, pkt: &Packet, dir: usize, now: u64) {
         } else {
             tcp_state::UDP
         };
+        if (*entry).flags & conn_flags::CONTROLLED != 0 {
+            let assured = if pkt.proto == IPPROTO_TCP {
+                state == tcp_state::ESTABLISHED && state != (*entry).state
+            } else {
+                dir == tcp_state::DIR_OUTPUT
+            };
+            if assured {
+                // The client is the source going in, the destination coming back.
+                let (client, port) = if dir == tcp_state::DIR_OUTPUT { (pkt.daddr, pkt.dport) } else { (pkt.saddr, pkt.sport) };
+                persist::assure(entry, [client, 0, 0, 0], port, pkt.proto, AF_INET);
+            }
+        }
         if state != (*entry).state {
             // Packets of one connection can be handled on two CPUs at once (the client's and
             // the server's side). The exchange makes exactly one of them move the count.
@@ -181,6 +203,13 @@ pub fn reusable(entry: *const ConnEntry, pkt: &Packet) -> bool {
         && (st == tcp_state::TIME_WAIT || st == tcp_state::CLOSE)
 }
 
+/// Expires a connection at once (`ip_vs_conn_expire_now`): it stops matching, and whoever
+/// replaces or reclaims it takes its count away.
+#[inline(always)]
+pub fn expire_now(entry: *mut ConnEntry, now: u64) {
+    unsafe { (*entry).expires_ns = now };
+}
+
 #[inline(always)]
 pub fn now_ns() -> u64 {
     unsafe { bpf_ktime_get_ns() }
@@ -196,10 +225,22 @@ pub fn create(
     svc_id: u32,
     dest_id: u32,
     dest: &DestConf,
+    svc_port: u16,
+    ctl: Option<TemplateScope>,
     now: u64,
 ) -> Result<*mut ConnEntry, ()> {
-    // Port 0 on a real server means "the virtual port" (ipvsadm -r RIP without port).
-    let dport = if dest.port == 0 { key.dport } else { dest.port };
+    let (dport, flags, ctl_mask, ctl_mark) = match ctl {
+        // ip_vs_sched_persist: a port-zero service keeps the client's port.
+        Some(s) => (
+            conn_dport(key.dport, svc_port, dest.port),
+            conn_flags::NAT | conn_flags::CONTROLLED | if s.any_port { conn_flags::CTL_ANY_PORT } else { 0 },
+            s.mask,
+            s.mark,
+        ),
+        // ip_vs_schedule: port 0 on a real server means "the virtual port" (ipvsadm -r RIP
+        // without port).
+        None => (if dest.port == 0 { key.dport } else { dest.port }, conn_flags::NAT, 0, 0),
+    };
     let entry = ConnEntry {
         vaddr: key.dst,
         daddr: dest.addr,
@@ -207,11 +248,13 @@ pub fn create(
         dport,
         fwd: dest.fwd,
         state: tcp_state::NONE,
-        flags: conn_flags::NAT,
+        flags,
         svc_id,
         dest_id,
         expires_ns: now + NEW_CONN_TIMEOUT as u64 * NSEC_PER_SEC,
         active: 0,
+        ctl_mask,
+        ctl_mark,
     };
     let out_key = FlowKey {
         src: dest.addr,

@@ -15,6 +15,7 @@ mod icmp;
 mod maps;
 mod nat;
 mod parse;
+mod persist;
 mod schedule;
 mod stats;
 
@@ -27,7 +28,7 @@ use lvs_common::{
 };
 
 use crate::{
-    maps::{DESTS, SERVICES},
+    maps::{DESTS, SERVICES, SYSCTLS},
     parse::{Packet, IPPROTO_TCP},
 };
 
@@ -65,10 +66,18 @@ fn process(ctx: &XdpContext) -> Counter {
     if let Some(e) = conntrack::lookup_in(&key, now) {
         if !conntrack::reusable(e, &pkt) {
             stats::count(Counter::ConnHit);
-            if !dest_available(e) {
-                return Counter::DropDestUnavailable;
+            match dest_state(e) {
+                DestState::Serving => return to_real_server(ctx, &pkt, e, now),
+                // A new SYN to a quiesced server is scheduled again only with
+                // expire_nodest_conn (the conn_reuse_mode path of ip_vs_in).
+                DestState::Quiesced if !(is_syn(&pkt) && expire_nodest_conn()) => {
+                    return to_real_server(ctx, &pkt, e, now)
+                }
+                DestState::Gone if !expire_nodest_conn() => return Counter::DropDestUnavailable,
+                // expire_nodest_conn: the entry goes now and the packet is treated as new (a
+                // SYN is scheduled again, anything else passes as for no connection).
+                _ => conntrack::expire_now(e, now),
             }
-            return to_real_server(ctx, &pkt, e, now);
         }
     }
     // 2. Real server -> client reply on a NAT connection.
@@ -80,37 +89,82 @@ fn process(ctx: &XdpContext) -> Counter {
         return forward::forward(ctx, &pkt);
     }
     // 3. A new connection to a virtual service (firewall mark first, as IPVS)?
-    let Some(svc_id) = classify::find_service(&pkt) else {
+    let svc_id = classify::find_service(pkt.daddr, pkt.dport, pkt.proto);
+    if svc_id == classify::NO_SERVICE {
         return Counter::PassNoService;
-    };
+    }
     // IPVS schedules TCP only on a SYN without RST; anything else without a connection is
     // accepted untouched (it belongs to no connection we know).
     if pkt.proto == IPPROTO_TCP && pkt.tcp_flags & (TCP_SYN | TCP_RST) != TCP_SYN {
         return Counter::PassNotSyn;
     }
     let Some(svc) = SERVICES.get(svc_id) else { return Counter::DropServiceMissing };
-    let Some(dest_id) = schedule::pick(svc_id, svc, &pkt, now) else { return icmp::port_unreachable(ctx, &pkt) };
+    // Persistence: a live template decides; otherwise the scheduler, and a new template.
+    // Nothing computed for persistence stays live across `schedule::pick`: the verifier then
+    // sees the same state entering it with and without persistence, and explores it once.
+    let hit = match persist::scope(svc, &key) {
+        Some(scope) => persist::lookup(svc_id, &scope, &key, now),
+        None => persist::MISS,
+    };
+    let dest_id = if hit != persist::MISS {
+        hit
+    } else {
+        match schedule::pick(svc_id, svc, &pkt, now) {
+            Some(d) => d,
+            None => return icmp::port_unreachable(ctx, &pkt),
+        }
+    };
+    let ctl = persist::scope(svc, &key);
+    if let (persist::MISS, Some(scope)) = (hit, &ctl) {
+        if persist::bind(svc, scope, &key, dest_id, now).is_none() {
+            return Counter::DropConnTableFull;
+        }
+    }
     let Some(dest) = DESTS.get(dest_id) else { return Counter::DropServiceMissing };
     // Only masquerading is implemented so far; never forward a packet we cannot rewrite.
     if dest.fwd != 0 {
         return Counter::DropUnsupportedForward;
     }
-    let Ok(e) = conntrack::create(&key, svc_id, dest_id, dest, now) else {
+    let Ok(e) = conntrack::create(&key, svc_id, dest_id, dest, svc.key.port, ctl, now) else {
         return Counter::DropConnTableFull;
     };
     stats::count(Counter::NewConn);
     to_real_server(ctx, &pkt, e, now)
 }
 
-/// Whether the connection's real server still exists. Its slot may have been freed (deleted
-/// server) or even reused by another server since the connection was scheduled.
+enum DestState {
+    /// Available with a weight.
+    Serving,
+    /// Available, weight 0: existing connections continue.
+    Quiesced,
+    /// Deleted: its slot may have been freed or even reused by another server since the
+    /// connection was scheduled.
+    Gone,
+}
+
 #[inline(always)]
-fn dest_available(e: *const ConnEntry) -> bool {
+fn dest_state(e: *const ConnEntry) -> DestState {
     let (dest_id, svc_id, daddr) = unsafe { ((*e).dest_id, (*e).svc_id, (*e).daddr) };
     match DESTS.get(dest_id) {
-        Some(d) => d.flags & dest_flags::AVAILABLE != 0 && d.svc_id == svc_id && d.addr == daddr,
-        None => false,
+        Some(d) if d.flags & dest_flags::AVAILABLE != 0 && d.svc_id == svc_id && d.addr == daddr => {
+            if d.weight == 0 {
+                DestState::Quiesced
+            } else {
+                DestState::Serving
+            }
+        }
+        _ => DestState::Gone,
     }
+}
+
+#[inline(always)]
+fn is_syn(pkt: &Packet) -> bool {
+    pkt.proto == IPPROTO_TCP && pkt.tcp_flags & TCP_SYN != 0
+}
+
+#[inline(always)]
+fn expire_nodest_conn() -> bool {
+    matches!(SYSCTLS.get(0), Some(s) if s.expire_nodest_conn != 0)
 }
 
 /// Client -> VIP: advance the state machine, rewrite to the real server, forward.

@@ -9,6 +9,8 @@ use lvs_common::{
     classify::{ClassRuleSet, CTL_WORDS},
     counters::COUNTER_COUNT,
     flow::{ConnEntry, ConnRef, FlowKey, DEFAULT_CONN_TABLE_SIZE},
+    persist::Template,
+    sysctl::Sysctls,
     service::{
         DestConf, DestCounters, HashTable, MhTable, LblcEntry, LblcKey, LblcrEntry, SchedState, ServiceConf, SvcKey, LBLC_CACHE_SIZE,
         MAX_DESTS, MAX_SERVICES,
@@ -74,6 +76,28 @@ pub static HASH_TABLES: Array<HashTable> = Array::with_max_entries(MAX_SERVICES,
 
 /// `BPF_F_NO_PREALLOC`: an mh table is 8 KiB; only services that use mh get one.
 const BPF_F_NO_PREALLOC: u32 = 1;
+
+/// Persistence templates, keyed by `lvs_common::persist::template_key`. Not preallocated:
+/// only persistent services make them, one per client network.
+#[map]
+pub static TEMPLATES: HashMap<FlowKey, Template> =
+    HashMap::with_max_entries(DEFAULT_CONN_TABLE_SIZE, BPF_F_NO_PREALLOC);
+
+/// Room for values too big for the 512-byte BPF stack (`persist::lookup`). Per-CPU, one
+/// element; nothing in it outlives the packet.
+#[repr(C)]
+pub struct Scratch {
+    pub tkey: FlowKey,
+    pub ikey: FlowKey,
+    pub moved: Template,
+}
+
+#[map]
+pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// The IPVS sysctls the dataplane honours (one element).
+#[map]
+pub static SYSCTLS: Array<Sysctls> = Array::with_max_entries(1, 0);
 
 /// mh: the Maglev lookup table of each mh service, by service slot.
 #[map]

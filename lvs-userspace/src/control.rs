@@ -57,6 +57,14 @@ pub enum Request {
     GetTimeouts,
     /// `-L -c`: the live connection entries, in table order.
     ListConns,
+    /// Re-read a config file and apply the difference (`lvsd --reload`, like SIGHUP), or only
+    /// say what would change (`dry_run`, `lvsd --check-config`). `path`: another file than
+    /// the one lvsd runs with (dry runs only make sense with it).
+    Reload {
+        dry_run: bool,
+        #[serde(default)]
+        path: Option<PathBuf>,
+    },
 }
 
 /// Errors as IPVS reports them (the errno values of the kernel's setsockopt/netlink replies).
@@ -157,6 +165,8 @@ pub enum Response {
     Counters(Vec<(String, u64)>),
     Timeouts(Timeouts),
     Conns(Vec<ConnStatus>),
+    /// A reload's changes, each as the ipvsadm rule that makes it (`daemon::plan`).
+    Changes(Vec<String>),
 }
 
 /// A blocking client connection to lvsd.

@@ -239,3 +239,45 @@ fn ipvsadm_manages_fwmark_services() {
         format!("{HEADER}TCP  203.0.113.10:80 rr\nFWM  9 rr\n{}", dest_line("192.0.2.11:8080", 3, 0, 0))
     );
 }
+
+/// Persistence across the ports of one mark (IPVS's classic HTTP + HTTPS case, here HTTP on
+/// TCP 80 and the UDP echo on 53): the template is keyed on the mark, not the port or the
+/// protocol, so a client's connections to both stay on one real server, where rr alone would
+/// alternate. As in the kernel, a persistent fwmark service keeps the packet's own port.
+#[test]
+fn persistence_holds_a_client_across_the_ports_of_one_mark() {
+    if !require_root() {
+        return;
+    }
+    let topo = Topology::builder().real_servers(2).with_servers().build().unwrap();
+    let tmp = TempDir::new("fwmark-persist").unwrap();
+    let text = format!(
+        "interfaces: [{DIRECTOR_CLIENT_IF}, {DIRECTOR_SERVER_IF}]\n\
+         connection_table_size: 4096\n\
+         classifier:\n\
+         \x20 - {{ mark: 7, destination: {VIP}, protocol: tcp, ports: 80 }}\n\
+         \x20 - {{ mark: 7, destination: {VIP}, protocol: udp, ports: 53 }}\n\
+         services:\n\
+         \x20 - {{ fwmark: 7, scheduler: rr, persistent: 60, real_servers: [ {{ address: {}, forward: masq }}, {{ address: {}, forward: masq }} ] }}\n",
+        rs_ip(1),
+        rs_ip(2)
+    );
+    let cfg = tmp.write("lvs.yaml", text).unwrap();
+    let lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
+    let seq: Vec<String> =
+        (0..6).map(|i| if i % 2 == 0 { who(&topo, 80) } else { udp_who(&topo, 53) }).collect();
+    assert_eq!(seq, ["rs2"; 6], "one client, one mark: one real server");
+    assert_eq!((topo.rs_http_hits(), topo.rs_udp_hits()), (vec![0, 3], vec![0, 3]));
+    // One template, shown as the kernel shows a fwmark service's: protocol IP, the client's
+    // address with port 0, the mark as the virtual address.
+    let conns = lvsd.ipvsadm_ok(&["-L", "-n", "-c"]).unwrap();
+    let templates: Vec<&str> = conns.lines().filter(|l| l.starts_with("IP ")).collect();
+    assert_eq!(templates.len(), 1, "{conns}");
+    let fields: Vec<&str> = templates[0].split_whitespace().collect();
+    assert_eq!(
+        (fields[0], fields[3], fields[4], fields[5]),
+        ("IP", "198.51.100.2:0", "0.0.0.7:0", "192.0.2.12:0"),
+        "{conns}"
+    );
+    assert!(lvsd.ipvsadm_ok(&["-S", "-n"]).unwrap().starts_with("-A -f 7 -s rr -p 60\n"));
+}

@@ -8,4 +8,6 @@ mod examples;
 mod ipvsadm;
 mod nat;
 mod oracle;
+mod persistence;
+mod reload;
 mod fwmark;

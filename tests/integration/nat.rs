@@ -196,22 +196,7 @@ fn traffic_not_for_a_vip_is_untouched() {
 
 /// One request on a keep-alive connection; returns the body.
 fn keepalive_get(s: &mut BufReader<TcpStream>, path: &str) -> String {
-    write!(s.get_mut(), "GET {path} HTTP/1.1\r\nHost: vip\r\n\r\n").unwrap();
-    s.get_mut().flush().unwrap();
-    let mut len = 0usize;
-    loop {
-        let mut line = String::new();
-        s.read_line(&mut line).unwrap();
-        if line == "\r\n" || line.is_empty() {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse().unwrap();
-        }
-    }
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).unwrap();
-    String::from_utf8(body).unwrap().trim().to_string()
+    lvs_tests::client::keepalive_get(s, path).unwrap()
 }
 
 #[test]
@@ -452,4 +437,175 @@ fn sighup_applies_the_edited_file_and_keeps_ipvsadm_services() {
     wait_for("refusal logged", Duration::from_secs(5), || Ok(lvsd.stderr().contains("reload refused").then_some(())))
         .unwrap();
     assert_eq!(lvsd.ipvsadm_ok(&["-L", "-n"]).unwrap(), settled);
+}
+
+#[test]
+fn pins_of_another_map_layout_are_refused_or_taken_over_explicitly() {
+    if !require_root() {
+        return;
+    }
+    let topo = Topology::builder().real_servers(2).with_servers().build().unwrap();
+    let tmp = TempDir::new("nat-abi").unwrap();
+    let cfg = tmp.write("lvs.yaml", &nat_config(&topo)).unwrap();
+    let mut first = start(&topo, &tmp, &nat_config(&topo));
+    let mut conn = BufReader::new(topo.client.tcp_connect(vip(80), Duration::from_secs(5)).unwrap());
+    conn.get_ref().set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    assert_eq!(keepalive_get(&mut conn, "/"), "rs2");
+    first.process().signal(libc::SIGKILL).unwrap();
+    first.process().wait_timeout(Duration::from_secs(5)).unwrap().expect("lvsd died");
+
+    // What an older lvsd would have left: the same dataplane under another layout version.
+    let ours = first.layout_dir();
+    let old = first.pin_dir().join("v1");
+    std::fs::rename(&ours, &old).unwrap();
+
+    // Refused, naming the directory, and the old dataplane goes on forwarding untouched.
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--config", cfg.to_str().unwrap(), "--pin-dir", first.pin_dir().to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let sock = tmp.join("second.sock");
+        args.extend_from_slice(&["--socket", sock.to_str().unwrap()]);
+        topo.director.output_timeout(lvs_bin("lvsd").to_str().unwrap(), args, Duration::from_secs(5)).unwrap()
+    };
+    let out = run(&[]);
+    assert!(!out.success());
+    let err = out.stderr_str();
+    assert!(
+        err.contains(&format!("{} holds a dataplane pinned by an lvsd with another map layout", old.display())),
+        "{err}"
+    );
+    assert!(old.join("maps/CONNS").exists() && !ours.exists(), "the refusal touched the pins");
+    assert_eq!(keepalive_get(&mut conn, "/"), "rs2");
+    assert_eq!(who(&topo), "rs1");
+
+    // Taken over on request: the interfaces keep a program throughout, the old state is gone,
+    // so the held connection (unknown to the new tables) breaks while new ones are balanced.
+    let second = Lvsd::start_at(
+        &topo.director,
+        &cfg,
+        first.pin_dir(),
+        &tmp.join("third.sock"),
+        &["--replace-incompatible-dataplane"],
+        TempDir::new("nat-abi2").unwrap(),
+    )
+    .unwrap();
+    assert!(!old.exists(), "the old layout is still pinned");
+    assert!(ours.join("links/to-clients").exists() && ours.join("links/to-servers").exists());
+    assert!(second.stderr().contains("taking over the link of an incompatible dataplane"));
+    assert_eq!(who(&topo), "rs2");
+    assert_eq!(who(&topo), "rs1");
+    assert!(lvs_tests::client::keepalive_get(&mut conn, "/").is_err(), "the old connection should be lost");
+    drop(second);
+    drop(first);
+}
+
+/// Room for a thousand held connections and their servers' sockets in this process.
+fn raise_fd_limit(want: u64) {
+    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain getrlimit/setrlimit on a local struct.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
+        if rl.rlim_cur < want {
+            rl.rlim_cur = want.min(rl.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+        }
+    }
+}
+
+#[test]
+fn sigkill_and_restart_under_load_keep_a_thousand_connections() {
+    if !require_root() {
+        return;
+    }
+    raise_fd_limit(8192);
+    let topo = Topology::builder().real_servers(2).with_servers().build().unwrap();
+    let tmp = TempDir::new("nat-load").unwrap();
+    let cfg = tmp.write("lvs.yaml", &nat_config(&topo)).unwrap();
+    let mut first = Lvsd::start(&topo.director, &cfg).unwrap();
+
+    const HELD: usize = 1000;
+    // Opened from 10 threads: one after the other they take long enough for the first ones
+    // to reach the test servers' idle limit.
+    let mut held: Vec<(BufReader<TcpStream>, String)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..10)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..HELD / 10)
+                        .map(|_| {
+                            let s = topo.client.tcp_connect(vip(80), Duration::from_secs(5)).unwrap();
+                            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                            let mut r = BufReader::new(s);
+                            let who = keepalive_get(&mut r, "/");
+                            (r, who)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+    });
+    assert_eq!(held.iter().filter(|(_, w)| w == "rs1").count(), HELD / 2);
+
+    // New connections keep arriving through the kill, the gap without a daemon, and the restart.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (ok, failed) = (std::sync::atomic::AtomicUsize::new(0), std::sync::atomic::AtomicUsize::new(0));
+    let second = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            use std::sync::atomic::Ordering::Relaxed;
+            while !stop.load(Relaxed) {
+                match topo.client.http_get(vip(80), "/") {
+                    Ok(r) if r.status == 200 => ok.fetch_add(1, Relaxed),
+                    _ => failed.fetch_add(1, Relaxed),
+                };
+            }
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        first.process().signal(libc::SIGKILL).unwrap();
+        first.process().wait_timeout(Duration::from_secs(5)).unwrap().expect("lvsd died");
+        std::thread::sleep(Duration::from_millis(500));
+        let second = restart_on(&topo, &first, &cfg, "nat-load2");
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        second
+    });
+    assert_eq!(failed.load(std::sync::atomic::Ordering::Relaxed), 0, "new connections failed around the restart");
+    assert!(ok.load(std::sync::atomic::Ordering::Relaxed) > 0);
+
+    // Every held connection still reaches its server, and the restarted lvsd counts them.
+    // Checked from 10 threads too (a request on a held connection takes tens of ms here).
+    let broken: Vec<String> = std::thread::scope(|scope| {
+        let workers: Vec<_> = held
+            .chunks_mut(HELD / 10)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    let mut bad = Vec::new();
+                    for (conn, who) in chunk.iter_mut() {
+                        match lvs_tests::client::keepalive_get(conn, "/") {
+                            Ok(w) if w == *who => {}
+                            other => bad.push(format!("{:?} ({who}): {other:?}", conn.get_ref().local_addr())),
+                        }
+                    }
+                    bad
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+    });
+    assert!(broken.is_empty(), "{} held connections broken: {:?}", broken.len(), &broken[..broken.len().min(5)]);
+    let active = |listing: &str| -> u32 {
+        listing
+            .lines()
+            .filter(|l| l.starts_with("  -> 192.0.2.1"))
+            .filter_map(|l| l.split_whitespace().nth(4)?.parse::<u32>().ok())
+            .sum()
+    };
+    let mut last = String::new();
+    let settled = wait_for("ActiveConn of the held connections", Duration::from_secs(5), || {
+        last = second.ipvsadm_ok(&["-L", "-n", "-t", "203.0.113.10:80"])?;
+        Ok((active(&last) == HELD as u32).then_some(()))
+    });
+    assert!(settled.is_ok(), "ActiveConn should be {HELD}:\n{last}");
+    drop(held);
+    drop(second);
+    drop(first);
 }

@@ -135,3 +135,28 @@ pub fn http_get_on(mut s: TcpStream, host: &str, path: &str) -> Result<HttpRespo
     }
     Ok(resp)
 }
+
+/// One `GET path` on a keep-alive connection (HTTP/1.1, the connection stays open); returns
+/// the body, trimmed, or the I/O error that ended the exchange (`UnexpectedEof` when the peer
+/// closed it).
+pub fn keepalive_get(s: &mut std::io::BufReader<TcpStream>, path: &str) -> std::io::Result<String> {
+    use std::io::BufRead;
+    write!(s.get_mut(), "GET {path} HTTP/1.1\r\nHost: vip\r\n\r\n")?;
+    s.get_mut().flush()?;
+    let mut len = 0usize;
+    loop {
+        let mut line = String::new();
+        if s.read_line(&mut line)? == 0 {
+            return Err(ErrorKind::UnexpectedEof.into());
+        }
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().map_err(|_| std::io::Error::new(ErrorKind::InvalidData, line.clone()))?;
+        }
+    }
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body)?;
+    Ok(String::from_utf8_lossy(&body).trim().to_string())
+}

@@ -123,9 +123,15 @@ impl Rig {
     /// The TCP service on the VIP with real servers `0..servers`, masquerading, weight 1, added
     /// in order as ipvsadm would.
     pub fn service(&mut self, servers: usize) -> anyhow::Result<ServiceKey> {
+        self.service_with(servers, "rr", None)
+    }
+
+    /// The same with scheduler `sched`, and persistent (300 s) with IPv4 netmask
+    /// `persistent_mask` (host order) when given.
+    pub fn service_with(&mut self, servers: usize, sched: &str, persistent_mask: Option<u32>) -> anyhow::Result<ServiceKey> {
         let key =
             ServiceKey::Addr { protocol: Protocol::Tcp, addr: IpAddr::from(VIP), port: VPORT };
-        self.service_with(key, servers)
+        self.service_at(key, servers, sched, persistent_mask)
     }
 
     /// `count` classifier rules, none matching `NOT_A_VIP` (rule `i` is for 198.18.`i`.0/24,
@@ -152,9 +158,21 @@ impl Rig {
         self.tables.write_classifier(&crate::config::rule_set(&rules))
     }
 
-    /// A service with real servers `0..servers`, as [`Rig::service`].
-    pub fn service_with(&mut self, key: ServiceKey, servers: usize) -> anyhow::Result<ServiceKey> {
-        self.vs.add_service(&mut self.tables, ServiceSpec::new(key, "rr")).map_err(op)?;
+    /// [`Rig::service_with`] for any service key (a firewall-mark service, say).
+    pub fn service_at(
+        &mut self,
+        key: ServiceKey,
+        servers: usize,
+        sched: &str,
+        persistent_mask: Option<u32>,
+    ) -> anyhow::Result<ServiceKey> {
+        let mut spec = ServiceSpec::new(key, sched);
+        if let Some(mask) = persistent_mask {
+            spec.flags |= crate::model::svc_flags::PERSISTENT;
+            spec.timeout = 300;
+            spec.netmask = mask;
+        }
+        self.vs.add_service(&mut self.tables, spec).map_err(op)?;
         for k in 0..servers {
             let d = DestSpec::new(IpAddr::from(real_server(k)), VPORT, Forward::Masq, 1);
             self.vs.add_dest(&mut self.tables, &key, d).map_err(op)?;
@@ -201,6 +219,8 @@ impl Rig {
                 // Far beyond the run: nothing expires while it is measured.
                 expires_ns: now + 86_400 * 1_000_000_000,
                 active: 0,
+                ctl_mask: 0,
+                ctl_mark: 0,
             };
             self.tables.conns.insert(in_key, e, 0).with_context(|| format!("CONNS entry {n}"))?;
             self.conns_out

@@ -21,13 +21,22 @@ struct Args {
     /// On SIGTERM leave the XDP program attached and the maps pinned (forwarding continues).
     #[arg(long)]
     keep_dataplane: bool,
+    /// Take over the interfaces of a dataplane pinned under --pin-dir by an lvsd with another
+    /// map layout (an upgrade that changed the maps), discarding its connections.
+    #[arg(long)]
+    replace_incompatible_dataplane: bool,
     /// Print the dataplane's verdict counters of a running lvsd and exit.
     #[arg(long, conflicts_with_all = ["config", "check_config"])]
     counters: bool,
     /// Check a configuration file (syntax, values, and what this lvsd can run), print the
-    /// verdict and exit: 0 if lvsd would accept it, 1 if not. Changes nothing.
+    /// verdict and the changes it would make (to the lvsd on --socket if one runs, else to an
+    /// empty director), and exit: 0 if lvsd would accept it, 1 if not. Changes nothing.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     check_config: Option<PathBuf>,
+    /// Make the lvsd on --socket re-read its config file and apply the difference (as SIGHUP
+    /// does); print each change as an ipvsadm rule. Exit 1 if the file is refused.
+    #[arg(long, conflicts_with_all = ["config", "check_config", "counters"])]
+    reload: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -41,23 +50,17 @@ fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let result = if args.counters {
         print_counters(&args.socket)
+    } else if args.reload {
+        reload(&args.socket)
     } else if let Some(file) = args.check_config {
-        daemon::load_config(&file).map(|cfg| {
-            let dests: usize = cfg.services.iter().map(|s| s.dests.len()).sum();
-            println!(
-                "{}: OK: {} interface(s), {} service(s), {} real server(s)",
-                file.display(),
-                cfg.interfaces.len(),
-                cfg.services.len(),
-                dests
-            );
-        })
+        check_config(&file, &args.socket)
     } else if let Some(config) = args.config {
         daemon::run(daemon::Options {
             config,
             pin_dir: args.pin_dir,
             socket: args.socket,
             keep_dataplane: args.keep_dataplane,
+            replace_incompatible: args.replace_incompatible_dataplane,
         })
     } else {
         Err(anyhow::anyhow!("--config FILE is required"))
@@ -80,6 +83,57 @@ fn print_counters(socket: &std::path::Path) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        other => Err(anyhow::anyhow!("unexpected answer: {other:?}")),
+    }
+}
+
+/// `--check-config`: the verdict, then the plan.
+fn check_config(file: &std::path::Path, socket: &std::path::Path) -> anyhow::Result<()> {
+    let cfg = daemon::load_config(file)?;
+    let dests: usize = cfg.services.iter().map(|s| s.dests.len()).sum();
+    println!(
+        "{}: OK: {} interface(s), {} service(s), {} real server(s)",
+        file.display(),
+        cfg.interfaces.len(),
+        cfg.services.len(),
+        dests
+    );
+    let changes = match control::Client::connect(socket) {
+        Ok(mut c) => {
+            let path = std::fs::canonicalize(file)?;
+            match c.call(&control::Request::Reload { dry_run: true, path: Some(path) })? {
+                control::Response::Changes(v) => {
+                    println!("a reload of the lvsd at {} would make {} change(s):", socket.display(), v.len());
+                    v
+                }
+                control::Response::Error { detail, .. } => anyhow::bail!("{detail}"),
+                other => anyhow::bail!("unexpected answer: {other:?}"),
+            }
+        }
+        Err(_) => {
+            let v: Vec<String> = daemon::plan::plan(&[], &Default::default(), &cfg).iter().map(|c| c.to_string()).collect();
+            println!("no lvsd answers at {}; starting one would make {} change(s):", socket.display(), v.len());
+            v
+        }
+    };
+    for c in changes {
+        println!("  {c}");
+    }
+    Ok(())
+}
+
+/// `--reload`.
+fn reload(socket: &std::path::Path) -> anyhow::Result<()> {
+    let mut c = control::Client::connect(socket)?;
+    match c.call(&control::Request::Reload { dry_run: false, path: None })? {
+        control::Response::Changes(v) => {
+            println!("reloaded: {} change(s)", v.len());
+            for l in v {
+                println!("  {l}");
+            }
+            Ok(())
+        }
+        control::Response::Error { detail, .. } => Err(anyhow::anyhow!("reload refused, nothing changed: {detail}")),
         other => Err(anyhow::anyhow!("unexpected answer: {other:?}")),
     }
 }

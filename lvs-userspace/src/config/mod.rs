@@ -81,6 +81,8 @@ pub struct Config {
     /// Which states of `timeouts` the file names. lvsd writes only those at start and on
     /// reload, so a value set with `ipvsadm --set` for a state the file leaves out survives.
     pub timeouts_named: [bool; 12],
+    /// `expire_nodest_conn` and `expire_quiescent_template` (kernel defaults: both 0).
+    pub sysctls: lvs_common::sysctl::Sysctls,
     /// Virtual services in file order.
     pub services: Vec<ServiceConfig>,
     /// Firewall-mark classifier rules, in file order (the first match wins).

@@ -11,6 +11,7 @@ use std::{
 use lvs_common::{
     flow::DEFAULT_CONN_TABLE_SIZE,
     service::{MAX_DESTS, MAX_DESTS_PER_SVC, MAX_SERVICES},
+    sysctl::Sysctls,
     tcp_state::{DEFAULT_TIMEOUTS, ESTABLISHED, FIN_WAIT, STATE_NAMES},
 };
 
@@ -42,10 +43,13 @@ const TOP_KEYS: &[&str] = &[
     "xdp_mode",
     "connection_table_size",
     "timeouts",
+    "sysctls",
     "classifier",
     "services",
 ];
 const RULE_KEYS: &[&str] = &["mark", "destination", "protocol", "ports"];
+/// The IPVS sysctls the dataplane honours (`/proc/sys/net/ipv4/vs/<name>`), each 0 or 1.
+const SYSCTL_KEYS: &[&str] = &["expire_nodest_conn", "expire_quiescent_template"];
 const SERVICE_KEYS: &[&str] = &[
     "fwmark",
     "family",
@@ -209,6 +213,10 @@ pub(crate) fn build(root: Option<Node>, source: &str) -> Result<Config, ConfigEr
         Some(e) => cx.timeouts(e)?,
         None => (DEFAULT_TIMEOUTS, [false; 12]),
     };
+    let sysctls = match top.get("sysctls") {
+        Some(e) => cx.sysctls(e)?,
+        None => Sysctls::default(),
+    };
     let classifier = match top.get("classifier") {
         Some(e) => cx.classifier(e)?,
         None => Vec::new(),
@@ -218,6 +226,7 @@ pub(crate) fn build(root: Option<Node>, source: &str) -> Result<Config, ConfigEr
         None => Vec::new(),
     };
     Ok(Config {
+        sysctls,
         interfaces,
         xdp_mode,
         connection_table_size,
@@ -483,6 +492,24 @@ impl Cx<'_> {
     }
 
     /// The timeouts (kernel defaults where unnamed) and which states the file names.
+    /// `sysctls: {expire_nodest_conn: 1}`: the kernel's names and values; unnamed ones keep
+    /// the kernel's default (0).
+    fn sysctls(&self, e: &Entry) -> Result<Sysctls, ConfigError> {
+        let mut out = Sysctls::default();
+        if matches!(e.value.kind, Kind::Null) {
+            return Ok(out);
+        }
+        let f = self.fields(&e.value, "sysctls", SYSCTL_KEYS, &[])?;
+        for entry in f.entries {
+            let v = self.number(entry, 0, 1)? as u32;
+            match entry.key.as_str() {
+                "expire_nodest_conn" => out.expire_nodest_conn = v,
+                _ => out.expire_quiescent_template = v,
+            }
+        }
+        Ok(out)
+    }
+
     fn timeouts(&self, e: &Entry) -> Result<([u32; 12], [bool; 12]), ConfigError> {
         let mut names: Vec<(String, usize)> = STATE_NAMES
             .iter()

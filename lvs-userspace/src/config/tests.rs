@@ -368,7 +368,7 @@ fn unknown_key_without_near_miss() {
     assert_eq!(
         error("interfaces: [a]\ncolour: blue\n"),
         "t.yaml:2:1: unknown key 'colour' in the configuration\n  hint: the configuration takes: \
-         interfaces, xdp_mode, connection_table_size, timeouts, classifier, services"
+         interfaces, xdp_mode, connection_table_size, timeouts, sysctls, classifier, services"
     );
 }
 
@@ -915,4 +915,23 @@ fn fwmark_services() {
         error(&with_service("  - { fwmark: 7 }\n  - { fwmark: 7, scheduler: rr }\n")),
         "t.yaml:4:5: service FWM 7 is defined twice\n  hint: first defined at line 3"
     );
+}
+
+#[test]
+fn sysctls_take_the_kernel_names_and_default_to_zero() {
+    let c = parse("interfaces: [eth0]\n", "t.yaml").unwrap();
+    assert_eq!((c.sysctls.expire_nodest_conn, c.sysctls.expire_quiescent_template), (0, 0));
+    let c = parse("interfaces: [eth0]\nsysctls:\n  expire_quiescent_template: 1\n", "t.yaml").unwrap();
+    assert_eq!((c.sysctls.expire_nodest_conn, c.sysctls.expire_quiescent_template), (0, 1));
+    let c = parse("interfaces: [eth0]\nsysctls: {expire_nodest_conn: 1}\n", "t.yaml").unwrap();
+    assert_eq!((c.sysctls.expire_nodest_conn, c.sysctls.expire_quiescent_template), (1, 0));
+}
+
+#[test]
+fn sysctls_refuse_other_names_and_values() {
+    let e = error("interfaces: [eth0]\nsysctls:\n  expire_nodest: 1\n");
+    assert!(e.starts_with("t.yaml:3:3: unknown key 'expire_nodest' in sysctls"), "{e}");
+    assert!(e.contains("hint: sysctls takes: expire_nodest_conn, expire_quiescent_template"), "{e}");
+    let e = error("interfaces: [eth0]\nsysctls:\n  expire_nodest_conn: 2\n");
+    assert!(e.starts_with("t.yaml:3:23: "), "{e}");
 }

@@ -2,14 +2,15 @@
 //! (`ip_vs_conn_seq_show`), one [`ConnStatus`] per live entry, in table order (the kernel's is
 //! its hash order too; ipvsadm does not sort).
 //!
-//! Persistence templates have no map yet. When they do, they are listed here after the
-//! connections, as the kernel shows them: state `NONE` or `ASSURED`, client port 0, protocol 0
-//! (`IP`) for firewall-mark services, and the persistence engine's name and data in `pe`.
+//! Persistence templates (`TEMPLATES`) are listed after the connections, as the kernel shows
+//! them: state `NONE` or `ASSURED`, the masked client address with port 0, protocol 0 (`IP`)
+//! and the mark as the virtual address for firewall-mark services.
 
 use std::collections::HashSet;
 
 use lvs_common::{
     flow::{ConnEntry, FlowKey},
+    persist::{template_flags, Template},
     tcp_state::{STATE_NAMES, TCP_STATE_COUNT},
 };
 
@@ -26,12 +27,41 @@ pub fn list(t: &Tables) -> Vec<ConnStatus> {
     // A walk of a BPF hash map starts over when the key it stands on is deleted meanwhile
     // (the dataplane replaces entries, the reclaimer removes them): skip keys seen already.
     let mut seen = HashSet::new();
-    t.conns
+    let mut out: Vec<ConnStatus> = t
+        .conns
         .iter()
         .filter_map(Result::ok)
         .filter(|(k, _)| seen.insert(*k))
         .filter_map(|(k, e)| status(&k, &e, now))
-        .collect()
+        .collect();
+    let mut seen = HashSet::new();
+    out.extend(
+        t.templates
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(k, _)| seen.insert(*k))
+            .filter_map(|(k, tp)| template_status(&k, &tp, now)),
+    );
+    out
+}
+
+/// One persistence template as `-L -c` shows it, or `None` once it has expired.
+pub fn template_status(k: &FlowKey, t: &Template, now_ns: u64) -> Option<ConnStatus> {
+    if t.expires_ns <= now_ns {
+        return None;
+    }
+    Some(ConnStatus {
+        protocol: k.proto,
+        client: words_addr(k.src, k.family),
+        client_port: 0,
+        vaddr: words_addr(k.dst, k.family),
+        vport: u16::from_be(k.dport),
+        daddr: words_addr(t.daddr, k.family),
+        dport: u16::from_be(t.dport),
+        state: if t.flags & template_flags::ASSURED != 0 { "ASSURED" } else { "NONE" }.to_string(),
+        expires: ((t.expires_ns - now_ns) / NSEC_PER_SEC).min(u64::from(u32::MAX)) as u32,
+        pe: None,
+    })
 }
 
 /// One entry as `-L -c` shows it, or `None` once it has expired: the dataplane no longer

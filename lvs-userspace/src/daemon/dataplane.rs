@@ -53,6 +53,40 @@ impl PinLayout {
     }
 }
 
+/// Pin directories of other map-layout versions under `pin_dir` (`v<N>` with N not ours):
+/// a dataplane pinned by an lvsd whose maps this one cannot read.
+pub fn other_layouts(pin_dir: &Path) -> Vec<PathBuf> {
+    let ours = format!("v{MAP_ABI_VERSION}");
+    let Ok(entries) = fs::read_dir(pin_dir) else { return Vec::new() };
+    let mut out: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n != ours && n.strip_prefix('v').is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(|e| e.path())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Takes over the interfaces of an incompatible layout (`lvsd --replace-incompatible-dataplane`):
+/// its pinned links move into our layout, where `attach` swaps our program into them
+/// (`bpf_link_update`: the interface is never without a program); its maps are unpinned, and
+/// freed once its program is replaced. What it tracked is lost.
+pub fn adopt_links(old: &Path, pins: &PinLayout) -> anyhow::Result<()> {
+    if let Ok(entries) = fs::read_dir(old.join("links")) {
+        for e in entries.flatten() {
+            let to = pins.link(&e.file_name().to_string_lossy());
+            fs::rename(e.path(), &to)
+                .with_context(|| format!("moving pinned link {} to {}", e.path().display(), to.display()))?;
+            warn!(interface = %e.file_name().to_string_lossy(), from = %old.display(), "taking over the link of an incompatible dataplane");
+        }
+    }
+    fs::remove_dir_all(old).with_context(|| format!("removing {}", old.display()))?;
+    Ok(())
+}
+
 /// How an interface ended up attached.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attachment {

@@ -2,6 +2,7 @@
 
 pub mod connlist;
 pub mod dataplane;
+pub mod plan;
 pub mod reclaim;
 pub mod server;
 pub mod state;
@@ -46,6 +47,9 @@ pub struct Options {
     pub socket: PathBuf,
     /// Leave the dataplane attached (and its maps pinned) on SIGTERM.
     pub keep_dataplane: bool,
+    /// Take over the interfaces of a dataplane pinned with another map layout, discarding
+    /// its state (see `dataplane::adopt_links`). Without it such pins stop lvsd.
+    pub replace_incompatible: bool,
 }
 
 /// The live control plane behind the socket.
@@ -96,6 +100,13 @@ impl Daemon {
                 }
             }
             Request::ListConns => return Response::Conns(connlist::list(t)),
+            Request::Reload { dry_run, path } => {
+                let r = if dry_run { self.plan_reload(path.as_deref()) } else { self.reload() };
+                return match r {
+                    Ok(changes) => Response::Changes(changes.iter().map(|c| c.to_string()).collect()),
+                    Err(e) => Response::Error { errno: Errno::Inval, detail: format!("{e:#}") },
+                };
+            }
         };
         match result {
             Ok(()) => Response::Ok,
@@ -106,22 +117,29 @@ impl Daemon {
         }
     }
 
-    /// SIGHUP: re-reads the config and applies only the difference.
-    fn reload(&mut self) -> anyhow::Result<()> {
+    /// SIGHUP and `lvsd --reload`: re-reads the config and applies only the difference
+    /// ([`plan`]); returns what changed. A file that fails validation changes nothing.
+    fn reload(&mut self) -> anyhow::Result<Vec<plan::Change>> {
         let cfg = load_config(&self.config_path)?;
-        let wanted: HashSet<ServiceKey> = cfg.services.iter().map(|s| s.spec.key).collect();
-        for gone in self.config_services.difference(&wanted) {
-            if let Err(e) = self.vs.del_service(&mut self.tables, gone) {
-                warn!(service = %gone, detail = %e.detail, "cannot delete service removed from config");
-            }
-        }
+        let changes = plan::plan(&self.vs.specs(), &self.config_services, &cfg);
         let named = timeouts::named(&cfg);
         timeouts::apply_config(&mut self.tables, &named, &self.config_timeouts)?;
         self.config_timeouts = named;
-        apply_services(&mut self.vs, &mut self.tables, &cfg)?;
-        self.config_services = wanted;
+        self.tables.sysctls.set(0, cfg.sysctls, 0)?;
+        apply(&mut self.vs, &mut self.tables, &changes)?;
+        self.config_services = cfg.services.iter().map(|s| s.spec.key).collect();
         apply_classifier(&mut self.tables, &cfg)?;
-        Ok(())
+        for c in &changes {
+            info!(change = %c, "reload");
+        }
+        Ok(changes)
+    }
+
+    /// What a reload from `path` (default: the running config file) would change, touching
+    /// nothing (`lvsd --check-config` against a running lvsd).
+    fn plan_reload(&self, path: Option<&std::path::Path>) -> anyhow::Result<Vec<plan::Change>> {
+        let cfg = load_config(path.unwrap_or(&self.config_path))?;
+        Ok(plan::plan(&self.vs.specs(), &self.config_services, &cfg))
     }
 }
 
@@ -140,41 +158,20 @@ pub fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
     Ok(cfg)
 }
 
-/// Makes every service of the config exist exactly as written (real servers added in file
-/// order, so kernel order is the reverse, as with a sequence of `ipvsadm -a`). Services not in
-/// the config are left alone.
-fn apply_services(vs: &mut VirtualServers, t: &mut Tables, cfg: &Config) -> anyhow::Result<()> {
-    let current = vs.specs();
-    let op = |r: Result<(), state::OpError>, what: &str| {
-        r.map_err(|e| anyhow::anyhow!("{what}: {} ({:?})", e.detail, e.errno))
-    };
-    for sc in &cfg.services {
-        let key = sc.spec.key;
-        match current.iter().find(|(s, _)| s.key == key) {
-            None => {
-                op(vs.add_service(t, sc.spec.clone()), "adding service")?;
-                for d in &sc.dests {
-                    op(vs.add_dest(t, &key, d.clone()), "adding real server")?;
-                }
-            }
-            Some((spec, dests)) => {
-                if *spec != sc.spec {
-                    op(vs.edit_service(t, sc.spec.clone()), "editing service")?;
-                }
-                for old in dests {
-                    if !sc.dests.iter().any(|d| d.addr == old.addr && d.port == old.port) {
-                        op(vs.del_dest(t, &key, old.addr, old.port), "deleting real server")?;
-                    }
-                }
-                for d in &sc.dests {
-                    match dests.iter().find(|o| o.addr == d.addr && o.port == d.port) {
-                        None => op(vs.add_dest(t, &key, d.clone()), "adding real server")?,
-                        Some(o) if o != d => op(vs.edit_dest(t, &key, d.clone()), "editing real server")?,
-                        Some(_) => {}
-                    }
-                }
-            }
-        }
+/// Applies a plan in order; the first failure stops it (validation has already refused what
+/// the dataplane cannot run, so what remains are resource limits such as a full table).
+fn apply(vs: &mut VirtualServers, t: &mut Tables, changes: &[plan::Change]) -> anyhow::Result<()> {
+    use plan::Change;
+    for c in changes {
+        let r = match c {
+            Change::AddService(s) => vs.add_service(t, s.clone()),
+            Change::EditService(s) => vs.edit_service(t, s.clone()),
+            Change::DelService(k) => vs.del_service(t, k),
+            Change::AddDest(k, d) => vs.add_dest(t, k, d.clone()),
+            Change::EditDest(k, d) => vs.edit_dest(t, k, d.clone()),
+            Change::DelDest(k, a, p) => vs.del_dest(t, k, *a, *p),
+        };
+        r.map_err(|e| anyhow::anyhow!("{c}: {} ({:?})", e.detail, e.errno))?;
     }
     Ok(())
 }
@@ -203,6 +200,18 @@ fn apply_classifier(t: &mut Tables, cfg: &Config) -> anyhow::Result<()> {
 pub fn run(opts: Options) -> anyhow::Result<()> {
     let cfg = load_config(&opts.config)?;
     let pins = dataplane::PinLayout::new(&opts.pin_dir);
+    let incompatible = dataplane::other_layouts(&opts.pin_dir);
+    if let (Some(old), false) = (incompatible.first(), opts.replace_incompatible) {
+        anyhow::bail!(
+            "{} holds a dataplane pinned by an lvsd with another map layout (this lvsd uses {}); \
+             its maps cannot be read safely, so it is left as it is (still forwarding). Stop it with \
+             the lvsd that made it (SIGTERM detaches and unpins), or start this lvsd with \
+             --replace-incompatible-dataplane to take over its interfaces without a gap; the \
+             connections it tracks and the services it was given with ipvsadm are then lost",
+            old.display(),
+            pins.root.display()
+        );
+    }
     let fresh = !pins.has_state();
     let (dp, daemon) = match start_dataplane(&opts, &cfg) {
         Ok(v) => v,
@@ -223,6 +232,12 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
 fn start_dataplane(opts: &Options, cfg: &Config) -> anyhow::Result<(Dataplane, Arc<Mutex<Daemon>>)> {
     let mut dp = Dataplane::load(&opts.pin_dir, cfg.connection_table_size)?;
     let pins = dp.pins.clone();
+    // Only once our program has passed the verifier: a failure before leaves the old one alone.
+    if opts.replace_incompatible {
+        for old in dataplane::other_layouts(&opts.pin_dir) {
+            dataplane::adopt_links(&old, &pins)?;
+        }
+    }
     for iface in &cfg.interfaces {
         dp.attach(iface, cfg.xdp_mode)?;
     }
@@ -231,11 +246,15 @@ fn start_dataplane(opts: &Options, cfg: &Config) -> anyhow::Result<(Dataplane, A
     let mut tables = Tables::open(&pins.maps())?;
     // Nothing is known of an earlier file: states it named keep their pinned values.
     timeouts::apply_config(&mut tables, &timeouts::named(cfg), &[None; 12])?;
+    tables.sysctls.set(0, cfg.sysctls, 0)?;
     let mut vs = VirtualServers::recover(&tables)?;
     if !vs.is_empty() {
         info!(services = vs.len(), "recovered services from the pinned maps");
     }
-    apply_services(&mut vs, &mut tables, cfg).context("applying the config")?;
+    // At start nothing is known of an earlier file: services it declared that this one drops
+    // are left alone (they may be ipvsadm's).
+    let changes = plan::plan(&vs.specs(), &HashSet::new(), cfg);
+    apply(&mut vs, &mut tables, &changes).context("applying the config")?;
     apply_classifier(&mut tables, cfg)?;
     let conn_table_size = Tables::conn_capacity(&pins.maps())?;
     if conn_table_size != cfg.connection_table_size {
@@ -302,7 +321,7 @@ async fn wait_for_signals(daemon: Arc<Mutex<Daemon>>) -> anyhow::Result<()> {
                 let d = daemon.clone();
                 let r = tokio::task::spawn_blocking(move || d.lock().expect("daemon lock").reload()).await?;
                 match r {
-                    Ok(()) => info!("configuration reloaded"),
+                    Ok(changes) => info!(changes = changes.len(), "configuration reloaded"),
                     Err(e) => error!(error = %format!("{e:#}"), "reload refused; running configuration unchanged"),
                 }
             }

@@ -1,4 +1,4 @@
-//! Reclaiming expired connections.
+//! Reclaiming expired connections, and expiring persistence templates.
 //!
 //! The dataplane stops matching an entry the moment it expires (it compares `expires_ns` with
 //! the clock on every lookup); this thread frees the slots so the table does not fill up,
@@ -11,6 +11,10 @@
 //! what was removed: if a new connection took the same 5-tuple between our read and the
 //! delete, it is put back (`BPF_NOEXIST`), or, if yet another one already took the key, its
 //! count is taken away too.
+//!
+//! Persistence templates are swept after the connections: the walk over the connection table
+//! has just told, for each template, until when a connection it controls stays alive, which is
+//! what the kernel's template timer asks (`n_control`) when it fires.
 
 use std::{
     path::PathBuf,
@@ -25,9 +29,12 @@ use std::{
 use std::os::fd::{AsFd, AsRawFd};
 
 use aya::maps::{Array, HashMap, Map, MapData};
+use std::collections::HashMap as StdHashMap;
+
 use lvs_common::{
-    flow::{ConnEntry, ConnRef, FlowKey},
+    flow::{conn_flags, ConnEntry, ConnRef, FlowKey},
     map_names,
+    persist::{self, template_key, Template},
     service::DestConf,
 };
 use tracing::debug;
@@ -41,6 +48,9 @@ struct ConnMaps {
     out: HashMap<MapData, FlowKey, ConnRef>,
     dests: Array<MapData, DestConf>,
     counters: CounterMemory,
+    templates: HashMap<MapData, FlowKey, Template>,
+    /// A second handle on TEMPLATES for the raw lookup-and-delete.
+    templates_raw: MapData,
 }
 
 fn open(dir: &std::path::Path) -> anyhow::Result<ConnMaps> {
@@ -53,11 +63,13 @@ fn open(dir: &std::path::Path) -> anyhow::Result<ConnMaps> {
         out: HashMap::try_from(m(map_names::CONNS_OUT)?)?,
         dests: Array::try_from(m(map_names::DESTS)?)?,
         counters: CounterMemory::map(&MapData::from_pin(dir.join(map_names::DEST_COUNTERS))?)?,
+        templates: HashMap::try_from(m(map_names::TEMPLATES)?)?,
+        templates_raw: MapData::from_pin(dir.join(map_names::TEMPLATES))?,
     })
 }
 
 /// `BPF_MAP_LOOKUP_AND_DELETE_ELEM` on a hash map: removes the entry and returns what it was.
-fn lookup_and_delete(map: &MapData, key: &FlowKey) -> Option<ConnEntry> {
+fn lookup_and_delete<V: aya::Pod + Default>(map: &MapData, key: &FlowKey) -> Option<V> {
     #[repr(C)]
     struct Attr {
         map_fd: u32,
@@ -67,12 +79,12 @@ fn lookup_and_delete(map: &MapData, key: &FlowKey) -> Option<ConnEntry> {
         flags: u64,
     }
     const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
-    let mut value = ConnEntry::default();
+    let mut value = V::default();
     let attr = Attr {
         map_fd: map.fd().as_fd().as_raw_fd() as u32,
         _pad: 0,
         key: key as *const FlowKey as u64,
-        value: &mut value as *mut ConnEntry as u64,
+        value: &mut value as *mut V as u64,
         flags: 0,
     };
     // SAFETY: the attr points at a key and a value buffer of the map's sizes.
@@ -104,15 +116,20 @@ fn unbind(m: &ConnMaps, e: &ConnEntry) {
 fn sweep(m: &mut ConnMaps) -> usize {
     let now = monotonic_ns();
     // Collect first: deleting while walking with get_next_key restarts the walk.
-    let expired: Vec<(FlowKey, ConnEntry)> = m
-        .conns
-        .iter()
-        .filter_map(Result::ok)
-        .filter(|(_, e)| e.expires_ns <= now)
-        .collect();
+    let mut expired: Vec<FlowKey> = Vec::new();
+    // For each persistence template: until when a connection it controls stays alive.
+    let mut controlled: StdHashMap<FlowKey, u64> = StdHashMap::new();
+    for (k, e) in m.conns.iter().filter_map(Result::ok) {
+        if e.expires_ns <= now {
+            expired.push(k);
+        } else if e.flags & conn_flags::CONTROLLED != 0 {
+            let until = controlled.entry(template_key(&k, &conn_flags::scope(&e))).or_default();
+            *until = (*until).max(e.expires_ns);
+        }
+    }
     let mut n = 0;
-    for (k, _) in &expired {
-        let Some(e) = lookup_and_delete(&m.conns_raw, k) else { continue };
+    for k in &expired {
+        let Some(e) = lookup_and_delete::<ConnEntry>(&m.conns_raw, k) else { continue };
         if e.expires_ns > now {
             // A new connection took this 5-tuple after our read: put it back, unless yet
             // another one has taken the key since, in which case this one is gone for good.
@@ -144,7 +161,50 @@ fn sweep(m: &mut ConnMaps) -> usize {
     for ok in stale {
         let _ = m.out.remove(&ok);
     }
+    sweep_templates(m, &controlled, now);
     n
+}
+
+/// How far ahead of its due time a template is postponed: a little more than one sweep, so
+/// that the dataplane never sees a template expire that the kernel's timer would have
+/// postponed (it finds a controlled connection alive at the due time).
+const POSTPONE_AHEAD_NS: u64 = 1_500_000_000;
+
+/// Postpones or removes persistence templates that are due (`ip_vs_conn_expire` on a
+/// template): one that still controls a connection alive past its due time gets 60 s more,
+/// the others go, and their server loses a PersistConn.
+fn sweep_templates(m: &mut ConnMaps, controlled: &StdHashMap<FlowKey, u64>, now: u64) {
+    let due: Vec<(FlowKey, Template)> = m
+        .templates
+        .iter()
+        .filter_map(Result::ok)
+        .filter(|(_, t)| t.expires_ns <= now + POSTPONE_AHEAD_NS)
+        .collect();
+    for (k, t) in due {
+        let alive_until = controlled.get(&k).copied().unwrap_or(0);
+        if let Some(expires_ns) = persist::postponed(t.expires_ns, alive_until, now) {
+            // Written back only if the dataplane did not touch it since we read it. (It may
+            // still restart the timer between this read and the write: then the restart is
+            // lost and the template keeps the postponed expiry, at least 60 s away.)
+            if matches!(m.templates.get(&k, 0), Ok(cur) if cur == t) {
+                const BPF_EXIST: u64 = 2;
+                let _ = m.templates.insert(k, Template { expires_ns, timeout_s: persist::POSTPONE_SECS, ..t }, BPF_EXIST);
+            }
+            continue;
+        }
+        if t.expires_ns > now {
+            continue;
+        }
+        let Some(gone) = lookup_and_delete::<Template>(&m.templates_raw, &k) else { continue };
+        if gone.expires_ns > now {
+            // Used again after our read: put it back unless a newer one took the key.
+            const BPF_NOEXIST: u64 = 1;
+            if m.templates.insert(k, gone, BPF_NOEXIST).is_ok() {
+                continue;
+            }
+        }
+        m.counters.uncount_template(gone.dest_id);
+    }
 }
 
 /// Starts the reclaim thread; it stops when `stop` is set.

@@ -57,11 +57,8 @@ pub fn check_service_supported(spec: &ServiceSpec) -> Result<u32, OpError> {
         }
         _ => {}
     }
-    if spec.flags & (svc_flags::PERSISTENT | svc_flags::ONEPACKET) != 0 {
-        return err(
-            Errno::NotImplemented,
-            "persistence and one-packet scheduling are not supported by lvsd yet",
-        );
+    if spec.flags & svc_flags::ONEPACKET != 0 {
+        return err(Errno::NotImplemented, "one-packet scheduling is not supported by lvsd yet");
     }
     Ok(id)
 }
@@ -116,8 +113,10 @@ const DEST_TRASH_PERIOD: std::time::Duration = std::time::Duration::from_secs(12
 /// service but loses `AVAILABLE`, so meanwhile their packets are dropped, as in IPVS. The slot
 /// (and its `DEST_COUNTERS` entry) stays reserved while any connection still counts on it.
 struct Trashed {
-    /// The owning service's slot; `None` once the service is deleted too (no revival then).
-    svc_slot: Option<u32>,
+    /// The service it was deleted from. A service deleted and created again with the same
+    /// key revives it too (`ip_vs_trash_get_dest` matches on the service's address, port,
+    /// protocol and mark), so persistence templates pointing at it work again.
+    svc: Option<ServiceKey>,
     addr: std::net::IpAddr,
     port: u16,
     slot: u32,
@@ -190,7 +189,7 @@ impl VirtualServers {
                 let d = tables::dest_spec(&t.dests.get(&ds, 0)?);
                 vs.used_dest_slots.insert(ds);
                 vs.trash.push(Trashed {
-                    svc_slot: None,
+                    svc: None,
                     addr: d.addr,
                     port: d.port,
                     slot: ds,
@@ -353,12 +352,7 @@ impl VirtualServers {
         let now = std::time::Instant::now();
         for d in &svc.dests {
             let _ = t.dests.set(d.slot, tables::dest_conf(&d.spec, slot, 0), 0);
-            self.trash.push(Trashed { svc_slot: None, addr: d.spec.addr, port: d.spec.port, slot: d.slot, since: now });
-        }
-        // Reviving needs the same service; lvsd does not carry trashed servers over to a
-        // re-created one (IPVS does). Their slots stay reserved until their connections end.
-        for tr in self.trash.iter_mut().filter(|tr| tr.svc_slot == Some(slot)) {
-            tr.svc_slot = None;
+            self.trash.push(Trashed { svc: Some(*key), addr: d.spec.addr, port: d.spec.port, slot: d.slot, since: now });
         }
         let _ = t.services.set(slot, ServiceConf::default(), 0);
         t.flush_sched_cache(slot);
@@ -401,7 +395,7 @@ impl VirtualServers {
             return err(Errno::NoMem, format!("{key} already has {MAX_DESTS_PER_SVC} real servers"));
         }
         let revived =
-            self.trash.iter().position(|tr| tr.svc_slot == Some(slot) && tr.addr == d.addr && tr.port == d.port);
+            self.trash.iter().position(|tr| tr.svc == Some(*key) && tr.addr == d.addr && tr.port == d.port);
         let ds = match revived {
             Some(i) => {
                 let ds = self.trash.remove(i).slot;
@@ -491,7 +485,7 @@ impl VirtualServers {
         }
         let _ = t.dests.set(removed.slot, tables::dest_conf(&removed.spec, slot, 0), 0);
         self.trash.push(Trashed {
-            svc_slot: Some(slot),
+            svc: Some(*key),
             addr,
             port,
             slot: removed.slot,

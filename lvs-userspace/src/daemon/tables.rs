@@ -15,6 +15,8 @@ use lvs_common::{
     counters::{Counter, COUNTER_COUNT},
     flow::{ConnEntry, FlowKey},
     map_names,
+    persist::Template,
+    sysctl::Sysctls,
     service::{
         DestConf, DestCounters, HashTable, MhTable, LblcEntry, LblcKey, LblcrEntry, SchedState, ServiceConf, SvcKey, MAX_DESTS,
     },
@@ -39,6 +41,8 @@ pub struct Tables {
     pub lblcr_cache: HashMap<MapData, LblcKey, LblcrEntry>,
     pub hash_tables: Array<MapData, HashTable>,
     pub mh_tables: HashMap<MapData, u32, MhTable>,
+    pub templates: HashMap<MapData, FlowKey, Template>,
+    pub sysctls: Array<MapData, Sysctls>,
     /// The classifier's two rule sets and the lookup control words (`lvs_common::classify`).
     pub classifier: Array<MapData, ClassRuleSet>,
     pub lookup_ctl: Array<MapData, u32>,
@@ -70,6 +74,8 @@ impl Tables {
             lblcr_cache: HashMap::try_from(open(dir, map_names::LBLCR_CACHE)?)?,
             hash_tables: Array::try_from(open(dir, map_names::HASH_TABLES)?)?,
             mh_tables: HashMap::try_from(open(dir, map_names::MH_TABLES)?)?,
+            templates: HashMap::try_from(open(dir, map_names::TEMPLATES)?)?,
+            sysctls: Array::try_from(open(dir, map_names::SYSCTLS)?)?,
             classifier: Array::try_from(open(dir, map_names::CLASSIFIER)?)?,
             lookup_ctl: Array::try_from(open(dir, map_names::LOOKUP_CTL)?)?,
             classifier_flipped: None,
@@ -98,6 +104,8 @@ impl Tables {
             lblcr_cache: HashMap::try_from(take(map_names::LBLCR_CACHE)?)?,
             hash_tables: Array::try_from(take(map_names::HASH_TABLES)?)?,
             mh_tables: HashMap::try_from(take(map_names::MH_TABLES)?)?,
+            templates: HashMap::try_from(take(map_names::TEMPLATES)?)?,
+            sysctls: Array::try_from(take(map_names::SYSCTLS)?)?,
             classifier: Array::try_from(take(map_names::CLASSIFIER)?)?,
             lookup_ctl: Array::try_from(take(map_names::LOOKUP_CTL)?)?,
             classifier_flipped: None,
@@ -378,6 +386,13 @@ impl CounterMemory {
             let after = AtomicU64::from_ptr(dec).fetch_sub(1, AtomicOrdering::Relaxed).wrapping_sub(1);
             Some(after.wrapping_add(AtomicU64::from_ptr(other).load(AtomicOrdering::Relaxed)))
         }
+    }
+
+    /// Takes one persistence template away from real server `dest_id` (PersistConn).
+    pub fn uncount_template(&self, dest_id: u32) {
+        let Some(c) = self.slot(dest_id) else { return };
+        // SAFETY: as in `uncount`.
+        unsafe { AtomicU64::from_ptr(&raw mut (*c).persist).fetch_sub(1, AtomicOrdering::Relaxed) };
     }
 
     /// Clears real server `dest_id`'s OVERLOAD mark.
