@@ -21,8 +21,10 @@ pub mod sched_dynamic;
 mod sched_golden;
 pub mod sched_hash;
 pub mod service;
+pub mod stats;
 pub mod sysctl;
 pub mod tcp_state;
+pub mod twos;
 pub mod wrr;
 
 /// Names of the maps, as the eBPF object defines them and as they are pinned.
@@ -42,10 +44,12 @@ pub mod map_names {
     pub const MH_TABLES: &str = "MH_TABLES";
     pub const TEMPLATES: &str = "TEMPLATES";
     pub const SYSCTLS: &str = "SYSCTLS";
+    pub const IPVS_STATS: &str = "IPVS_STATS";
+    pub const IPVS_STATS_ZERO: &str = "IPVS_STATS_ZERO";
     pub const CLASSIFIER: &str = "CLASSIFIER";
     pub const LOOKUP_CTL: &str = "LOOKUP_CTL";
     /// Every map, for pinning.
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 19] = [
         SVC_INDEX,
         SERVICES,
         SCHED_STATE,
@@ -61,6 +65,8 @@ pub mod map_names {
         MH_TABLES,
         TEMPLATES,
         SYSCTLS,
+        IPVS_STATS,
+        IPVS_STATS_ZERO,
         CLASSIFIER,
         LOOKUP_CTL,
     ];

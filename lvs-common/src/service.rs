@@ -26,10 +26,13 @@ pub mod sched {
     pub const LBLCR: u32 = 9;
     pub const DH: u32 = 10;
     pub const SH: u32 = 11;
+    pub const WRR: u32 = 12;
     pub const MH: u32 = 13;
+    pub const TWOS: u32 = 14;
 
-    const NAMES: [(u32, &str); 12] = [
+    const NAMES: [(u32, &str); 14] = [
         (RR, "rr"),
+        (WRR, "wrr"),
         (LC, "lc"),
         (WLC, "wlc"),
         (SED, "sed"),
@@ -41,6 +44,7 @@ pub mod sched {
         (DH, "dh"),
         (SH, "sh"),
         (MH, "mh"),
+        (TWOS, "twos"),
     ];
 
     /// The id for a scheduler name, if the dataplane implements it.
@@ -252,6 +256,8 @@ pub struct MhTable {
 /// IPVS service flags the hash schedulers read (`IP_VS_SVC_F_SCHED1/2`): `-b sh-fallback` /
 /// `mh-fallback`, and `-b sh-port` / `mh-port`.
 pub const SVC_F_SCHED_FALLBACK: u32 = 0x0008;
+/// `IP_VS_SVC_F_ONEPACKET` (`--ops`): every UDP datagram is scheduled on its own.
+pub const SVC_F_ONEPACKET: u32 = 0x0004;
 pub const SVC_F_SCHED_PORT: u32 = 0x0010;
 
 /// Key of `LBLC_CACHE`: a service and a destination address. 24 bytes.
@@ -310,7 +316,7 @@ pub const LBLC_EXPIRATION_NS: u64 = 24 * 3600 * 1_000_000_000;
 /// the kernel's timer drops entries unused for 6 minutes once it holds 16384).
 pub const LBLC_CACHE_SIZE: u32 = 65536;
 
-/// Mutable per-service scheduler state (value of `SCHED_STATE`). 8 bytes.
+/// Mutable per-service scheduler state (value of `SCHED_STATE`). 24 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct SchedState {
@@ -318,13 +324,16 @@ pub struct SchedState {
     /// index at which the next walk starts; 0 is the list head (IPVS's initial pointer).
     pub rr_next: u32,
     pub _pad: u32,
+    /// wrr: the kernel's mark (`cl` a position in `ServiceConf::dests`). Written by userspace
+    /// when the kernel initialises or resets it, by the dataplane after every choice.
+    pub wrr: crate::wrr::WrrMark,
 }
 
 const _: () = assert!(core::mem::size_of::<DestCounters>() == 32);
 const _: () = assert!(core::mem::size_of::<SvcKey>() == 20);
 const _: () = assert!(core::mem::size_of::<ServiceConf>() == 40 + 4 * MAX_DESTS_PER_SVC);
 const _: () = assert!(core::mem::size_of::<DestConf>() == 40);
-const _: () = assert!(core::mem::size_of::<SchedState>() == 8);
+const _: () = assert!(core::mem::size_of::<SchedState>() == 24);
 const _: () = assert!(core::mem::size_of::<LblcKey>() == 24);
 const _: () = assert!(core::mem::size_of::<LblcEntry>() == 16);
 const _: () = assert!(core::mem::size_of::<LblcrEntry>() == 88);

@@ -8,12 +8,12 @@
 //!
 //! The kernel's walk runs pass after pass over the list, lowering `cw` by `di` after each,
 //! until some server not overloaded has a weight of at least `cw`. With the heaviest servers
-//! overloaded that is many empty passes (weights go up to 65535). [`WrrScan`] gets the same
+//! overloaded that is many empty passes (weights go up to 65535). [`WrrCall`] gets the same
 //! answer in at most two walks of the list: the first looks for a hit in the rest of the
 //! current pass and notes the highest weight of a server not overloaded; from it, the threshold
 //! of the first pass that can hit, and whether the kernel gives up first, follow by arithmetic;
-//! the second walk finds the server in that pass. The dataplane drives it from a `bpf_loop`
-//! callback, one server per call.
+//! the second walk finds the server in that pass. The dataplane runs each walk as a `bpf_loop`
+//! (see [`WrrCall`]).
 
 /// No server chosen yet: the kernel's list head.
 pub const HEAD: i32 = -1;
@@ -84,7 +84,8 @@ pub fn wrr_dest_changed(mark: &mut WrrMark, weights: &[i32]) {
 
 /// Picks the server for a new connection (`ip_vs_wrr_schedule`) from the servers' `(weight,
 /// overloaded)` in kernel order, and moves the mark as the kernel does, on failure too.
-/// Returns its position. Host-side driver of [`WrrScan`]; the dataplane runs the same steps.
+/// Returns its position. Host-side driver of [`WrrCall`]; the dataplane runs the same two
+/// walks under `bpf_loop`.
 pub fn wrr_schedule(mark: &mut WrrMark, dests: &[(i32, bool)]) -> Option<usize> {
     wrr_schedule_why(mark, dests).ok()
 }
@@ -92,226 +93,111 @@ pub fn wrr_schedule(mark: &mut WrrMark, dests: &[(i32, bool)]) -> Option<usize> 
 /// [`wrr_schedule`], saying why no server was found.
 pub fn wrr_schedule_why(mark: &mut WrrMark, dests: &[(i32, bool)]) -> Result<usize, WrrFail> {
     let n = dests.len().min(u32::MAX as usize) as u32;
-    let mut scan = WrrScan::new(mark, n);
-    while let Some(i) = scan.next_index() {
-        let (w, ov) = dests.get(i as usize).copied().unwrap_or((0, true));
-        scan.step(w, ov);
+    let at = |i: u32| dests.get(i as usize).copied().unwrap_or((0, true));
+    let call = WrrCall::new(mark, n)?;
+    let mut max_ok = 0;
+    for k in 0..n {
+        let (pos, in_pass) = call.first_walk_pos(k);
+        let (w, ov) = at(pos);
+        if !ov && w > max_ok {
+            max_ok = w;
+        }
+        if in_pass && wrr_takes(w, ov, call.cw) {
+            mark.cl = pos as i32;
+            return Ok(pos as usize);
+        }
     }
-    scan.finish(mark).map(|i| i as usize)
+    let plan = call.plan(max_ok);
+    if plan.cw > 0 {
+        for i in 0..plan.limit.min(n) {
+            let (w, ov) = at(i);
+            if wrr_takes(w, ov, plan.cw) {
+                mark.cl = i as i32;
+                mark.cw = plan.cw;
+                return Ok(i as usize);
+            }
+        }
+    }
+    mark.cl = plan.fail_cl;
+    mark.cw = plan.fail_cw;
+    Err(WrrFail::Overloaded)
 }
 
-/// What a [`WrrScan::step`] concluded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WrrStep {
-    /// Feed the server at the next [`WrrScan::next_index`].
-    Continue,
-    /// Chosen: the server at this position.
-    Found(u32),
-    /// No server.
-    Fail(WrrFail),
+/// The kernel's test for a server during a pass at threshold `cw`.
+#[inline(always)]
+pub fn wrr_takes(weight: i32, overloaded: bool, cw: i32) -> bool {
+    !overloaded && weight >= cw
 }
 
-const WALK_FIRST: u32 = 0;
-const WALK_TARGET: u32 = 1;
-const DONE: u32 = 2;
-
-/// One [`wrr_schedule`] call as a walk the caller feeds, server by server: ask
-/// [`next_index`](WrrScan::next_index) which position to read, pass its weight and OVERLOAD
-/// flag to [`step`](WrrScan::step), repeat until `next_index` returns `None`, then
-/// [`finish`](WrrScan::finish). At most `2 * n + 1` calls of `next_index`; no recursion, no
-/// division by a value that can be 0, no indexing, no overflow (everything that can grow is
-/// 64-bit). `#[repr(C)]` so the dataplane can keep it on the `bpf_loop` caller's stack.
+/// One [`wrr_schedule`] call as two plain walks over the list, so that the dataplane can run
+/// each as a `bpf_loop` whose callback keeps no counter of its own (the verifier re-checks a
+/// callback until its state repeats; a step counter in the shared state never repeats, which
+/// is what made a single state-machine callback "too complex").
 ///
-/// Walk 1 goes from the server after `cl` round to `cl`: the servers after `cl` are the rest
-/// of the kernel's current pass, checked at `cw`; all of them add to `max_ok`, the highest
-/// weight of a server not overloaded. Walk 2, if needed, checks every server (or, in the
-/// kernel's last pass after a restart, only up to the old `cl`) at the threshold of the first
-/// later pass that `max_ok` reaches.
-///
-/// Driven from `bpf_loop` (checked: the verifier accepts this shape, and it agrees with
-/// [`wrr_schedule`] under `BPF_PROG_TEST_RUN`):
-///
-/// ```ignore
-/// extern "C" fn wrr_step(_: u64, ctx: *mut c_void) -> i64 {
-///     let scan = unsafe { &mut *(ctx as *mut WrrScan) };
-///     let Some(i) = scan.next_index() else { return 1 };
-///     let (weight, overloaded) = dest_at(i); // weight 0 / overloaded if the slot is gone
-///     scan.step(weight, overloaded);
-///     0
-/// }
-/// let mut scan = WrrScan::new(&mark, count);
-/// bpf_loop(2 * MAX_DESTS_PER_SVC as u32 + 1, wrr_step as *mut c_void, &mut scan as *mut _ as *mut c_void, 0);
-/// let pos = scan.finish(&mut mark); // then write the mark back
-/// ```
+/// Walk 1 reads the `n` servers from the one after `cl` round to `cl`. Those after `cl`
+/// ([`first_walk_pos`](WrrCall::first_walk_pos) says which) are the rest of the kernel's
+/// current pass, checked at `cw`: the first that [`wrr_takes`] is chosen, the mark keeps `cw`.
+/// Every server read adds to `max_ok`, the highest weight of a server not overloaded. Without
+/// a hit, [`plan`](WrrCall::plan) replays the kernel's later passes by arithmetic and says
+/// which threshold the first pass that can hit has; walk 2 reads positions `0..limit` at it.
+/// At most `2 * n` reads, no division by a value that can be 0, no indexing, no overflow.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WrrScan {
+pub struct WrrCall {
     /// Servers in the service.
-    n: u32,
-    /// `WALK_FIRST`, `WALK_TARGET` or `DONE`.
-    phase: u32,
-    /// Servers read in the current walk.
-    k: u32,
-    /// Servers walk 2 may read (`n`, or `last + 1` when the kernel would stop at `last`).
-    limit: u32,
+    pub n: u32,
     /// The kernel's `last`: `cl` when the call began ([`HEAD`] if it pointed nowhere valid).
-    last: i32,
-    /// Threshold of the current walk.
-    cw: i32,
-    mw: i32,
-    di: i32,
-    /// Highest weight of a server not overloaded seen in walk 1, at least 0.
-    max_ok: i32,
-    /// Mark to store when done.
-    out_cl: i32,
-    out_cw: i32,
-    /// Position found, or -1.
-    found: i32,
-    /// 0 none, 1 [`WrrFail::NoDest`], 2 [`WrrFail::Overloaded`].
-    fail: u32,
-    /// 1 when walk 2 is the kernel's last pass after a restart, which stops at `last`.
-    stop_at_last: u32,
+    pub last: i32,
+    /// Threshold of walk 1 (the mark's `cw`).
+    pub cw: i32,
+    pub mw: i32,
+    pub di: i32,
 }
 
-impl WrrScan {
-    /// Starts a call on `n` servers with the service's mark.
-    pub fn new(mark: &WrrMark, n: u32) -> WrrScan {
+/// What follows a walk 1 without a hit. 16 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WrrPlan {
+    /// Threshold of walk 2; 0 when the kernel gives up without another hit possible.
+    pub cw: i32,
+    /// Walk 2 reads positions `0..limit` (`n`, or `last + 1` in the kernel's last pass after
+    /// a restart, which stops at `last`).
+    pub limit: u32,
+    /// The mark the kernel leaves when it gives up.
+    pub fail_cl: i32,
+    pub fail_cw: i32,
+}
+
+impl WrrCall {
+    /// Starts a call on `n` servers with the service's mark; [`WrrFail::NoDest`] when no
+    /// server has a weight (`mw == 0`; the mark is left as it is).
+    #[inline(always)]
+    pub fn new(mark: &WrrMark, n: u32) -> Result<WrrCall, WrrFail> {
+        // mw < 0 and di <= 0 cannot come from wrr_init / wrr_dest_changed; the kernel only
+        // tests mw == 0, and would loop for ever on the others.
+        if mark.mw <= 0 || mark.di <= 0 {
+            return Err(WrrFail::NoDest);
+        }
         // A position past the list cannot come from dest_changed (it resets to the head);
         // treat it as the head rather than read past the end.
         let last = if mark.cl >= 0 && (mark.cl as u32) < n { mark.cl } else { HEAD };
-        let mut s = WrrScan {
-            n,
-            phase: WALK_FIRST,
-            k: 0,
-            limit: n,
-            last,
-            cw: mark.cw,
-            mw: mark.mw,
-            di: mark.di,
-            max_ok: 0,
-            out_cl: mark.cl,
-            out_cw: mark.cw,
-            found: -1,
-            fail: 0,
-            stop_at_last: 0,
-        };
-        // mw <= 0 and di <= 0 cannot come from wrr_init / wrr_dest_changed; the kernel only
-        // tests mw == 0, and would loop for ever on the others.
-        if mark.mw <= 0 || mark.di <= 0 {
-            s.fail = 1;
-            s.phase = DONE;
-        }
-        s
+        Ok(WrrCall { n, last, cw: mark.cw, mw: mark.mw, di: mark.di })
     }
 
-    /// Position (kernel order) of the server to feed to [`step`](WrrScan::step) next, or
-    /// `None` when the call is decided.
-    pub fn next_index(&mut self) -> Option<u32> {
-        if self.phase == WALK_FIRST && self.k >= self.n {
-            self.plan_second_walk();
-        }
-        if self.phase == WALK_TARGET && self.k >= self.limit {
-            // Walk 2 always hits before its end unless a flag changed between the walks.
-            self.give_up(self.fail_cl(), self.fail_cw());
-        }
-        match self.phase {
-            WALK_FIRST => {
-                // From the server after `last`, round to `last`.
-                let start = (self.last + 1) as u32;
-                let i = start.wrapping_add(self.k);
-                Some(if i >= self.n { i.wrapping_sub(self.n) } else { i })
-            }
-            WALK_TARGET => Some(self.k),
-            _ => None,
-        }
-    }
-
-    /// Feeds the server at the position [`next_index`](WrrScan::next_index) returned: its
-    /// weight and whether it has the OVERLOAD flag.
-    pub fn step(&mut self, weight: i32, overloaded: bool) -> WrrStep {
-        let i = match self.phase {
-            WALK_FIRST => {
-                let start = (self.last + 1) as u32;
-                let i = start.wrapping_add(self.k);
-                let in_pass = i < self.n;
-                if !overloaded && weight > self.max_ok {
-                    self.max_ok = weight;
-                }
-                self.k = self.k.saturating_add(1);
-                if !in_pass {
-                    return WrrStep::Continue;
-                }
-                i
-            }
-            WALK_TARGET => {
-                let i = self.k;
-                self.k = self.k.saturating_add(1);
-                i
-            }
-            _ => return self.outcome(),
-        };
-        if !overloaded && weight >= self.cw {
-            self.found = i as i32;
-            self.out_cl = i as i32;
-            self.out_cw = self.cw;
-            self.phase = DONE;
-        }
-        self.outcome()
-    }
-
-    /// The result so far: [`WrrStep::Continue`] until decided.
-    pub fn outcome(&self) -> WrrStep {
-        if self.phase != DONE {
-            WrrStep::Continue
-        } else if self.found >= 0 {
-            WrrStep::Found(self.found as u32)
-        } else if self.fail == 1 {
-            WrrStep::Fail(WrrFail::NoDest)
+    /// Position read at step `k` (`0..n`) of walk 1, and whether it lies in the rest of the
+    /// current pass (after `last`), where a hit at `cw` counts.
+    #[inline(always)]
+    pub fn first_walk_pos(&self, k: u32) -> (u32, bool) {
+        let i = ((self.last + 1) as u32).wrapping_add(k);
+        if i >= self.n {
+            (i.wrapping_sub(self.n), false)
         } else {
-            WrrStep::Fail(WrrFail::Overloaded)
+            (i, true)
         }
     }
 
-    /// Stores the mark as the kernel leaves it and returns the chosen position. Call once
-    /// [`next_index`](WrrScan::next_index) has returned `None`.
-    pub fn finish(&self, mark: &mut WrrMark) -> Result<u32, WrrFail> {
-        if self.phase == DONE {
-            mark.cl = self.out_cl;
-            mark.cw = self.out_cw;
-        }
-        match self.outcome() {
-            WrrStep::Found(i) => Ok(i),
-            WrrStep::Fail(f) => Err(f),
-            WrrStep::Continue => Err(WrrFail::Overloaded),
-        }
-    }
-
-    fn give_up(&mut self, cl: i32, cw: i32) {
-        self.out_cl = cl;
-        self.out_cw = cw;
-        self.fail = 2;
-        self.phase = DONE;
-    }
-
-    /// Where the kernel leaves the mark when it gives up in walk 2's pass: at `last` in the
-    /// stop-limited last pass, else at the head with `cw = mw`.
-    fn fail_cl(&self) -> i32 {
-        if self.stop_at_last != 0 {
-            self.last
-        } else {
-            HEAD
-        }
-    }
-
-    fn fail_cw(&self) -> i32 {
-        if self.stop_at_last != 0 {
-            self.cw
-        } else {
-            self.mw
-        }
-    }
-
-    /// Walk 1 found nothing after `last`. Replays the kernel's later passes by arithmetic:
+    /// Walk 1 found nothing after `last`; `max_ok` is the highest weight of a server not
+    /// overloaded it saw (at least 0). Replays the kernel's later passes by arithmetic:
     ///
     /// - `cw - di > 0`: passes at `cw - di`, `cw - 2di`, ... over the whole list; the first one
     ///   at or below `max_ok` hits. After the pass at or below `di` the kernel gives up (its
@@ -319,36 +205,36 @@ impl WrrScan {
     /// - otherwise, from the head: it gives up at once (head, `cw = mw`).
     /// - otherwise it restarts at `cw = mw`: passes at `mw`, `mw - di`, ...; the last one (at
     ///   or below `di`) stops after `last`, where the kernel gives up and leaves the mark.
-    fn plan_second_walk(&mut self) {
-        let (cw, di, mw, m) = (self.cw as i64, self.di as i64, self.mw as i64, self.max_ok as i64);
+    #[inline(always)]
+    pub fn plan(&self, max_ok: i32) -> WrrPlan {
+        let give_up = WrrPlan { cw: 0, limit: 0, fail_cl: HEAD, fail_cw: self.mw };
+        let (cw, di, mw, m) = (self.cw as i64, self.di as i64, self.mw as i64, max_ok as i64);
         let first = cw - di;
         let (from, restarted) = if first > 0 {
             (first, false)
         } else if self.last == HEAD {
-            self.give_up(HEAD, self.mw);
-            return;
+            return give_up;
         } else {
             (mw, true)
         };
-        // The smallest positive threshold of the run (the kernel's last pass):
-        // ((from - 1) mod di) + 1. Unsigned: BPF before ISA v4 has no signed division.
-        let lowest = ((from - 1) as u64).checked_rem(di as u64).unwrap_or(0) as i64 + 1;
-        let target = first_reachable(from, di, m);
-        match target {
-            Some(c) => {
-                self.phase = WALK_TARGET;
-                self.k = 0;
-                self.cw = c as i32;
-                if restarted && c <= di {
-                    self.stop_at_last = 1;
-                    self.limit = (self.last + 1) as u32;
-                }
+        match first_reachable(from, di, m) {
+            Some(c) if restarted && c <= di => {
+                // The kernel's last pass after a restart: it stops on reaching `last` and
+                // leaves the mark there, at this threshold.
+                WrrPlan { cw: c as i32, limit: (self.last + 1) as u32, fail_cl: self.last, fail_cw: c as i32 }
             }
-            None if restarted => self.give_up(self.last, lowest as i32),
-            None => self.give_up(HEAD, self.mw),
+            Some(c) => WrrPlan { cw: c as i32, limit: self.n, ..give_up },
+            None if restarted => {
+                // The smallest positive threshold of the run (the kernel's last pass):
+                // ((from - 1) mod di) + 1. Unsigned: BPF before ISA v4 has no signed division.
+                let lowest = ((from - 1) as u64).checked_rem(di as u64).unwrap_or(0) as i64 + 1;
+                WrrPlan { cw: 0, limit: 0, fail_cl: self.last, fail_cw: lowest as i32 }
+            }
+            None => give_up,
         }
     }
 }
+
 
 /// The first of `from`, `from - di`, `from - 2di`, ... (stopping before 0) that is at most
 /// `max_ok`, if any. `from >= 1`, `di >= 1`.
@@ -595,18 +481,17 @@ mod tests {
             *w = 65535 - i as i32;
         }
         let d: Vec<(i32, bool)> = weights.iter().enumerate().map(|(i, &w)| (w, i < 255)).collect();
-        let mut mark = wrr_init(&weights);
+        let mark = wrr_init(&weights);
         let mut km = mark;
-        let mut scan = WrrScan::new(&mark, 256);
-        let mut calls = 0;
-        while let Some(i) = scan.next_index() {
-            calls += 1;
-            let (w, ov) = d[i as usize];
-            scan.step(w, ov);
-        }
-        assert!(calls <= 2 * 256, "{calls} steps");
-        assert_eq!(scan.finish(&mut mark).map(|i| i as usize), kernel_schedule(&mut km, &d));
-        assert_eq!(mark, km);
+        let call = WrrCall::new(&mark, 256).unwrap();
+        // Walk 1 reads all 256 without a hit (only the last is not overloaded, and its weight
+        // is below cw); the plan's walk 2 then reads at most 256 more.
+        let max_ok = (0..256).map(|k| d[call.first_walk_pos(k).0 as usize]).filter(|x| !x.1).map(|x| x.0).max().unwrap();
+        let plan = call.plan(max_ok);
+        assert!(plan.cw > 0 && plan.limit <= 256, "{plan:?}");
+        let mut m = mark;
+        assert_eq!(wrr_schedule(&mut m, &d), kernel_schedule(&mut km, &d).ok());
+        assert_eq!(m, km);
     }
 
     /// xorshift64*: deterministic, no dependency.

@@ -118,6 +118,23 @@ fn count_new(dest_id: u32, dest: &DestConf) {
     }
 }
 
+/// A one-packet (`--ops`) connection's whole life on its real server: bound (counted as
+/// inactive, possibly setting OVERLOAD at the u-threshold) and at once unbound (uncounted,
+/// clearing OVERLOAD by the unbind rule), as the kernel's zero-timeout expiry does. The net
+/// count is 0, but the threshold marks move exactly as the kernel's do.
+#[inline(always)]
+pub fn one_packet(dest_id: u32, dest: &DestConf) {
+    count_new(dest_id, dest);
+    counter_add(dest_id, Count::Inactive, MINUS_ONE);
+    let Some(c) = DEST_COUNTERS.get_ptr_mut(dest_id) else { return };
+    unsafe {
+        let total = (*c).active.wrapping_add((*c).inactive);
+        if (*c).overload != 0 && overload_clears(total, dest.u_threshold, dest.l_threshold) {
+            set_overload(c, 0);
+        }
+    }
+}
+
 /// Runs the state machine for one packet and restarts the entry's timer, as IPVS does at the
 /// end of every packet. Entering or leaving an active TCP state moves the connection's count
 /// between its server's active and inactive counters (`set_tcp_state` in the kernel).

@@ -23,13 +23,13 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lvs_common::{
     counters::Counter,
     flow::ConnEntry,
-    service::dest_flags,
+    service::{dest_flags, SVC_F_ONEPACKET},
     tcp_state::{DIR_INPUT, DIR_OUTPUT, TCP_RST, TCP_SYN},
 };
 
 use crate::{
     maps::{DESTS, SERVICES, SYSCTLS},
-    parse::{Packet, IPPROTO_TCP},
+    parse::{Packet, IPPROTO_TCP, IPPROTO_UDP},
 };
 
 #[xdp]
@@ -67,11 +67,11 @@ fn process(ctx: &XdpContext) -> Counter {
         if !conntrack::reusable(e, &pkt) {
             stats::count(Counter::ConnHit);
             match dest_state(e) {
-                DestState::Serving => return to_real_server(ctx, &pkt, e, now),
+                DestState::Serving => return to_real_server(ctx, &pkt, e, now, 0),
                 // A new SYN to a quiesced server is scheduled again only with
                 // expire_nodest_conn (the conn_reuse_mode path of ip_vs_in).
                 DestState::Quiesced if !(is_syn(&pkt) && expire_nodest_conn()) => {
-                    return to_real_server(ctx, &pkt, e, now)
+                    return to_real_server(ctx, &pkt, e, now, 0)
                 }
                 DestState::Gone if !expire_nodest_conn() => return Counter::DropDestUnavailable,
                 // expire_nodest_conn: the entry goes now and the packet is treated as new (a
@@ -83,6 +83,11 @@ fn process(ctx: &XdpContext) -> Counter {
     // 2. Real server -> client reply on a NAT connection.
     if let Some(e) = conntrack::lookup_out(&key, now) {
         stats::count(Counter::ConnHit);
+        // IPVS counts replies only while the real server is available (not deleted).
+        if !matches!(dest_state(e), DestState::Gone) {
+            let (svc_id, dest_id) = unsafe { ((*e).svc_id, (*e).dest_id) };
+            stats::traffic(svc_id, dest_id, false, 0, pkt.tot_len as u64);
+        }
         conntrack::update(e, &pkt, DIR_OUTPUT, now);
         let (vaddr, vport) = unsafe { ((*e).vaddr[0], (*e).vport) };
         nat::to_client(&pkt, vaddr, vport);
@@ -125,11 +130,25 @@ fn process(ctx: &XdpContext) -> Counter {
     if dest.fwd != 0 {
         return Counter::DropUnsupportedForward;
     }
+    // --ops (IPVS's one-packet scheduling, UDP only, as the kernel ignores the flag for other
+    // protocols): the datagram is scheduled on its own and no entry is kept. The kernel
+    // creates the connection unhashed and expires it at once: it counts in InActConn for that
+    // instant only, and the real server's reply matches nothing and goes out unchanged.
+    if pkt.proto == IPPROTO_UDP && svc.flags & SVC_F_ONEPACKET != 0 {
+        conntrack::one_packet(dest_id, dest);
+        stats::count(Counter::NewConn);
+        // Each datagram is a connection of its own in IPVS's statistics too.
+        stats::traffic(svc_id, dest_id, true, 1, pkt.tot_len as u64);
+        // Port 0 on a real server means "the virtual port", as in `conntrack::create`.
+        let dport = if dest.port == 0 { pkt.dport } else { dest.port };
+        nat::to_real_server(&pkt, dest.addr[0], dport);
+        return forward::forward(ctx, &pkt);
+    }
     let Ok(e) = conntrack::create(&key, svc_id, dest_id, dest, svc.key.port, ctl, now) else {
         return Counter::DropConnTableFull;
     };
     stats::count(Counter::NewConn);
-    to_real_server(ctx, &pkt, e, now)
+    to_real_server(ctx, &pkt, e, now, 1)
 }
 
 enum DestState {
@@ -167,9 +186,13 @@ fn expire_nodest_conn() -> bool {
     matches!(SYSCTLS.get(0), Some(s) if s.expire_nodest_conn != 0)
 }
 
-/// Client -> VIP: advance the state machine, rewrite to the real server, forward.
+/// Client -> VIP (real server known to be available): count it (`new_conns` is 1 for the
+/// packet that created the connection), advance the state machine, rewrite to the real
+/// server, forward.
 #[inline(always)]
-fn to_real_server(ctx: &XdpContext, pkt: &Packet, e: *mut ConnEntry, now: u64) -> Counter {
+fn to_real_server(ctx: &XdpContext, pkt: &Packet, e: *mut ConnEntry, now: u64, new_conns: u64) -> Counter {
+    let (svc_id, dest_id) = unsafe { ((*e).svc_id, (*e).dest_id) };
+    stats::traffic(svc_id, dest_id, true, new_conns, pkt.tot_len as u64);
     conntrack::update(e, pkt, DIR_INPUT, now);
     // Entries are only created for masquerading real servers (checked before `create`).
     let (daddr, dport) = unsafe { ((*e).daddr[0], (*e).dport) };

@@ -15,6 +15,7 @@ use lvs_common::{
         DestConf, DestCounters, HashTable, MhTable, LblcEntry, LblcKey, LblcrEntry, SchedState, ServiceConf, SvcKey, LBLC_CACHE_SIZE,
         MAX_DESTS, MAX_SERVICES,
     },
+    stats::{IpvsStats, STATS_SLOTS},
     tcp_state::TIMEOUT_SLOTS,
 };
 
@@ -102,6 +103,17 @@ pub static SYSCTLS: Array<Sysctls> = Array::with_max_entries(1, 0);
 /// mh: the Maglev lookup table of each mh service, by service slot.
 #[map]
 pub static MH_TABLES: HashMap<u32, MhTable> = HashMap::with_max_entries(MAX_SERVICES, BPF_F_NO_PREALLOC);
+
+/// Traffic statistics (Conns, In/OutPkts, In/OutBytes) per service slot, the totals, and per
+/// real-server slot (`lvs_common::stats` has the layout). Per-CPU: plain adds, summed by
+/// userspace.
+#[map]
+pub static IPVS_STATS: PerCpuArray<IpvsStats> = PerCpuArray::with_max_entries(STATS_SLOTS, 0);
+
+/// Zero points of `IPVS_STATS` (`ipvsadm -Z`, reused slots). Written and read by userspace
+/// only; defined here so that it is created and pinned with the others.
+#[map]
+pub static IPVS_STATS_ZERO: Array<IpvsStats> = Array::with_max_entries(STATS_SLOTS, 0);
 
 /// Firewall-mark classifier: two complete rule sets, one live (see `lvs_common::classify`).
 #[map]

@@ -2,7 +2,7 @@
 
 use core::ffi::c_void;
 
-use aya_ebpf::helpers::bpf_loop;
+use aya_ebpf::helpers::{bpf_get_prandom_u32, bpf_loop};
 use lvs_common::{
     maglev::{mh_fallback_probe, mh_lookup_slot, MH_TABLE_SIZE},
     sched_dynamic::{is_dynamic, Chooser, NONE},
@@ -12,6 +12,8 @@ use lvs_common::{
         LblcrEntry, ServiceConf, LBLCR_EXPIRATION_NS, LBLCR_SET_MAX, LBLC_EXPIRATION_NS,
         MAX_DESTS_PER_SVC, SVC_F_SCHED_FALLBACK, SVC_F_SCHED_PORT,
     },
+    twos::{twos_draw, twos_range, TwosPick},
+    wrr::{wrr_takes, WrrCall},
     AF_INET,
 };
 
@@ -45,6 +47,8 @@ fn eligible(id: u32, d: &DestConf) -> bool {
 pub fn pick(svc_id: u32, svc: &ServiceConf, pkt: &Packet, now: u64) -> Option<u32> {
     match svc.sched {
         sched::RR => round_robin(svc_id, svc),
+        sched::WRR => weighted_round_robin(svc_id, svc),
+        sched::TWOS => two_choices(svc_id, svc),
         sched::LBLC => lblc(svc_id, svc, pkt, now),
         sched::LBLCR => lblcr(svc_id, svc, pkt, now),
         sched::DH => dh(svc_id, svc, pkt),
@@ -144,6 +148,183 @@ fn round_robin(svc_id: u32, svc: &ServiceConf) -> Option<u32> {
     let dest = *svc.dests.get(idx as usize)?;
     unsafe { (*state).rr_next = idx + 1 };
     Some(dest)
+}
+
+/// State of wrr's first walk (see [`WrrCall`]), shared with its `bpf_loop` callback. Only
+/// `max_ok` and `found` change between calls, and only to values read from the maps or to the
+/// loop index, so the verifier sees the callback's state repeat and stops re-checking it.
+#[repr(C)]
+struct WrrFirst {
+    svc_id: u32,
+    call: WrrCall,
+    /// Highest weight of a server not overloaded read so far.
+    max_ok: i32,
+    /// Position chosen in the rest of the current pass, or `NONE`.
+    found: u32,
+}
+
+/// wrr's test for the server at position `pos`: `(weight, overloaded)`, or `None` past the
+/// list. "Overloaded" is the kernel's OVERLOAD flag, here also the thresholds' mark and a
+/// server no longer available.
+#[inline(always)]
+fn wrr_dest(svc_id: u32, pos: u32) -> Option<(i32, bool)> {
+    let svc = SERVICES.get(svc_id)?;
+    let id = *svc.dests.get(pos as usize)?;
+    let d = DESTS.get(id)?;
+    Some((d.weight, !usable(id, d)))
+}
+
+extern "C" fn wrr_first_step(i: u64, ctx: *mut c_void) -> i64 {
+    let w = unsafe { &mut *(ctx as *mut WrrFirst) };
+    let (pos, in_pass) = w.call.first_walk_pos(i as u32);
+    let Some((weight, ov)) = wrr_dest(w.svc_id, pos) else { return 1 };
+    if !ov && weight > w.max_ok {
+        w.max_ok = weight;
+    }
+    if in_pass && wrr_takes(weight, ov, w.call.cw) {
+        w.found = pos;
+        return 1;
+    }
+    0
+}
+
+/// State of wrr's second walk: positions `0..limit` at threshold `cw`.
+#[repr(C)]
+struct WrrSecond {
+    svc_id: u32,
+    cw: i32,
+    found: u32,
+}
+
+extern "C" fn wrr_second_step(i: u64, ctx: *mut c_void) -> i64 {
+    let w = unsafe { &mut *(ctx as *mut WrrSecond) };
+    let Some((weight, ov)) = wrr_dest(w.svc_id, i as u32) else { return 1 };
+    if wrr_takes(weight, ov, w.cw) {
+        w.found = i as u32;
+        return 1;
+    }
+    0
+}
+
+/// IPVS wrr: the kernel's mark (`SchedState::wrr`, reset by userspace where the kernel resets
+/// it) and its pass-by-pass walk, done in at most two walks of the list (`lvs_common::wrr`).
+///
+/// The kernel takes a per-service spinlock around the walk; BPF cannot hold a lock across
+/// `bpf_loop`, so the mark is read at the start and written at the end without one. Two CPUs
+/// scheduling the same service at the same instant both start from the same mark, may choose
+/// the same server, and the later write wins: the sequence then loses one step (one server
+/// gets a connection more and another one fewer in that cycle), and goes on from a valid mark.
+/// Sequential connections follow the kernel's sequence exactly.
+#[inline(always)]
+fn weighted_round_robin(svc_id: u32, svc: &ServiceConf) -> Option<u32> {
+    let state = SCHED_STATE.get_ptr_mut(svc_id)?;
+    let count = svc.dest_count;
+    if count as usize > MAX_DESTS_PER_SVC {
+        return None;
+    }
+    let mut mark = unsafe { (*state).wrr };
+    // mw == 0: no server with a weight ("no destination available"); the mark stays.
+    let call = WrrCall::new(&mark, count).ok()?;
+    let mut first = WrrFirst { svc_id, call, max_ok: 0, found: NONE };
+    unsafe {
+        bpf_loop(count, wrr_first_step as *mut c_void, &mut first as *mut WrrFirst as *mut c_void, 0);
+    }
+    let mut pos = first.found;
+    if pos == NONE {
+        let plan = call.plan(first.max_ok);
+        if plan.cw > 0 {
+            let mut second = WrrSecond { svc_id, cw: plan.cw, found: NONE };
+            let limit = if plan.limit < count { plan.limit } else { count };
+            unsafe {
+                bpf_loop(limit, wrr_second_step as *mut c_void, &mut second as *mut WrrSecond as *mut c_void, 0);
+            }
+            pos = second.found;
+        }
+        if pos == NONE {
+            // The kernel gives up ("all destinations are overloaded") and leaves its mark.
+            mark.cl = plan.fail_cl;
+            mark.cw = plan.fail_cw;
+        } else {
+            mark.cl = pos as i32;
+            mark.cw = plan.cw;
+        }
+    } else {
+        mark.cl = pos as i32;
+    }
+    unsafe {
+        (*state).wrr.cl = mark.cl;
+        (*state).wrr.cw = mark.cw;
+    }
+    if pos == NONE {
+        return None;
+    }
+    svc.dests.get(pos as usize).copied()
+}
+
+/// State of twos's first walk: the sum of the eligible servers' weights.
+#[repr(C)]
+struct TwosSum {
+    svc_id: u32,
+    sum: u32,
+}
+
+extern "C" fn twos_sum_step(i: u64, ctx: *mut c_void) -> i64 {
+    let w = unsafe { &mut *(ctx as *mut TwosSum) };
+    let Some(svc) = SERVICES.get(w.svc_id) else { return 1 };
+    let Some(id) = svc.dests.get(i as usize) else { return 1 };
+    if let Some(d) = DESTS.get(*id) {
+        if eligible(*id, d) {
+            w.sum = w.sum.wrapping_add(d.weight as u32);
+        }
+    }
+    0
+}
+
+/// State of twos's second walk.
+#[repr(C)]
+struct TwosWalk {
+    svc_id: u32,
+    _pad: u32,
+    pick: TwosPick,
+}
+
+extern "C" fn twos_pick_step(i: u64, ctx: *mut c_void) -> i64 {
+    let w = unsafe { &mut *(ctx as *mut TwosWalk) };
+    let Some(svc) = SERVICES.get(w.svc_id) else { return 1 };
+    let Some(id) = svc.dests.get(i as usize) else { return 1 };
+    let (Some(d), Some(c)) = (DESTS.get(*id), DEST_COUNTERS.get(*id)) else { return 0 };
+    if w.pick.offer(i as u32, takes_new(d, c), d.weight, c) {
+        1
+    } else {
+        0
+    }
+}
+
+/// twos (kernel 6.x): two servers drawn in proportion to their weights with
+/// `bpf_get_prandom_u32` (the kernel's `get_random_u32_below`), the less loaded per weight of
+/// the two wins. Stateless, so concurrent CPUs only share the counters, read as the kernel
+/// reads its atomics. A server whose state changes between the two walks (another CPU sets
+/// OVERLOAD) is skipped by the second: if a draw then falls past the end, the other draw (or,
+/// with neither, no server) is used, where the kernel, walking once under RCU, would not see
+/// the change at all.
+#[inline(always)]
+fn two_choices(svc_id: u32, svc: &ServiceConf) -> Option<u32> {
+    let count = svc.dest_count;
+    if count == 0 || count as usize > MAX_DESTS_PER_SVC {
+        return None;
+    }
+    let mut sum = TwosSum { svc_id, sum: 0 };
+    unsafe {
+        bpf_loop(count, twos_sum_step as *mut c_void, &mut sum as *mut TwosSum as *mut c_void, 0);
+    }
+    let range = twos_range(sum.sum)?;
+    let (r1, r2) = unsafe { (bpf_get_prandom_u32(), bpf_get_prandom_u32()) };
+    let mut walk = TwosWalk { svc_id, _pad: 0, pick: TwosPick::new(twos_draw(r1, range), twos_draw(r2, range)) };
+    unsafe {
+        bpf_loop(count, twos_pick_step as *mut c_void, &mut walk as *mut TwosWalk as *mut c_void, 0);
+    }
+    let idx = walk.pick.choice()?;
+    svc.dests.get(idx as usize).copied()
 }
 
 /// State of the walk that looks for a lightly loaded server (lblc's overload test).

@@ -57,6 +57,9 @@ pub enum Request {
     GetTimeouts,
     /// `-L -c`: the live connection entries, in table order.
     ListConns,
+    /// `-Z`: zero the traffic statistics and rates of one service and its real servers, or of
+    /// everything (the totals included) when no service is named.
+    Zero(Option<ServiceKey>),
     /// Re-read a config file and apply the difference (`lvsd --reload`, like SIGHUP), or only
     /// say what would change (`dry_run`, `lvsd --check-config`). `path`: another file than
     /// the one lvsd runs with (dry runs only make sense with it).

@@ -374,6 +374,230 @@ fn rr_follows_the_kernel_across_changes() {
     .unwrap_or_else(|e| std::panic::resume_unwind(e));
 }
 
+/// wrr in the XDP program against the host reference (`lvs_common::wrr`, itself checked
+/// against a transcription of `ip_vs_wrr_schedule`): 4 real servers with weights that share a
+/// gcd part of the time, OVERLOAD flags flipped at random between connections, weight edits
+/// (`dest_changed`) now and then. After every SYN the chosen server and the mark in
+/// `SCHED_STATE` must equal the host's.
+#[test]
+fn wrr_matches_the_reference_under_overload() {
+    use lvs_common::{
+        service::dest_flags,
+        wrr::{wrr_dest_changed, wrr_init, wrr_schedule},
+    };
+    if !require_root() {
+        return;
+    }
+    std::thread::spawn(|| {
+        private_director_netns();
+        let mut rig = Rig::new("wrr");
+        let key = ServiceKey::Addr { protocol: Protocol::Tcp, addr: IpAddr::from(VIP), port: 80 };
+        rig.vs.add_service(&mut rig.tables, ServiceSpec::new(key, "wrr")).unwrap();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        // Host model, kernel order (newest first): (last octet, weight).
+        let mut servers: Vec<(u8, i32)> = Vec::new();
+        let mut mark = wrr_init(&[]);
+        for (last, w) in [(11u8, 4), (12, 6), (13, 2), (14, 8)] {
+            let d = DestSpec::new(IpAddr::from([192, 0, 2, last]), 80, Forward::Masq, w);
+            rig.vs.add_dest(&mut rig.tables, &key, d).unwrap();
+            servers.insert(0, (last, w));
+            wrr_dest_changed(&mut mark, &servers.iter().map(|s| s.1).collect::<Vec<_>>());
+        }
+        let svc_id = rig.tables.svc_index.get(&lvs_userspace::daemon::tables::svc_key(&key).unwrap(), 0).unwrap();
+        let mut overloaded = [false; 4];
+        let (mut hits, mut misses) = (0, 0);
+        for step in 0..400u16 {
+            if step % 50 == 49 {
+                // An edit: new weight (sometimes 0), the mark resets as the kernel's does.
+                let i = rand(4) as usize;
+                let w = [0, 1, 2, 3, 4, 6, 9, 12][rand(8) as usize];
+                servers[i].1 = w;
+                let d = DestSpec::new(IpAddr::from([192, 0, 2, servers[i].0]), 80, Forward::Masq, w);
+                rig.vs.edit_dest(&mut rig.tables, &key, d).unwrap();
+                wrr_dest_changed(&mut mark, &servers.iter().map(|s| s.1).collect::<Vec<_>>());
+            }
+            let conf = rig.tables.services.get(&svc_id, 0).unwrap();
+            for (i, ov) in overloaded.iter_mut().enumerate() {
+                if rand(4) == 0 {
+                    *ov = !*ov;
+                }
+                let slot = conf.dests[i];
+                let mut d = rig.tables.dests.get(&slot, 0).unwrap();
+                d.flags = if *ov { d.flags | dest_flags::OVERLOAD } else { d.flags & !dest_flags::OVERLOAD };
+                rig.tables.dests.set(slot, d, 0).unwrap();
+            }
+            let model: Vec<(i32, bool)> = servers.iter().zip(overloaded).map(|(s, ov)| (s.1, ov)).collect();
+            let want = wrr_schedule(&mut mark, &model).map(|i| servers[i].0);
+            let refused = rig.counter(Counter::TxIcmpUnreachable);
+            let mut got = rig.schedule_syn(20000 + step);
+            if got == Some(CLIENT[3]) {
+                // Redirected back to the client: the ICMP port unreachable of "no destination".
+                assert_eq!(rig.counter(Counter::TxIcmpUnreachable), refused + 1);
+                got = None;
+            }
+            assert_eq!(got, want, "step {step}: servers {model:?}");
+            let st = rig.tables.sched_state.get(&svc_id, 0).unwrap();
+            assert_eq!(st.wrr, mark, "step {step}: mark");
+            if want.is_some() {
+                hits += 1;
+            } else {
+                misses += 1;
+            }
+        }
+        // Both outcomes were exercised.
+        assert!(hits > 100 && misses > 5, "hits {hits}, misses {misses}");
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+}
+
+/// `--ops`: each datagram of one flow is scheduled on its own (rr alternates), leaves no
+/// connection entry and no count; the real server's reply is not translated (IPVS never
+/// hashes one-packet connections), so it passes untouched. On a TCP service the flag is
+/// ignored, as the kernel ignores it.
+#[test]
+fn one_packet_datagrams_are_scheduled_alone() {
+    if !require_root() {
+        return;
+    }
+    std::thread::spawn(|| {
+        private_director_netns();
+        let mut rig = Rig::new("ops");
+        let mut add = |proto, port| {
+            let key = ServiceKey::Addr { protocol: proto, addr: IpAddr::from(VIP), port };
+            let mut spec = ServiceSpec::new(key, "rr");
+            spec.flags = lvs_userspace::model::svc_flags::ONEPACKET;
+            rig.vs.add_service(&mut rig.tables, spec).unwrap();
+            for s in [RS1, RS2] {
+                rig.vs.add_dest(&mut rig.tables, &key, DestSpec::new(IpAddr::from(s), port, Forward::Masq, 1)).unwrap();
+            }
+        };
+        add(Protocol::Udp, 53);
+        add(Protocol::Tcp, 80);
+        let dgram = udp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 5353, 53);
+        let to = |mac, rs| Some(udp_frame(mac, DIRECTOR_RS_MAC, with_ttl(Ip::new(CLIENT, rs), 63), 5353, 53));
+        let fixtures = vec![
+            Fixture { name: "datagram 1 to rs2", input: dgram.clone(), verdict: XDP_REDIRECT, output: to(RS2_MAC, RS2) },
+            Fixture { name: "datagram 2, same flow, to rs1", input: dgram.clone(), verdict: XDP_REDIRECT, output: to(RS1_MAC, RS1) },
+            Fixture { name: "datagram 3 to rs2", input: dgram.clone(), verdict: XDP_REDIRECT, output: to(RS2_MAC, RS2) },
+            Fixture {
+                name: "rs1's reply is not translated",
+                input: udp_frame(DIRECTOR_RS_MAC, RS1_MAC, Ip::new(RS1, CLIENT), 53, 5353),
+                verdict: XDP_PASS,
+                output: None,
+            },
+        ];
+        check(&mut rig, fixtures);
+        assert_eq!(rig.counter(Counter::NewConn), 3);
+        assert_eq!(rig.counter(Counter::PassNoService), 1);
+        assert_eq!(rig.tables.conns.iter().count(), 0, "no connection entry");
+        for slot in 0..2 {
+            let c = rig.tables.dest_counters(slot);
+            assert_eq!((c.active, c.inactive), (0, 0), "dest slot {slot}");
+        }
+        // TCP: the flag does nothing, the SYN gets a connection entry as usual.
+        assert_eq!(rig.schedule_syn(40000), Some(12));
+        assert_eq!(rig.schedule_syn(40000), Some(12), "the retransmitted SYN follows its entry");
+        assert_eq!(rig.tables.conns.iter().count(), 1);
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+}
+
+/// IPVS's traffic statistics as the dataplane keeps them: a connection counts once, on its real
+/// server, its service and the totals; bytes are the IP total length (Ethernet padding not
+/// included); nothing counts while the real server is unavailable; `-Z` starts from zero.
+#[test]
+fn traffic_statistics_follow_the_kernel_rules() {
+    if !require_root() {
+        return;
+    }
+    std::thread::spawn(|| {
+        private_director_netns();
+        let mut rig = Rig::new("stats");
+        let tcp = rig.service(Protocol::Tcp, 80, &[RS1, RS2]);
+        let udp = rig.service(Protocol::Udp, 53, &[RS1]);
+        // [conns, inpkts, outpkts, inbytes, outbytes] of a service and of one of its servers.
+        let row = |s: &lvs_userspace::model::Stats| [s.conns, s.inpkts, s.outpkts, s.inbytes, s.outbytes];
+        let of = |rig: &Rig, key: ServiceKey, server: Option<[u8; 4]>| -> [u64; 5] {
+            let list = rig.vs.list(&rig.tables);
+            let svc = list.iter().find(|s| s.spec.key == key).expect("service");
+            match server {
+                None => row(&svc.stats),
+                Some(a) => row(&svc.dests.iter().find(|d| d.spec.addr == IpAddr::from(a)).expect("server").stats),
+            }
+        };
+        let tcp_len = 20 + 20 + PAYLOAD.len() as u64;
+
+        // A SYN: rs2 (newest first) gets the connection and the packet.
+        let syn = tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 40000, 80, SYN);
+        assert_eq!(rig.run(&syn).0, XDP_REDIRECT);
+        assert_eq!(of(&rig, tcp, Some(RS2)), [1, 1, 0, tcp_len, 0]);
+        assert_eq!(of(&rig, tcp, Some(RS1)), [0; 5]);
+        assert_eq!(of(&rig, tcp, None), [1, 1, 0, tcp_len, 0]);
+        // More of the same flow in both directions: packets, not connections.
+        let data = tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 40000, 80, ACK | PSH);
+        assert_eq!(rig.run(&data).0, XDP_REDIRECT);
+        let reply = tcp_frame(DIRECTOR_RS_MAC, RS2_MAC, Ip::new(RS2, CLIENT), 80, 40000, ACK);
+        assert_eq!(rig.run(&reply).0, XDP_REDIRECT);
+        assert_eq!(of(&rig, tcp, Some(RS2)), [1, 2, 1, 2 * tcp_len, tcp_len]);
+        assert_eq!(of(&rig, tcp, None), [1, 2, 1, 2 * tcp_len, tcp_len]);
+
+        // A 4-byte UDP datagram in a frame padded to Ethernet's 60-byte minimum: 32 bytes.
+        let mut dgram = udp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 5000, 53);
+        dgram.resize(60, 0);
+        assert_eq!(rig.run(&dgram).0, XDP_REDIRECT);
+        assert_eq!(of(&rig, udp, Some(RS1)), [1, 1, 0, 32, 0]);
+        assert_eq!(rig.vs.totals(&rig.tables).conns, 2);
+        assert_eq!(rig.vs.totals(&rig.tables).inbytes, 2 * tcp_len + 32);
+
+        // rs2 deleted: its client packets are dropped and not counted, and its replies, still
+        // forwarded, are not counted either (IPVS counts only AVAILABLE servers).
+        rig.vs.del_dest(&mut rig.tables, &tcp, IpAddr::from(RS2), 80).unwrap();
+        let before = (of(&rig, tcp, None), rig.vs.totals(&rig.tables));
+        assert_eq!(rig.run(&data).0, XDP_DROP);
+        rig.run(&reply);
+        assert_eq!((of(&rig, tcp, None), rig.vs.totals(&rig.tables)), before);
+
+        // -Z of one service leaves the other; -Z of everything clears the totals too.
+        rig.vs.zero(&mut rig.tables, Some(&tcp)).unwrap();
+        assert_eq!(of(&rig, tcp, None), [0; 5]);
+        assert_eq!(of(&rig, udp, Some(RS1)), [1, 1, 0, 32, 0]);
+        rig.vs.zero(&mut rig.tables, None).unwrap();
+        assert_eq!(of(&rig, udp, None), [0; 5]);
+        assert_eq!(row(&rig.vs.totals(&rig.tables)), [0; 5]);
+        // ... and counting resumes from there.
+        let mut dgram2 = udp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 5001, 53);
+        dgram2.resize(60, 0);
+        assert_eq!(rig.run(&dgram2).0, XDP_REDIRECT);
+        assert_eq!(of(&rig, udp, Some(RS1)), [1, 1, 0, 32, 0]);
+        assert_eq!(row(&rig.vs.totals(&rig.tables)), [1, 1, 0, 32, 0]);
+
+        // --ops: every datagram of one flow is a connection of its own; the reply, which
+        // matches no connection, counts nowhere.
+        let ops = ServiceKey::Addr { protocol: Protocol::Udp, addr: IpAddr::from(VIP), port: 5060 };
+        let mut spec = ServiceSpec::new(ops, "rr");
+        spec.flags = lvs_userspace::model::svc_flags::ONEPACKET;
+        rig.vs.add_service(&mut rig.tables, spec).unwrap();
+        rig.vs.add_dest(&mut rig.tables, &ops, DestSpec::new(IpAddr::from(RS1), 5060, Forward::Masq, 1)).unwrap();
+        let sip = udp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 5060, 5060);
+        for _ in 0..3 {
+            assert_eq!(rig.run(&sip).0, XDP_REDIRECT);
+        }
+        assert_eq!(rig.run(&udp_frame(DIRECTOR_RS_MAC, RS1_MAC, Ip::new(RS1, CLIENT), 5060, 5060)).0, XDP_PASS);
+        assert_eq!(of(&rig, ops, Some(RS1)), [3, 3, 0, 3 * 32, 0]);
+        assert_eq!(of(&rig, ops, None), [3, 3, 0, 3 * 32, 0]);
+    })
+    .join()
+    .unwrap();
+}
+
 /// `ip_vs_service_find`'s order through the real program: the fwmark service of the
 /// classifier's mark first, then (protocol, address, port), then the port-0 service, which is
 /// tried only while one exists. Checked on the rewritten destination of each SYN.

@@ -39,7 +39,7 @@ fn every_example_gets_a_verdict() {
             "reference.yaml" => {
                 assert!(!ok);
                 assert!(stderr.contains("reference.yaml:"), "{stderr}");
-                assert!(stderr.contains("scheduler 'wrr' is not supported by lvsd yet"), "{stderr}");
+                assert!(stderr.contains("persistence is not supported by lvsd yet"), "{stderr}");
             }
             other => assert!(ok, "{other}: {stderr}"),
         }

@@ -10,4 +10,6 @@ mod nat;
 mod oracle;
 mod persistence;
 mod reload;
+mod sched;
+mod stats;
 mod fwmark;

@@ -92,6 +92,7 @@ scenarios! {
     sched_lblc_lblcr => "sched-lblc-lblcr",
     sched_lc_wlc => "sched-lc-wlc",
     sched_mh => "sched-mh",
+    sched_ops => "sched-ops",
     sched_rr => "sched-rr",
     sched_sed_nq => "sched-sed-nq",
     sched_sh => "sched-sh",

@@ -21,6 +21,7 @@ const APT_PACKAGES: &[&str] = &[
     "bpftool",
     "gcc", // linker for cargo install bpf-linker
     "libc6-dev",
+    "prometheus", // promtool and a real server scraping lvsd's /metrics in the tests
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const DEFAULT_TEST_THREADS: &str = "2";

@@ -105,11 +105,17 @@ fn established_cases(conns: u32, size: &str) -> Vec<Case> {
     ]
 }
 
+/// Weights 1, 2, 3, 4, 1, ... for the weighted schedulers: gcd 1, so wrr steps its threshold
+/// through 4, 3, 2, 1 and its walks read a different share of the list on each pass.
+fn weight_1_to_4(k: usize) -> i32 {
+    (k % 4) as i32 + 1
+}
+
 /// A new connection on a service with `sched` over `servers` real servers.
-fn new_conn(sched: &str, servers: usize) -> Case {
+fn new_conn(sched: &str, servers: usize, weights: &str) -> Case {
     Case {
         name: format!("new_{sched}_{servers}"),
-        what: format!("new TCP connection (SYN), {sched} over {servers} real servers"),
+        what: format!("new TCP connection (SYN), {sched} over {servers} real servers{weights}"),
         frame: from_client(VIP, TCP_SYN),
         // Every iteration a client never seen before (up to 2^24 of them).
         vary: rig::vary_client_src((1 << lvs_common::bench::BENCH_VARY_BITS) - 1),
@@ -122,14 +128,18 @@ fn new_conn(sched: &str, servers: usize) -> Case {
 }
 
 /// Every scheduler the dataplane has, as the kernel names them.
-const SCHEDULERS: [&str; 12] = ["rr", "lc", "wlc", "sed", "nq", "fo", "ovf", "lblc", "lblcr", "dh", "sh", "mh"];
+const SCHEDULERS: [&str; 14] =
+    ["rr", "wrr", "lc", "wlc", "sed", "nq", "fo", "ovf", "twos", "lblc", "lblcr", "dh", "sh", "mh"];
 
 fn new_conn_scenario(sched: &'static str, servers: usize) -> Scenario {
+    // The weighted schedulers get unequal weights, or they would behave like their plain twins.
+    let (weight, desc): (fn(usize) -> i32, &str) =
+        if matches!(sched, "wrr" | "twos") { (weight_1_to_4, ", weights 1-4") } else { (|_| 1, "") };
     Scenario {
         name: format!("new connections, {sched} over {servers}"),
-        setup: Box::new(move |rig| rig.service_with(servers, sched, None).map(|_| ())),
+        setup: Box::new(move |rig| rig.service_with(servers, sched, weight, None).map(|_| ())),
         fresh_per_run: true,
-        cases: vec![new_conn(sched, servers)],
+        cases: vec![new_conn(sched, servers, desc)],
     }
 }
 
@@ -138,7 +148,7 @@ fn new_conn_scenario(sched: &'static str, servers: usize) -> Scenario {
 fn template_hit_scenario() -> Scenario {
     Scenario {
         name: "new connections, persistence template hit".into(),
-        setup: Box::new(|rig| rig.service_with(8, "rr", Some(0)).map(|_| ())),
+        setup: Box::new(|rig| rig.service_with(8, "rr", |_| 1, Some(0)).map(|_| ())),
         fresh_per_run: true,
         cases: vec![Case {
             name: "new_template_hit".into(),
@@ -188,14 +198,14 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario {
             name: "new connections, fwmark rr over 8".into(),
             setup: Box::new(|rig| {
-                rig.service_at(crate::model::ServiceKey::Fwmark { mark: 64, ipv6: false }, 8, "rr", None)?;
+                rig.service_at(crate::model::ServiceKey::Fwmark { mark: 64, ipv6: false }, 8, "rr", |_| 1, None)?;
                 rig.classifier(lvs_common::classify::MAX_CLASS_RULES, Some(64))
             }),
             fresh_per_run: true,
             cases: vec![Case {
                 name: "new_fwm_rr_8".into(),
                 what: "new_rr_8 through a firewall-mark service, its mark from the 64th rule".into(),
-                ..new_conn("rr", 8)
+                ..new_conn("rr", 8, "")
             }],
         },
         Scenario {

@@ -123,15 +123,21 @@ impl Rig {
     /// The TCP service on the VIP with real servers `0..servers`, masquerading, weight 1, added
     /// in order as ipvsadm would.
     pub fn service(&mut self, servers: usize) -> anyhow::Result<ServiceKey> {
-        self.service_with(servers, "rr", None)
+        self.service_with(servers, "rr", |_| 1, None)
     }
 
-    /// The same with scheduler `sched`, and persistent (300 s) with IPv4 netmask
-    /// `persistent_mask` (host order) when given.
-    pub fn service_with(&mut self, servers: usize, sched: &str, persistent_mask: Option<u32>) -> anyhow::Result<ServiceKey> {
+    /// [`service`](Rig::service) with another scheduler, real server `k` of weight `weight(k)`,
+    /// and persistent (300 s) with IPv4 netmask `persistent_mask` (host order) when given.
+    pub fn service_with(
+        &mut self,
+        servers: usize,
+        sched: &str,
+        weight: fn(usize) -> i32,
+        persistent_mask: Option<u32>,
+    ) -> anyhow::Result<ServiceKey> {
         let key =
             ServiceKey::Addr { protocol: Protocol::Tcp, addr: IpAddr::from(VIP), port: VPORT };
-        self.service_at(key, servers, sched, persistent_mask)
+        self.service_at(key, servers, sched, weight, persistent_mask)
     }
 
     /// `count` classifier rules, none matching `NOT_A_VIP` (rule `i` is for 198.18.`i`.0/24,
@@ -164,6 +170,7 @@ impl Rig {
         key: ServiceKey,
         servers: usize,
         sched: &str,
+        weight: fn(usize) -> i32,
         persistent_mask: Option<u32>,
     ) -> anyhow::Result<ServiceKey> {
         let mut spec = ServiceSpec::new(key, sched);
@@ -174,7 +181,7 @@ impl Rig {
         }
         self.vs.add_service(&mut self.tables, spec).map_err(op)?;
         for k in 0..servers {
-            let d = DestSpec::new(IpAddr::from(real_server(k)), VPORT, Forward::Masq, 1);
+            let d = DestSpec::new(IpAddr::from(real_server(k)), VPORT, Forward::Masq, weight(k));
             self.vs.add_dest(&mut self.tables, &key, d).map_err(op)?;
         }
         Ok(key)

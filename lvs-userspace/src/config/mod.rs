@@ -22,6 +22,9 @@ use lvs_common::{
 
 use crate::model::{DestSpec, Protocol, ServiceSpec};
 
+/// Default of `metrics_address`: loopback only, node_exporter's neighbourhood of ports.
+pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:9117";
+
 /// How the XDP program is attached to the interfaces.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum XdpMode {
@@ -85,6 +88,8 @@ pub struct Config {
     pub sysctls: lvs_common::sysctl::Sysctls,
     /// Virtual services in file order.
     pub services: Vec<ServiceConfig>,
+    /// Where lvsd serves Prometheus metrics (`GET /metrics`); loopback by default.
+    pub metrics_address: std::net::SocketAddr,
     /// Firewall-mark classifier rules, in file order (the first match wins).
     pub classifier: Vec<ClassifierRule>,
     /// The file name given to [`load`] or [`parse`], for later error messages.

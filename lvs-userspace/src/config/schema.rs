@@ -46,6 +46,7 @@ const TOP_KEYS: &[&str] = &[
     "sysctls",
     "classifier",
     "services",
+    "metrics_address",
 ];
 const RULE_KEYS: &[&str] = &["mark", "destination", "protocol", "ports"];
 /// The IPVS sysctls the dataplane honours (`/proc/sys/net/ipv4/vs/<name>`), each 0 or 1.
@@ -59,6 +60,7 @@ const SERVICE_KEYS: &[&str] = &[
     "scheduler",
     "persistent",
     "netmask",
+    "one_packet",
     "real_servers",
 ];
 const DEST_KEYS: &[&str] = &[
@@ -86,6 +88,9 @@ const TOP_ALIASES: &[(&str, &str)] = &[
     ("marks", "classifier"),
     ("fwmarks", "classifier"),
     ("rules", "classifier"),
+    ("metrics", "metrics_address"),
+    ("prometheus", "metrics_address"),
+    ("metrics_listen", "metrics_address"),
 ];
 const RULE_ALIASES: &[(&str, &str)] = &[
     ("fwmark", "mark"),
@@ -225,8 +230,13 @@ pub(crate) fn build(root: Option<Node>, source: &str) -> Result<Config, ConfigEr
         Some(e) => cx.services(e)?,
         None => Vec::new(),
     };
+    let metrics_address = match top.get("metrics_address") {
+        Some(e) => cx.socket_address(e)?,
+        None => super::DEFAULT_METRICS_ADDRESS.parse().expect("valid default"),
+    };
     Ok(Config {
         sysctls,
+        metrics_address,
         interfaces,
         xdp_mode,
         connection_table_size,
@@ -267,6 +277,19 @@ fn addr_port(ip: IpAddr, port: u16) -> String {
 }
 
 impl Cx<'_> {
+    /// `address:port` (IPv6 as `[address]:port`), where lvsd serves /metrics.
+    fn socket_address(&self, e: &Entry) -> Result<SocketAddr, ConfigError> {
+        let text = self.text(e, "an address:port such as 127.0.0.1:9117")?;
+        text.parse::<SocketAddr>().map_err(|_| {
+            let err = self.err(e.value_loc(), format!("'{text}' is not an address:port"));
+            if text.parse::<IpAddr>().is_ok() {
+                err.with_hint(format!("add the port, e.g. '{text}:9117' (IPv6: '[{text}]:9117')"))
+            } else {
+                err.with_hint("write e.g. 127.0.0.1:9117, or [::1]:9117 for IPv6")
+            }
+        })
+    }
+
     fn err(&self, loc: Location, message: impl Into<String>) -> ConfigError {
         ConfigError::at(self.source, loc, message)
     }
@@ -828,6 +851,19 @@ impl Cx<'_> {
                     .with_hint("add 'persistent: SECONDS' or remove netmask"));
             }
             spec.netmask = self.netmask(e, addr)?;
+        }
+        if let Some(e) = f.get("one_packet") {
+            // ipvsadm -o: ipvsadm refuses it on TCP services ("One-Packet Scheduling is only
+            // for UDP virtual services"), and so does the config.
+            if self.choice(e, &["true", "false"], &[])? == "true" {
+                // ipvsadm does not check it for firewall-mark services.
+                if matches!(key, ServiceKey::Addr { protocol: Protocol::Tcp, .. }) {
+                    return Err(self
+                        .err(e.key_loc, "one_packet (ipvsadm -o) is only for UDP services")
+                        .with_hint("remove one_packet, or make the service 'protocol: udp'"));
+                }
+                spec.flags |= svc_flags::ONEPACKET;
+            }
         }
         if let Some(port_e) = port_e.filter(|_| key.port() == 0 && spec.flags & svc_flags::PERSISTENT == 0) {
             return Err(self

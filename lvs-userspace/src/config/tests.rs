@@ -131,6 +131,7 @@ fn reference_values() {
     assert_eq!(fwm.spec.key, ServiceKey::Fwmark { mark: 1, ipv6: false });
     assert_eq!((fwm.dests[0].port, fwm.dests[1].port), (0, 8443));
     assert_eq!(c.services[5].spec.scheduler, "wlc");
+    assert_eq!(c.services[5].spec.flags, svc_flags::ONEPACKET);
     assert!(c.services[5].dests.is_empty());
 
     let marks: Vec<_> =
@@ -143,6 +144,24 @@ fn reference_values() {
             (2, 29, None, (5000, 5099)),
             (3, 48, None, (0, 65535))
         ]
+    );
+}
+
+#[test]
+fn one_packet_only_for_udp() {
+    let c = parse(&with_service("  - {protocol: udp, address: 192.0.2.1, port: 53, one_packet: true}
+"), "t.yaml").unwrap();
+    assert_eq!(c.services[0].spec.flags, svc_flags::ONEPACKET);
+    let c = parse(&with_service("  - {protocol: udp, address: 192.0.2.1, port: 53, one_packet: false}
+"), "t.yaml").unwrap();
+    assert_eq!(c.services[0].spec.flags, 0);
+    assert_eq!(
+        error(&with_service("  - protocol: tcp\n    address: 192.0.2.1\n    port: 80\n    one_packet: true\n")),
+        "t.yaml:6:5: one_packet (ipvsadm -o) is only for UDP services\n  hint: remove one_packet, or make the service 'protocol: udp'"
+    );
+    assert_eq!(
+        error(&with_service("  - {protocol: udp, address: 192.0.2.1, port: 53, one_packet: yes}\n")),
+        "t.yaml:3:63: unknown one_packet 'yes'\n  hint: choose one of true, false"
     );
 }
 
@@ -368,7 +387,7 @@ fn unknown_key_without_near_miss() {
     assert_eq!(
         error("interfaces: [a]\ncolour: blue\n"),
         "t.yaml:2:1: unknown key 'colour' in the configuration\n  hint: the configuration takes: \
-         interfaces, xdp_mode, connection_table_size, timeouts, sysctls, classifier, services"
+         interfaces, xdp_mode, connection_table_size, timeouts, sysctls, classifier, services, metrics_address"
     );
 }
 
@@ -915,6 +934,23 @@ fn fwmark_services() {
         error(&with_service("  - { fwmark: 7 }\n  - { fwmark: 7, scheduler: rr }\n")),
         "t.yaml:4:5: service FWM 7 is defined twice\n  hint: first defined at line 3"
     );
+}
+
+#[test]
+fn metrics_address_default_and_errors() {
+    let c = parse("interfaces: [eth0]\n", "m.yaml").unwrap();
+    assert_eq!(c.metrics_address.to_string(), "127.0.0.1:9117");
+    let c = parse("interfaces: [eth0]\nmetrics_address: \"[2001:db8::1]:9200\"\n", "m.yaml").unwrap();
+    assert_eq!(c.metrics_address.to_string(), "[2001:db8::1]:9200");
+    assert_eq!(
+        error("interfaces: [eth0]\nmetrics_address: 127.0.0.1\n"),
+        "t.yaml:2:18: '127.0.0.1' is not an address:port\n  hint: add the port, e.g. '127.0.0.1:9117' (IPv6: '[127.0.0.1]:9117')"
+    );
+    assert_eq!(
+        error("interfaces: [eth0]\nmetrics_address: localhost:9117\n"),
+        "t.yaml:2:18: 'localhost:9117' is not an address:port\n  hint: write e.g. 127.0.0.1:9117, or [::1]:9117 for IPv6"
+    );
+    assert!(error("interfaces: [eth0]\nmetrics: 1\n").contains("did you mean 'metrics_address'?"));
 }
 
 #[test]

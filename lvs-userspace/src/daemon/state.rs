@@ -5,7 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use lvs_common::{maglev, sched_hash};
+use lvs_common::{
+    maglev, sched_hash,
+    stats::{dest_index, svc_index, Estimator, IpvsStats, TOTAL_INDEX},
+    wrr,
+};
 use lvs_common::service::{
     dest_flags, sched, svc_conf_flags, DestConf, HashTable, MhTable, SchedState, ServiceConf, MAX_DESTS,
     MAX_DESTS_PER_SVC, MAX_SERVICES,
@@ -15,7 +19,7 @@ use tracing::info;
 use super::tables::{self, Tables};
 use crate::{
     control::Errno,
-    model::{svc_flags, DestSpec, DestStatus, Forward, ServiceKey, ServiceSpec, ServiceStatus},
+    model::{DestSpec, DestStatus, Forward, ServiceKey, ServiceSpec, ServiceStatus, Stats},
 };
 
 /// Every scheduler name kernel IPVS knows.
@@ -57,9 +61,8 @@ pub fn check_service_supported(spec: &ServiceSpec) -> Result<u32, OpError> {
         }
         _ => {}
     }
-    if spec.flags & svc_flags::ONEPACKET != 0 {
-        return err(Errno::NotImplemented, "one-packet scheduling is not supported by lvsd yet");
-    }
+    // ONEPACKET is accepted on any service, as by the kernel; the dataplane honours it for
+    // UDP only, as the kernel does (ipvsadm itself refuses -o on a TCP service).
     Ok(id)
 }
 
@@ -138,6 +141,9 @@ pub struct VirtualServers {
     next_dest_slot: u32,
     used_dest_slots: std::collections::HashSet<u32>,
     trash: Vec<Trashed>,
+    /// Rate estimators by stats slot (services, real servers, the totals). Kept in memory
+    /// only: after a restart they start again from the pinned counters.
+    rates: std::collections::HashMap<u32, Estimator>,
 }
 
 impl VirtualServers {
@@ -150,6 +156,7 @@ impl VirtualServers {
             used_dest_slots: Default::default(),
             // Not rebuilt after a restart: trashed slots are not told apart from free ones.
             trash: Vec::new(),
+            rates: Default::default(),
         };
         for item in t.svc_index.iter() {
             let (k, slot) = item?;
@@ -297,6 +304,27 @@ impl VirtualServers {
         t.hash_tables.set(svc.slot, table, 0).map_err(internal)
     }
 
+    /// The scheduler state of a service whose scheduler is (re)bound now
+    /// (`init_service`): rr at the list head, wrr's mark computed from the current weights.
+    fn fresh_sched_state(svc: &Service) -> SchedState {
+        SchedState { wrr: wrr::wrr_init(&Self::weights(svc)), ..Default::default() }
+    }
+
+    fn weights(svc: &Service) -> Vec<i32> {
+        svc.dests.iter().map(|d| d.spec.weight).collect()
+    }
+
+    /// wrr's `dest_changed` after a real server was added, edited or deleted: back to the
+    /// head, `mw`/`di` from the new weights, `cw` kept or realigned. Only wrr has this hook.
+    fn wrr_dest_changed(t: &mut Tables, svc: &Service) -> Result<(), OpError> {
+        if svc.sched_id != sched::WRR {
+            return Ok(());
+        }
+        let mut st = t.sched_state.get(&svc.slot, 0).map_err(internal)?;
+        wrr::wrr_dest_changed(&mut st.wrr, &Self::weights(svc));
+        t.sched_state.set(svc.slot, st, 0).map_err(internal)
+    }
+
     /// `ipvsadm -A`.
     pub fn add_service(&mut self, t: &mut Tables, spec: ServiceSpec) -> Result<(), OpError> {
         let sched_id = check_service_supported(&spec)?;
@@ -308,9 +336,11 @@ impl VirtualServers {
         };
         let svc = Service { slot, spec, sched_id, dests: Vec::new() };
         let key = tables::svc_key(&svc.spec.key).map_err(internal)?;
+        // A reused slot's counters belong to an earlier service.
+        self.zero_slot(t, svc_index(slot))?;
         Self::write_service(t, &svc)?;
         Self::build_hash_table(t, &svc)?;
-        t.sched_state.set(slot, SchedState::default(), 0).map_err(internal)?;
+        t.sched_state.set(slot, Self::fresh_sched_state(&svc), 0).map_err(internal)?;
         // Published last: the dataplane can only find a fully written service.
         t.svc_index.insert(key, slot, 0).map_err(internal)?;
         info!(service = %svc.spec.key, scheduler = %svc.spec.scheduler, "service added");
@@ -330,7 +360,7 @@ impl VirtualServers {
         svc.sched_id = sched_id;
         Self::write_service(t, svc)?;
         if rebind {
-            t.sched_state.set(slot, SchedState::default(), 0).map_err(internal)?;
+            t.sched_state.set(slot, Self::fresh_sched_state(svc), 0).map_err(internal)?;
             t.flush_sched_cache(slot);
             Self::build_hash_table(t, svc)?;
         }
@@ -409,6 +439,7 @@ impl VirtualServers {
                     return err(Errno::NoMem, format!("real-server table full ({MAX_DESTS})"));
                 };
                 t.counter_memory.clear_overload(ds);
+                self.zero_slot(t, dest_index(ds))?;
                 ds
             }
         };
@@ -426,7 +457,7 @@ impl VirtualServers {
             st.rr_next += 1;
             let _ = t.sched_state.set(slot, st, 0);
         }
-        Ok(())
+        Self::wrr_dest_changed(t, svc)
     }
 
     /// `ipvsadm -e`.
@@ -453,7 +484,7 @@ impl VirtualServers {
         if svc.sched_id == sched::SH || svc.sched_id == sched::MH {
             Self::build_hash_table(t, svc)?;
         }
-        Ok(())
+        Self::wrr_dest_changed(t, svc)
     }
 
     /// `ipvsadm -d`.
@@ -483,6 +514,8 @@ impl VirtualServers {
             st.rr_next -= 1;
             let _ = t.sched_state.set(slot, st, 0);
         }
+        // Like the rr update above, not a reason to stop half-way: the server is gone already.
+        let _ = Self::wrr_dest_changed(t, svc);
         let _ = t.dests.set(removed.slot, tables::dest_conf(&removed.spec, slot, 0), 0);
         self.trash.push(Trashed {
             svc: Some(*key),
@@ -512,7 +545,7 @@ impl VirtualServers {
 
     /// Every service with live connection counts, in slot order, dests in kernel order.
     pub fn list(&self, t: &Tables) -> Vec<ServiceStatus> {
-        self.services.values().map(|s| Self::status(s, t)).collect()
+        self.services.values().map(|s| self.status(s, t)).collect()
     }
 
     /// One service, or ESRCH.
@@ -520,12 +553,14 @@ impl VirtualServers {
         let Some(slot) = self.find(key) else {
             return err(Errno::Srch, format!("{key} does not exist"));
         };
-        Ok(Self::status(&self.services[&slot], t))
+        Ok(self.status(&self.services[&slot], t))
     }
 
-    /// ActiveConn/InActConn/PersistConn come from the dataplane's counters (`DEST_COUNTERS`).
-    fn status(s: &Service, t: &Tables) -> ServiceStatus {
+    /// ActiveConn/InActConn/PersistConn come from the dataplane's counters (`DEST_COUNTERS`),
+    /// traffic statistics from `IPVS_STATS`, rates from the estimators.
+    fn status(&self, s: &Service, t: &Tables) -> ServiceStatus {
         ServiceStatus {
+            stats: self.stats_of(t, svc_index(s.slot)),
             spec: s.spec.clone(),
             dests: s
                 .dests
@@ -537,10 +572,87 @@ impl VirtualServers {
                         active_conns: clamp(c.active),
                         inact_conns: clamp(c.inactive),
                         persist_conns: clamp(c.persist),
+                        stats: self.stats_of(t, dest_index(d.slot)),
                     }
                 })
                 .collect(),
         }
+    }
+
+    /// Counters and rates of one stats slot.
+    fn stats_of(&self, t: &Tables, idx: u32) -> Stats {
+        let c = t.stats(idx);
+        let r = self.rates.get(&idx).map(Estimator::rates).unwrap_or_default();
+        Stats {
+            conns: c.conns,
+            inpkts: c.inpkts,
+            outpkts: c.outpkts,
+            inbytes: c.inbytes,
+            outbytes: c.outbytes,
+            cps: r.cps,
+            inpps: r.inpps,
+            outpps: r.outpps,
+            inbps: r.inbps,
+            outbps: r.outbps,
+        }
+    }
+
+    /// The director's totals (the kernel's `/proc/net/ip_vs_stats`).
+    pub fn totals(&self, t: &Tables) -> Stats {
+        self.stats_of(t, TOTAL_INDEX)
+    }
+
+    /// Zeroes one stats slot and restarts its estimator (`ip_vs_zero_stats`).
+    fn zero_slot(&mut self, t: &mut Tables, idx: u32) -> Result<(), OpError> {
+        t.zero_stats(idx).map_err(internal)?;
+        self.rates.insert(idx, Estimator::starting_at(IpvsStats::default()));
+        Ok(())
+    }
+
+    /// `ipvsadm -Z [service]`: a service and its real servers, or every service, every real
+    /// server and the totals, as `ip_vs_zero_service` / `ip_vs_zero_all` do.
+    pub fn zero(&mut self, t: &mut Tables, key: Option<&ServiceKey>) -> Result<(), OpError> {
+        let slots: Vec<u32> = match key {
+            Some(k) => match self.find(k) {
+                Some(slot) => vec![slot],
+                None => return err(Errno::Srch, format!("{k} does not exist")),
+            },
+            None => self.services.keys().copied().collect(),
+        };
+        for slot in slots {
+            let dests: Vec<u32> = self.services[&slot].dests.iter().map(|d| d.slot).collect();
+            self.zero_slot(t, svc_index(slot))?;
+            for ds in dests {
+                self.zero_slot(t, dest_index(ds))?;
+            }
+        }
+        if key.is_none() {
+            self.zero_slot(t, TOTAL_INDEX)?;
+        }
+        match key {
+            Some(k) => info!(service = %k, "statistics zeroed"),
+            None => info!("all statistics zeroed"),
+        }
+        Ok(())
+    }
+
+    /// One estimator tick (every 2 s) for every service, real server and the totals. An
+    /// object seen for the first time (after a restart) starts from its current counters.
+    pub fn tick_rates(&mut self, t: &Tables) {
+        let mut live: Vec<u32> = vec![TOTAL_INDEX];
+        for s in self.services.values() {
+            live.push(svc_index(s.slot));
+            live.extend(s.dests.iter().map(|d| dest_index(d.slot)));
+        }
+        let mut next = std::collections::HashMap::with_capacity(live.len());
+        for idx in live {
+            let now = t.stats(idx);
+            let mut e = self.rates.remove(&idx).unwrap_or_else(|| Estimator::starting_at(now));
+            e.tick(now);
+            next.insert(idx, e);
+        }
+        // Estimators of deleted objects go (a revived real server starts a new one).
+        self.rates = next;
     }
 
     /// The specs of every service and its dests, in `ipvsadm -a` order (oldest first), for

@@ -20,6 +20,7 @@ use lvs_common::{
     service::{
         DestConf, DestCounters, HashTable, MhTable, LblcEntry, LblcKey, LblcrEntry, SchedState, ServiceConf, SvcKey, MAX_DESTS,
     },
+    stats::IpvsStats,
     AF_INET, AF_INET6,
 };
 
@@ -43,6 +44,10 @@ pub struct Tables {
     pub mh_tables: HashMap<MapData, u32, MhTable>,
     pub templates: HashMap<MapData, FlowKey, Template>,
     pub sysctls: Array<MapData, Sysctls>,
+    /// Traffic statistics, per CPU (`lvs_common::stats` has the layout).
+    pub ipvs_stats: PerCpuArray<MapData, IpvsStats>,
+    /// Their zero points.
+    pub ipvs_stats_zero: Array<MapData, IpvsStats>,
     /// The classifier's two rule sets and the lookup control words (`lvs_common::classify`).
     pub classifier: Array<MapData, ClassRuleSet>,
     pub lookup_ctl: Array<MapData, u32>,
@@ -76,6 +81,8 @@ impl Tables {
             mh_tables: HashMap::try_from(open(dir, map_names::MH_TABLES)?)?,
             templates: HashMap::try_from(open(dir, map_names::TEMPLATES)?)?,
             sysctls: Array::try_from(open(dir, map_names::SYSCTLS)?)?,
+            ipvs_stats: PerCpuArray::try_from(open(dir, map_names::IPVS_STATS)?)?,
+            ipvs_stats_zero: Array::try_from(open(dir, map_names::IPVS_STATS_ZERO)?)?,
             classifier: Array::try_from(open(dir, map_names::CLASSIFIER)?)?,
             lookup_ctl: Array::try_from(open(dir, map_names::LOOKUP_CTL)?)?,
             classifier_flipped: None,
@@ -106,6 +113,8 @@ impl Tables {
             mh_tables: HashMap::try_from(take(map_names::MH_TABLES)?)?,
             templates: HashMap::try_from(take(map_names::TEMPLATES)?)?,
             sysctls: Array::try_from(take(map_names::SYSCTLS)?)?,
+            ipvs_stats: PerCpuArray::try_from(take(map_names::IPVS_STATS)?)?,
+            ipvs_stats_zero: Array::try_from(take(map_names::IPVS_STATS_ZERO)?)?,
             classifier: Array::try_from(take(map_names::CLASSIFIER)?)?,
             lookup_ctl: Array::try_from(take(map_names::LOOKUP_CTL)?)?,
             classifier_flipped: None,
@@ -133,6 +142,28 @@ impl Tables {
             out.push((c, per_cpu.iter().sum()));
         }
         Ok(out)
+    }
+
+    /// The counters of stats slot `idx` summed over CPUs, without its zero point.
+    fn raw_stats(&self, idx: u32) -> IpvsStats {
+        match self.ipvs_stats.get(&idx, 0) {
+            Ok(per_cpu) => per_cpu.iter().fold(IpvsStats::default(), |acc, s| acc.add(s)),
+            Err(_) => IpvsStats::default(),
+        }
+    }
+
+    /// The traffic statistics of stats slot `idx` since it was last zeroed.
+    pub fn stats(&self, idx: u32) -> IpvsStats {
+        let zero = self.ipvs_stats_zero.get(&idx, 0).unwrap_or_default();
+        self.raw_stats(idx).since(&zero)
+    }
+
+    /// Zeroes stats slot `idx` by making its current counters the zero point (the dataplane's
+    /// per-CPU counters are never written from here: a write could undo a concurrent add).
+    pub fn zero_stats(&mut self, idx: u32) -> anyhow::Result<()> {
+        let now = self.raw_stats(idx);
+        self.ipvs_stats_zero.set(idx, now, 0)?;
+        Ok(())
     }
 
     /// Forgets service slot `svc_id`'s scheduler caches (lblc, lblcr), as the kernel's
@@ -393,6 +424,23 @@ impl CounterMemory {
         let Some(c) = self.slot(dest_id) else { return };
         // SAFETY: as in `uncount`.
         unsafe { AtomicU64::from_ptr(&raw mut (*c).persist).fetch_sub(1, AtomicOrdering::Relaxed) };
+    }
+
+    /// Every connection counted on any real server: the number of entries in the connection
+    /// table (each counts in exactly one ActiveConn/InActConn), without walking it.
+    pub fn total_connections(&self) -> u64 {
+        let mut total = 0u64;
+        for i in 0..MAX_DESTS {
+            let c = self.slot(i).expect("in range");
+            // SAFETY: as in `uncount`.
+            unsafe {
+                total = total
+                    .wrapping_add(AtomicU64::from_ptr(&raw mut (*c).active).load(AtomicOrdering::Relaxed))
+                    .wrapping_add(AtomicU64::from_ptr(&raw mut (*c).inactive).load(AtomicOrdering::Relaxed));
+            }
+        }
+        // A transiently negative sum (a decrement seen before its increment) reads as 0.
+        if total > i64::MAX as u64 { 0 } else { total }
     }
 
     /// Clears real server `dest_id`'s OVERLOAD mark.

@@ -130,7 +130,18 @@ pub fn execute(ctx: &mut Ctx<'_, '_>, r: &Resolved) -> Result<i32, Stop> {
             };
             service_command(ctx, r, key)
         }
-        Cmd::Zero => Ok(ctx.unsupported("zeroing counters (-Z)")),
+        Cmd::Zero => {
+            // libipvs sends no service (zero everything) when none was given.
+            let key = if r.svc.fwmark == 0 && r.svc.addr.is_none() && r.svc.proto.is_none() {
+                None
+            } else {
+                match service_key(&r.svc) {
+                    Ok(k) => Some(k),
+                    Err(what) => return Ok(ctx.unsupported(what)),
+                }
+            };
+            ctx.set(Call::ZeroService, Request::Zero(key))
+        }
         Cmd::Timeout => {
             let [tcp, tcp_fin, udp] = r.timeouts;
             ctx.set(Call::SetTimeout, Request::SetTimeouts(Timeouts { tcp, tcp_fin, udp }))
@@ -208,9 +219,6 @@ fn list(ctx: &mut Ctx<'_, '_>, r: &Resolved) -> Result<i32, Stop> {
         ListWhat::Connections => list_conns(ctx, &r.format)?,
         ListWhat::Timeout => list_timeouts(ctx)?,
         ListWhat::Daemon => return Ok(ctx.unsupported("listing sync daemons (--daemon)")),
-        _ if r.format.stats || r.format.rate => {
-            return Ok(ctx.unsupported("traffic statistics (--stats, --rate)"));
-        }
         ListWhat::Service => {
             let key = match service_key(&r.svc) {
                 Ok(k) => k,

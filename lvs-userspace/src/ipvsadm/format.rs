@@ -158,6 +158,18 @@ pub fn service_entry(s: &ServiceStatus, f: &Format, names: &dyn Names) -> String
         if spec.flags & SCHED_BITS != 0 {
             write!(out, " -b {}", sched_flags(&spec.scheduler, spec.flags)).unwrap();
         }
+    } else if f.stats {
+        let st = &s.stats;
+        write!(out, "{svc_name:<33}").unwrap();
+        for v in [st.conns, st.inpkts, st.outpkts, st.inbytes, st.outbytes] {
+            out.push_str(&largenum(v, f.exact));
+        }
+    } else if f.rate {
+        let st = &s.stats;
+        write!(out, "{svc_name:<33}").unwrap();
+        for v in [st.cps, st.inpps, st.outpps, st.inbps, st.outbps] {
+            out.push_str(&largenum(v, f.exact));
+        }
     } else {
         write!(out, "{svc_name} {}", spec.scheduler).unwrap();
         if spec.flags & SCHED_BITS != 0 {
@@ -197,7 +209,25 @@ fn dest_line(d: &DestStatus, svc_name: &str, proto: &str, f: &Format, names: &dy
         let tun = if spec.forward == Forward::Tunnel { " --tun-type ipip" } else { "" };
         return format!("-a {svc_name} -r {dname} {switch} -w {}{tun}\n", spec.weight);
     }
-    if f.thresholds {
+    if f.stats {
+        let st = &d.stats;
+        let mut line = format!("  -> {dname:<28}");
+        for v in [st.conns, st.inpkts, st.outpkts, st.inbytes, st.outbytes] {
+            line.push_str(&largenum(v, f.exact));
+        }
+        line + "\n"
+    } else if f.rate {
+        // The packet and connection rates are printed whole here, unlike on the service line.
+        let st = &d.stats;
+        format!(
+            "  -> {dname:<28} {:8} {:8} {:8}{}{}\n",
+            st.cps,
+            st.inpps,
+            st.outpps,
+            largenum(st.inbps, f.exact),
+            largenum(st.outbps, f.exact)
+        )
+    } else if f.thresholds {
         format!(
             "  -> {dname:<28} {:<10} {:<10} {:<10} {:<10}\n",
             spec.u_threshold, spec.l_threshold, d.active_conns, d.inact_conns
@@ -224,6 +254,23 @@ fn dest_line(d: &DestStatus, svc_name: &str, proto: &str, f: &Format, names: &dy
             d.active_conns,
             d.inact_conns
         )
+    }
+}
+
+/// ipvsadm's `print_largenum`: a 9-character column, abbreviated with decimal K/M/G/T
+/// (truncating) unless `--exact`, where wider numbers get one leading blank.
+pub fn largenum(i: u64, exact: bool) -> String {
+    if exact {
+        let digits = i.to_string();
+        let width = if digits.len() <= 8 { 9 } else { digits.len() + 1 };
+        return format!("{digits:>width$}");
+    }
+    match i {
+        0..100_000_000 => format!("{i:9}"),
+        100_000_000..1_000_000_000 => format!("{:8}K", i / 1_000),
+        1_000_000_000..100_000_000_000 => format!("{:8}M", i / 1_000_000),
+        100_000_000_000..100_000_000_000_000 => format!("{:8}G", i / 1_000_000_000),
+        _ => format!("{:8}T", i / 1_000_000_000_000),
     }
 }
 
@@ -293,7 +340,7 @@ pub mod tests {
     use super::*;
     use crate::{
         ipvsadm::{names::fake::FakeNames, sort::sort_all},
-        model::{DestSpec, ServiceSpec},
+        model::{DestSpec, ServiceSpec, Stats},
     };
 
     fn key(proto: Protocol, addr: &str, port: u16) -> ServiceKey {
@@ -301,7 +348,7 @@ pub mod tests {
     }
 
     fn dest(addr: &str, port: u16, fwd: Forward, w: i32, act: u32, inact: u32) -> DestStatus {
-        DestStatus { spec: DestSpec::new(addr.parse().unwrap(), port, fwd, w), active_conns: act, inact_conns: inact, persist_conns: 0 }
+        DestStatus { spec: DestSpec::new(addr.parse().unwrap(), port, fwd, w), active_conns: act, inact_conns: inact, persist_conns: 0, stats: Default::default() }
     }
 
     /// The rich state of 05-listings/d-listings.txt, in an arbitrary (kernel-like) order.
@@ -316,7 +363,7 @@ pub mod tests {
             if let Some(m) = netmask {
                 spec.netmask = m;
             }
-            ServiceStatus { spec, dests }
+            ServiceStatus { spec, dests, stats: Default::default() }
         };
         let p = svc_flags::PERSISTENT;
         let mut thr = dest("192.0.2.12", 80, Masq, 4, 1, 8);
@@ -421,6 +468,77 @@ pub mod tests {
         assert_eq!(render(&f, false), without_pe(golden_block(LISTINGS, "ipvsadm -S")));
     }
 
+    /// The golden state with the counters (or rates) of a recorded `--exact` listing, which
+    /// lists the objects in the sorted order, one line each.
+    fn with_numbers(exact_block: &str, rates: bool) -> Vec<ServiceStatus> {
+        let mut state = golden_state();
+        sort_all(&mut state);
+        let mut rows = exact_block.lines().skip(3).map(|l| {
+            let n: Vec<u64> = l.split_whitespace().rev().take(5).map(|w| w.parse().unwrap()).collect();
+            let (a, b, c, d, e) = (n[4], n[3], n[2], n[1], n[0]);
+            if rates {
+                Stats { cps: a, inpps: b, outpps: c, inbps: d, outbps: e, ..Default::default() }
+            } else {
+                Stats { conns: a, inpkts: b, outpkts: c, inbytes: d, outbytes: e, ..Default::default() }
+            }
+        });
+        for s in &mut state {
+            s.stats = rows.next().unwrap();
+            for d in &mut s.dests {
+                d.stats = rows.next().unwrap();
+            }
+        }
+        assert!(rows.next().is_none());
+        state
+    }
+
+    fn render_state(state: &[ServiceStatus], f: &Format) -> String {
+        let mut out = header(&Info { version_code: 0x010201, conn_table_size: 4096 }) + &title(f);
+        for s in state {
+            out.push_str(&service_entry(s, f, &FakeNames));
+        }
+        out
+    }
+
+    #[test]
+    fn stats_match_golden() {
+        // After the transfers ended: a 115 MB download abbreviates to `115513K`.
+        let after = &LISTINGS[LISTINGS.find("### after it finished").unwrap()..];
+        let exact = golden_block(after, "ipvsadm -L -n --stats --exact");
+        let state = with_numbers(&exact, false);
+        let f = Format { numeric: true, stats: true, ..Default::default() };
+        assert_eq!(render_state(&state, &f), golden_block(after, "ipvsadm -L -n --stats"));
+        let f = Format { exact: true, ..f };
+        assert_eq!(render_state(&state, &f), exact);
+    }
+
+    #[test]
+    fn rates_match_golden() {
+        let after = &LISTINGS[LISTINGS.find("### after it finished").unwrap()..];
+        let exact = golden_block(after, "ipvsadm -L -n --rate --exact");
+        let state = with_numbers(&exact, true);
+        let f = Format { numeric: true, rate: true, ..Default::default() };
+        assert_eq!(render_state(&state, &f), golden_block(after, "ipvsadm -L -n --rate"));
+        let f = Format { exact: true, ..f };
+        assert_eq!(render_state(&state, &f), exact);
+    }
+
+    #[test]
+    fn largenum_columns() {
+        let cases: [(u64, &str, &str); 7] = [
+            (0, "        0", "        0"),
+            (99_999_999, " 99999999", " 99999999"),
+            (100_000_000, "  100000K", " 100000000"),
+            (999_999_999, "  999999K", " 999999999"),
+            (1_000_000_000, "    1000M", " 1000000000"),
+            (123_456_789_012, "     123G", " 123456789012"),
+            (123_456_789_012_345, "     123T", " 123456789012345"),
+        ];
+        for (n, short, exact) in cases {
+            assert_eq!((largenum(n, false).as_str(), largenum(n, true).as_str()), (short, exact), "{n}");
+        }
+    }
+
     #[test]
     fn tun_info_columns() {
         let f = Format { numeric: true, tun_info: true, ..Default::default() };
@@ -455,6 +573,7 @@ pub mod tests {
         let s = ServiceStatus {
             spec: ServiceSpec::new(key(Protocol::Tcp, "10.0.0.1", 80), "rr"),
             dests: vec![dest("10.0.0.2", 80, Forward::Masq, 1, 0, 0)],
+            stats: Default::default(),
         };
         let out = service_entry(&s, &Format::default(), &Long);
         assert_eq!(

@@ -8,7 +8,10 @@
 //! ours. Inside a command block the lines are aligned the same way, with the allow-list rules
 //! deciding which stdout lines count as the same.
 
-use super::rules::{compare_stdout_line, pair_conn_entries, ConnEntry, Listing, Rule, RuleSet, Verdict};
+use super::rules::{
+    compare_stdout_line, pair_conn_entries, selects_twos, twos_refused_by_kernel_only, without_twos_services, ConnEntry,
+    Listing, Rule, RuleSet, Verdict,
+};
 use super::transcript::{parse, BodyLine, Command, Item, Located, Part};
 use super::AllowList;
 use std::collections::{BTreeMap, BTreeSet};
@@ -255,6 +258,17 @@ fn compare_commands(
     let golden = g.body(g_start);
     let mut ours = o.body(o_start);
     let mut reordered = false;
+    if rules.has(Rule::KernelWithoutTwos) {
+        if g.line == o.line && selects_twos(&g.line) && twos_refused_by_kernel_only(g, o) {
+            *allowed.entry(Rule::KernelWithoutTwos).or_default() += 1;
+            return None;
+        }
+        let dropped;
+        (ours, dropped) = without_twos_services(ours);
+        if dropped > 0 {
+            *allowed.entry(Rule::KernelWithoutTwos).or_default() += dropped;
+        }
+    }
     if listing.connections && rules.has(Rule::ConnOrder) {
         let moved;
         (ours, moved, reordered) = follow_golden_entry_order(&golden, ours, rules.has(Rule::ConnExpiry1s));
@@ -564,6 +578,29 @@ Numerical result out of range
         );
         let at = c.mismatches[0].lines.iter().position(DiffLine::is_change).unwrap();
         assert!(c.mismatches[0].lines[at + 1].is_change(), "adjacent");
+    }
+
+    #[test]
+    fn kernel_without_twos_rule() {
+        const G: &str = "$ ipvsadm -A -t 203.0.113.10:80 -s twos\n--- stderr\nScheduler or persistence engine not found\n[exit 255]\n\
+                         $ ipvsadm -L -n\nTCP  203.0.113.11:80 rr\n  -> 192.0.2.11:80 x\n[exit 0]\n";
+        let ours = "$ ipvsadm -A -t 203.0.113.10:80 -s twos\n[exit 0]\n\
+                    $ ipvsadm -L -n\nTCP  203.0.113.10:80 twos\n  -> 192.0.2.12:80 y\nTCP  203.0.113.11:80 rr\n  -> 192.0.2.11:80 x\n[exit 0]\n";
+        assert_eq!(exact(G, ours).mismatches.len(), 2);
+        let c = with(&[Rule::KernelWithoutTwos], G, ours);
+        assert!(c.matches(), "{c}");
+        assert_eq!(c.allowed.get(&Rule::KernelWithoutTwos), Some(&3));
+        // Only twos: another scheduler refused by the kernel and accepted by ours still differs.
+        let rr = G.replace("-s twos", "-s rr");
+        assert!(!with(&[Rule::KernelWithoutTwos], &rr, &ours.replace("-s twos", "-s rr")).matches());
+        // Only the kernel's exact refusal, and only a silent success in ours.
+        let other = G.replace("Scheduler or persistence engine not found", "Service already exists");
+        assert!(!with(&[Rule::KernelWithoutTwos], &other, ours).matches());
+        let noisy = ours.replace("twos\n[exit 0]", "twos\n--- stderr\noops\n[exit 0]");
+        assert!(!with(&[Rule::KernelWithoutTwos], G, &noisy).matches());
+        // A changed line of another service is still a difference.
+        let changed = ours.replace("192.0.2.11:80 x", "192.0.2.11:80 z");
+        assert!(!with(&[Rule::KernelWithoutTwos], G, &changed).matches());
     }
 
     #[test]

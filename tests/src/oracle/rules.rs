@@ -17,6 +17,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
+use super::transcript::{BodyLine, Command, Part};
+
 /// An intended difference. Each one only loosens the comparison of stdout lines of command
 /// blocks, never headings, records, stderr or exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -25,10 +27,12 @@ pub enum Rule {
     ConnExpiry1s,
     ConnOrder,
     RateValues,
+    KernelWithoutTwos,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 4] = [Rule::HeaderSize, Rule::ConnExpiry1s, Rule::ConnOrder, Rule::RateValues];
+    pub const ALL: [Rule; 5] =
+        [Rule::HeaderSize, Rule::ConnExpiry1s, Rule::ConnOrder, Rule::RateValues, Rule::KernelWithoutTwos];
 
     /// The name used in the allow-list file and in reports.
     pub fn name(self) -> &'static str {
@@ -37,6 +41,7 @@ impl Rule {
             Rule::ConnExpiry1s => "conn-expiry-1s",
             Rule::ConnOrder => "conn-order",
             Rule::RateValues => "rate-values",
+            Rule::KernelWithoutTwos => "kernel-without-twos",
         }
     }
 
@@ -62,6 +67,12 @@ impl Rule {
                 "in `--rate`/`--stats` listings, the five counter values; the service or server, the number \
                  of counters and where each column ends must match"
             }
+            Rule::KernelWithoutTwos => {
+                "a command selecting the twos scheduler (`-s twos`) that the kernel refused with exactly \
+                 `Scheduler or persistence engine not found` and exit 255 may succeed in ours with no \
+                 output and exit 0; in `-L` listings, our service lines with scheduler twos and the \
+                 real-server lines under them may be extra. Every other line must match"
+            }
         }
     }
 
@@ -74,6 +85,10 @@ impl Rule {
             Rule::ConnExpiry1s => "timers sampled a moment apart",
             Rule::ConnOrder => "kernel lists connections in hash-bucket order with a random seed",
             Rule::RateValues => "rates and counters depend on timing",
+            Rule::KernelWithoutTwos => {
+                "the oracle's kernel (6.1) predates twos: its image has every ip_vs scheduler module but \
+                 ip_vs_twos"
+            }
         }
     }
 }
@@ -169,6 +184,51 @@ impl AllowList {
             .collect();
         RuleSet::of(&rules)
     }
+}
+
+/// Whether a command line selects the twos scheduler (`-s twos`, `--scheduler twos`).
+pub fn selects_twos(command: &str) -> bool {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    words.windows(2).any(|w| (w[0] == "-s" || w[0] == "--scheduler") && w[1] == "twos")
+        || words.iter().any(|w| *w == "-stwos" || *w == "--scheduler=twos")
+}
+
+/// `kernel-without-twos`: the kernel refused the scheduler as unknown, ours accepted it
+/// silently (what a kernel with twos answers).
+pub fn twos_refused_by_kernel_only(g: &Command, o: &Command) -> bool {
+    g.stdout.is_empty()
+        && g.stderr.as_deref() == Some(&["Scheduler or persistence engine not found".to_string()][..])
+        && g.exit == Some(255)
+        && o.stdout.is_empty()
+        && o.stderr.as_ref().is_none_or(|e| e.is_empty())
+        && o.exit == Some(0)
+}
+
+/// `kernel-without-twos`: our `-L` stdout without the service lines whose scheduler is twos and
+/// the real-server lines (`  -> `) under them; also how many lines went.
+pub fn without_twos_services(body: Vec<BodyLine>) -> (Vec<BodyLine>, usize) {
+    let mut kept = Vec::with_capacity(body.len());
+    let mut in_twos = false;
+    let mut dropped = 0;
+    for b in body {
+        if b.part == Part::Stdout {
+            let fields: Vec<&str> = b.text.split_whitespace().collect();
+            let is_service = matches!(fields.first(), Some(&("TCP" | "UDP" | "SCTP" | "FWM")));
+            if is_service {
+                in_twos = fields.get(2) == Some(&"twos");
+            } else if !b.text.starts_with("  -> ") {
+                in_twos = false;
+            }
+            if in_twos {
+                dropped += 1;
+                continue;
+            }
+        } else {
+            in_twos = false;
+        }
+        kept.push(b);
+    }
+    (kept, dropped)
 }
 
 /// What a command block lists, which decides the rules that can apply to its stdout.
