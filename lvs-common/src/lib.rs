@@ -10,6 +10,7 @@
 #![no_std]
 
 pub mod bench;
+pub mod classify;
 pub mod counters;
 pub mod csum;
 pub mod flow;
@@ -45,8 +46,10 @@ pub mod map_names {
     pub const SYSCTLS: &str = "SYSCTLS";
     pub const IPVS_STATS: &str = "IPVS_STATS";
     pub const IPVS_STATS_ZERO: &str = "IPVS_STATS_ZERO";
+    pub const CLASSIFIER: &str = "CLASSIFIER";
+    pub const LOOKUP_CTL: &str = "LOOKUP_CTL";
     /// Every map, for pinning.
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 19] = [
         SVC_INDEX,
         SERVICES,
         SCHED_STATE,
@@ -64,6 +67,8 @@ pub mod map_names {
         SYSCTLS,
         IPVS_STATS,
         IPVS_STATS_ZERO,
+        CLASSIFIER,
+        LOOKUP_CTL,
     ];
 }
 

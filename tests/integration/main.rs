@@ -12,3 +12,4 @@ mod persistence;
 mod reload;
 mod sched;
 mod stats;
+mod fwmark;
