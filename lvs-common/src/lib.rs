@@ -10,6 +10,7 @@
 #![no_std]
 
 pub mod bench;
+pub mod classify;
 pub mod counters;
 pub mod csum;
 pub mod flow;
@@ -46,9 +47,11 @@ pub mod map_names {
     pub const SYSCTLS: &str = "SYSCTLS";
     pub const IPVS_STATS: &str = "IPVS_STATS";
     pub const IPVS_STATS_ZERO: &str = "IPVS_STATS_ZERO";
+    pub const CLASSIFIER: &str = "CLASSIFIER";
+    pub const LOOKUP_CTL: &str = "LOOKUP_CTL";
     pub const NEIGH_MISS: &str = "NEIGH_MISS";
     /// Every map, for pinning.
-    pub const ALL: [&str; 18] = [
+    pub const ALL: [&str; 20] = [
         SVC_INDEX,
         SERVICES,
         SCHED_STATE,
@@ -66,6 +69,8 @@ pub mod map_names {
         SYSCTLS,
         IPVS_STATS,
         IPVS_STATS_ZERO,
+        CLASSIFIER,
+        LOOKUP_CTL,
         NEIGH_MISS,
     ];
 }

@@ -9,6 +9,7 @@
 #![allow(internal_features)]
 #![feature(core_intrinsics)]
 
+mod classify;
 mod conntrack;
 mod forward;
 mod icmp;
@@ -122,10 +123,11 @@ fn decide(ctx: &XdpContext, pkt: &Packet) -> Step {
         nat::to_client(&pkt, vaddr, vport);
         return forward::forward(ctx, &pkt).into();
     }
-    // 3. A new connection to a virtual service?
-    let Some(svc_id) = find_service(&pkt) else {
+    // 3. A new connection to a virtual service (firewall mark first, as IPVS)?
+    let svc_id = classify::find_service(pkt.daddr, pkt.dport, pkt.proto);
+    if svc_id == classify::NO_SERVICE {
         return dr_reply(ctx, &pkt, now).into();
-    };
+    }
     // IPVS schedules TCP only on a SYN without RST; anything else without a connection is
     // accepted untouched (it belongs to no connection we know).
     if pkt.proto == IPPROTO_TCP && pkt.tcp_flags & (TCP_SYN | TCP_RST) != TCP_SYN {
@@ -211,28 +213,6 @@ fn is_syn(pkt: &Packet) -> bool {
 #[inline(always)]
 fn expire_nodest_conn() -> bool {
     matches!(SYSCTLS.get(0), Some(s) if s.expire_nodest_conn != 0)
-}
-
-/// `ip_vs_service_find`: the exact (protocol, address, port) service, else the address's
-/// port-zero service (persistent services for every port).
-#[inline(always)]
-fn find_service(pkt: &Packet) -> Option<u32> {
-    let mut k = service_key(pkt);
-    if let Some(id) = unsafe { SVC_INDEX.get(&k) } {
-        return Some(*id);
-    }
-    k.port = 0;
-    unsafe { SVC_INDEX.get(&k) }.copied()
-}
-
-#[inline(always)]
-fn service_key(pkt: &Packet) -> lvs_common::service::SvcKey {
-    lvs_common::service::SvcKey {
-        addr: [pkt.daddr, 0, 0, 0],
-        port: pkt.dport,
-        proto: pkt.proto,
-        family: lvs_common::AF_INET,
-    }
 }
 
 /// Forwarding methods (`ConnEntry::fwd`, IPVS numbering).

@@ -6,6 +6,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use lvs_common::{
+    classify::{ClassRuleSet, CTL_WORDS},
     counters::COUNTER_COUNT,
     flow::{ConnEntry, ConnRef, FlowKey, DEFAULT_CONN_TABLE_SIZE},
     fwd::{NeighKey, NEIGH_MISS_SIZE},
@@ -114,6 +115,15 @@ pub static IPVS_STATS: PerCpuArray<IpvsStats> = PerCpuArray::with_max_entries(ST
 /// only; defined here so that it is created and pinned with the others.
 #[map]
 pub static IPVS_STATS_ZERO: Array<IpvsStats> = Array::with_max_entries(STATS_SLOTS, 0);
+
+/// Firewall-mark classifier: two complete rule sets, one live (see `lvs_common::classify`).
+#[map]
+pub static CLASSIFIER: Array<ClassRuleSet> = Array::with_max_entries(2, 0);
+
+/// Small words steering the lookup: the live classifier set and the port-0 service count
+/// (`lvs_common::classify::CTL_*`). An array, so the verifier inlines each read.
+#[map]
+pub static LOOKUP_CTL: Array<u32> = Array::with_max_entries(CTL_WORDS, 0);
 
 /// Next hops a direct-routing packet found without a neighbour entry (the packet was dropped):
 /// lvsd reads and deletes them and asks the kernel to resolve each (`NTF_USE`).

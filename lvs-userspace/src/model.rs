@@ -40,7 +40,7 @@ impl Protocol {
 pub enum ServiceKey {
     /// `-t|-u addr:port`.
     Addr { protocol: Protocol, addr: IpAddr, port: u16 },
-    /// `-f mark [-6]`. Not forwarded by the dataplane yet.
+    /// `-f mark [-6]`: packets the config's classifier gives that mark (IPv4 only so far).
     Fwmark { mark: u32, ipv6: bool },
 }
 

@@ -13,3 +13,4 @@ mod persistence;
 mod reload;
 mod sched;
 mod stats;
+mod fwmark;

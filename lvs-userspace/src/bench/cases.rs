@@ -205,6 +205,36 @@ pub fn scenarios() -> Vec<Scenario> {
             }],
         },
         Scenario {
+            name: "no VIP, 64 classifier rules".into(),
+            setup: Box::new(|rig| {
+                rig.service(8)?;
+                rig.classifier(lvs_common::classify::MAX_CLASS_RULES, None)
+            }),
+            fresh_per_run: false,
+            cases: vec![Case {
+                name: "no_vip_rules64".into(),
+                what: "no_vip with 64 firewall-mark rules loaded, none matching (the whole walk)".into(),
+                frame: from_client(NOT_A_VIP, TCP_SYN),
+                vary: rig::vary_client_src(0),
+                expect: &[Counter::PassNoService],
+                verdict: XDP_PASS,
+                target_ns: Some(45.0),
+            }],
+        },
+        Scenario {
+            name: "new connections, fwmark rr over 8".into(),
+            setup: Box::new(|rig| {
+                rig.service_at(crate::model::ServiceKey::Fwmark { mark: 64, ipv6: false }, 8, "rr", |_| 1, None)?;
+                rig.classifier(lvs_common::classify::MAX_CLASS_RULES, Some(64))
+            }),
+            fresh_per_run: true,
+            cases: vec![Case {
+                name: "new_fwm_rr_8".into(),
+                what: "new_rr_8 through a firewall-mark service, its mark from the 64th rule".into(),
+                ..new_conn("rr", 8, "")
+            }],
+        },
+        Scenario {
             name: "established, 1 Ki connections".into(),
             setup: Box::new(|rig| established(rig, 1 << 10)),
             fresh_per_run: false,

@@ -153,6 +153,54 @@ impl Rig {
     ) -> anyhow::Result<ServiceKey> {
         let key =
             ServiceKey::Addr { protocol: Protocol::Tcp, addr: IpAddr::from(VIP), port: VPORT };
+        self.service_at_fwd(key, servers, sched, weight, persistent_mask, fwd)
+    }
+
+    /// `count` classifier rules, none matching `NOT_A_VIP` (rule `i` is for 198.18.`i`.0/24,
+    /// TCP); with `vip_mark`, the last one matches the VIP on TCP port `VPORT` instead, giving
+    /// that mark, so a marked packet walks every rule before it.
+    pub fn classifier(&mut self, count: usize, vip_mark: Option<u32>) -> anyhow::Result<()> {
+        let rules: Vec<crate::config::ClassifierRule> = (0..count)
+            .map(|i| {
+                let last = i + 1 == count;
+                let (addr, prefix_len, mark, ports) = match vip_mark {
+                    Some(m) if last => (IpAddr::from(VIP), 32, m, (VPORT, VPORT)),
+                    _ => (IpAddr::from([198, 18, i as u8, 0]), 24, 1 + i as u32, (0, u16::MAX)),
+                };
+                crate::config::ClassifierRule {
+                    mark,
+                    addr,
+                    prefix_len,
+                    protocol: Some(Protocol::Tcp),
+                    ports,
+                    location: Default::default(),
+                }
+            })
+            .collect();
+        self.tables.write_classifier(&crate::config::rule_set(&rules))
+    }
+
+    /// [`Rig::service_with`] for any service key (a firewall-mark service, say).
+    pub fn service_at(
+        &mut self,
+        key: ServiceKey,
+        servers: usize,
+        sched: &str,
+        weight: fn(usize) -> i32,
+        persistent_mask: Option<u32>,
+    ) -> anyhow::Result<ServiceKey> {
+        self.service_at_fwd(key, servers, sched, weight, persistent_mask, Forward::Masq)
+    }
+
+    fn service_at_fwd(
+        &mut self,
+        key: ServiceKey,
+        servers: usize,
+        sched: &str,
+        weight: fn(usize) -> i32,
+        persistent_mask: Option<u32>,
+        fwd: Forward,
+    ) -> anyhow::Result<ServiceKey> {
         let mut spec = ServiceSpec::new(key, sched);
         if let Some(mask) = persistent_mask {
             spec.flags |= crate::model::svc_flags::PERSISTENT;

@@ -165,6 +165,7 @@ impl Daemon {
         self.tables.sysctls.set(0, cfg.sysctls, 0)?;
         apply(&mut self.vs, &mut self.tables, &changes)?;
         self.config_services = cfg.services.iter().map(|s| s.spec.key).collect();
+        apply_classifier(&mut self.tables, &cfg)?;
         for c in &changes {
             info!(change = %c, "reload");
         }
@@ -208,6 +209,26 @@ fn apply(vs: &mut VirtualServers, t: &mut Tables, changes: &[plan::Change]) -> a
             Change::DelDest(k, a, p) => vs.del_dest(t, k, *a, *p),
         };
         r.map_err(|e| anyhow::anyhow!("{c}: {} ({:?})", e.detail, e.errno))?;
+    }
+    Ok(())
+}
+
+/// Replaces the dataplane's classifier rules with the config's, in one step for packets (see
+/// `Tables::write_classifier`). The file is the only source of rules: a file without any
+/// turns the classifier off.
+fn apply_classifier(t: &mut Tables, cfg: &Config) -> anyhow::Result<()> {
+    let set = config::rule_set(&cfg.classifier);
+    t.write_classifier(&set).context("writing the classifier rules")?;
+    if !cfg.classifier.is_empty() {
+        info!(rules = cfg.classifier.len(), "classifier rules applied");
+    }
+    // Only the classifier marks packets, so such a service would never see one.
+    for sc in &cfg.services {
+        if let ServiceKey::Fwmark { mark, ipv6: false } = sc.spec.key {
+            if !cfg.classifier.iter().any(|r| r.mark == mark && r.addr.is_ipv4()) {
+                warn!(service = %sc.spec.key, "no IPv4 classifier rule gives this mark: the service gets no traffic");
+            }
+        }
     }
     Ok(())
 }
@@ -280,6 +301,7 @@ fn start_dataplane(opts: &Options, cfg: &Config) -> anyhow::Result<(Dataplane, A
     // are left alone (they may be ipvsadm's).
     let changes = plan::plan(&vs.specs(), &HashSet::new(), cfg);
     apply(&mut vs, &mut tables, &changes).context("applying the config")?;
+    apply_classifier(&mut tables, cfg)?;
     let conn_table_size = Tables::conn_capacity(&pins.maps())?;
     if conn_table_size != cfg.connection_table_size {
         warn!(

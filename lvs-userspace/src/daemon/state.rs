@@ -53,10 +53,9 @@ pub fn check_service_supported(spec: &ServiceSpec) -> Result<u32, OpError> {
             ),
         );
     };
+    // Firewall-mark services of both families are accepted (an IPv6 one can be listed, but
+    // takes no IPv6 real server and the classifier marks IPv4 packets only).
     match spec.key {
-        ServiceKey::Fwmark { .. } => {
-            return err(Errno::NotImplemented, "firewall-mark services are not supported by lvsd yet")
-        }
         ServiceKey::Addr { addr, .. } if addr.is_ipv6() => {
             return err(Errno::NotImplemented, "IPv6 services are not supported by lvsd yet")
         }
@@ -346,7 +345,7 @@ impl VirtualServers {
         t.svc_index.insert(key, slot, 0).map_err(internal)?;
         info!(service = %svc.spec.key, scheduler = %svc.spec.scheduler, "service added");
         self.services.insert(slot, svc);
-        Ok(())
+        self.count_port0(t)
     }
 
     /// `ipvsadm -E`. The scheduler state is reset only when the scheduler changes, as in IPVS.
@@ -389,7 +388,18 @@ impl VirtualServers {
         t.flush_sched_cache(slot);
         let _ = t.mh_tables.remove(&slot);
         info!(service = %key, "service deleted");
-        Ok(())
+        self.count_port0(t)
+    }
+
+    /// Tells the dataplane how many port-0 address services exist: as the kernel's
+    /// `nullsvc_counter`, it gates the `(protocol, address, 0)` fallback lookup.
+    fn count_port0(&self, t: &mut Tables) -> Result<(), OpError> {
+        let n = self
+            .services
+            .values()
+            .filter(|s| matches!(s.spec.key, ServiceKey::Addr { port: 0, .. }))
+            .count();
+        t.set_port0_services(n as u32).map_err(internal)
     }
 
     /// `ipvsadm -C`.

@@ -8,9 +8,10 @@ use std::{
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
 use lvs_common::{
+    classify::{ClassRuleSet, CTL_PORT0_SERVICES, CTL_RULE_SET, REWRITE_GRACE_MS},
     counters::{Counter, COUNTER_COUNT},
     flow::{ConnEntry, FlowKey},
     map_names,
@@ -47,6 +48,11 @@ pub struct Tables {
     pub ipvs_stats: PerCpuArray<MapData, IpvsStats>,
     /// Their zero points.
     pub ipvs_stats_zero: Array<MapData, IpvsStats>,
+    /// The classifier's two rule sets and the lookup control words (`lvs_common::classify`).
+    pub classifier: Array<MapData, ClassRuleSet>,
+    pub lookup_ctl: Array<MapData, u32>,
+    /// When this process last flipped the live classifier set.
+    classifier_flipped: Option<std::time::Instant>,
 }
 
 fn open(dir: &Path, name: &str) -> anyhow::Result<Map> {
@@ -77,6 +83,9 @@ impl Tables {
             sysctls: Array::try_from(open(dir, map_names::SYSCTLS)?)?,
             ipvs_stats: PerCpuArray::try_from(open(dir, map_names::IPVS_STATS)?)?,
             ipvs_stats_zero: Array::try_from(open(dir, map_names::IPVS_STATS_ZERO)?)?,
+            classifier: Array::try_from(open(dir, map_names::CLASSIFIER)?)?,
+            lookup_ctl: Array::try_from(open(dir, map_names::LOOKUP_CTL)?)?,
+            classifier_flipped: None,
         })
     }
 
@@ -106,6 +115,9 @@ impl Tables {
             sysctls: Array::try_from(take(map_names::SYSCTLS)?)?,
             ipvs_stats: PerCpuArray::try_from(take(map_names::IPVS_STATS)?)?,
             ipvs_stats_zero: Array::try_from(take(map_names::IPVS_STATS_ZERO)?)?,
+            classifier: Array::try_from(take(map_names::CLASSIFIER)?)?,
+            lookup_ctl: Array::try_from(take(map_names::LOOKUP_CTL)?)?,
+            classifier_flipped: None,
         })
     }
 
@@ -169,6 +181,50 @@ impl Tables {
         }
     }
 
+    /// Replaces the classifier's rules in one step for the dataplane: the idle set is written
+    /// completely, then the live-set word flips to it (an empty rule set turns the classifier
+    /// off). The set being rewritten went idle at the previous flip; if that was less than
+    /// `REWRITE_GRACE_MS` ago, this waits out the rest, so no packet can still be walking it.
+    pub fn write_classifier(&mut self, rules: &ClassRuleSet) -> anyhow::Result<()> {
+        let live = self.lookup_ctl.get(&CTL_RULE_SET, 0)?;
+        if rules.count == 0 {
+            if live != 0 {
+                self.lookup_ctl.set(CTL_RULE_SET, 0, 0)?;
+                self.classifier_flipped = Some(std::time::Instant::now());
+            }
+            return Ok(());
+        }
+        // Live set 0 (word 1) -> write set 1; live set 1 or none -> write set 0.
+        let idle = if live == 1 { 1 } else { 0 };
+        if live != 0 && self.classifier.get(&(live - 1), 0)? == *rules {
+            return Ok(());
+        }
+        if let Some(t) = self.classifier_flipped {
+            let grace = std::time::Duration::from_millis(REWRITE_GRACE_MS);
+            if let Some(rest) = grace.checked_sub(t.elapsed()) {
+                std::thread::sleep(rest);
+            }
+        }
+        self.classifier.set(idle, *rules, 0)?;
+        self.lookup_ctl.set(CTL_RULE_SET, idle + 1, 0)?;
+        self.classifier_flipped = Some(std::time::Instant::now());
+        Ok(())
+    }
+
+    /// The live classifier rules (empty when the classifier is off).
+    pub fn classifier_rules(&self) -> anyhow::Result<ClassRuleSet> {
+        match self.lookup_ctl.get(&CTL_RULE_SET, 0)? {
+            0 => Ok(ClassRuleSet::default()),
+            n => Ok(self.classifier.get(&(n - 1), 0)?),
+        }
+    }
+
+    /// Tells the dataplane how many port-0 address services exist (it tries the port-0
+    /// fallback lookup only when some do).
+    pub fn set_port0_services(&mut self, n: u32) -> anyhow::Result<()> {
+        Ok(self.lookup_ctl.set(CTL_PORT0_SERVICES, n, 0)?)
+    }
+
     /// The connection counters of real server slot `dest_id` (zero if unreadable).
     pub fn dest_counters(&self, dest_id: u32) -> DestCounters {
         self.dest_counters.get(&dest_id, 0).unwrap_or_default()
@@ -218,12 +274,17 @@ pub fn svc_key(key: &ServiceKey) -> anyhow::Result<SvcKey> {
             let (addr, family) = addr_words(*addr);
             Ok(SvcKey { addr, port: port.to_be(), proto: protocol.number(), family })
         }
-        ServiceKey::Fwmark { .. } => Err(anyhow!("firewall-mark services have no address key")),
+        ServiceKey::Fwmark { mark, ipv6 } => {
+            Ok(SvcKey::fwmark(*mark, if *ipv6 { AF_INET6 } else { AF_INET }))
+        }
     }
 }
 
 /// The model key of a `SVC_INDEX` key.
 pub fn model_key(k: &SvcKey) -> Option<ServiceKey> {
+    if k.is_fwmark() {
+        return Some(ServiceKey::Fwmark { mark: k.addr[0], ipv6: k.family == AF_INET6 });
+    }
     let protocol = match k.proto {
         6 => Protocol::Tcp,
         17 => Protocol::Udp,

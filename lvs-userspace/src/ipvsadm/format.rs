@@ -115,11 +115,13 @@ pub fn service_entry(s: &ServiceStatus, f: &Format, names: &dyn Names) -> String
     let spec = &s.spec;
     let proto = serv_proto(&spec.key);
     let svc_name = match spec.key {
-        ServiceKey::Fwmark { mark, ipv6 } => match (f.rule, ipv6) {
-            (true, false) => format!("-f {mark}"),
-            (true, true) => format!("-f {mark} -6"),
-            (false, false) => format!("FWM  {mark}"),
-            (false, true) => format!("FWM  {mark} IPv6"),
+        // ipvsadm 1.31 as Debian ships it (the oracle's) prints the mark with `%d`: marks of
+        // 2^31 and more come out negative, `FWM  -1` for 4294967295, in listings and `-S`.
+        ServiceKey::Fwmark { mark, ipv6 } => match (f.rule, ipv6, mark as i32) {
+            (true, false, mark) => format!("-f {mark}"),
+            (true, true, mark) => format!("-f {mark} -6"),
+            (false, false, mark) => format!("FWM  {mark}"),
+            (false, true, mark) => format!("FWM  {mark} IPv6"),
         },
         ServiceKey::Addr { protocol, addr, port } => {
             let vname = addr_port(addr, port, Some(proto), f, names);
