@@ -223,7 +223,7 @@ fn dr_tcp_udp_replies_bypass_the_director() {
     let topo = dr_topology();
     let _apps = start_apps(&topo);
     let tmp = TempDir::new("fwd-dr").unwrap();
-    let cfg = tmp.write("lvs.yaml", &config(&topo, "route")).unwrap();
+    let cfg = tmp.write("lvs.yaml", config(&topo, "route")).unwrap();
     let lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
     let before = counters(&lvsd);
     let (dir_rx, cli_rx) = exercise(&topo);
@@ -313,7 +313,7 @@ fn tun_with_our_decap_on_the_real_servers() {
     // the traffic below can only work through our program.
     let decaps: Vec<Decap> = (1..=topo.n()).map(|i| Decap::attach(topo.rs(i), &format!("rs{i}"))).collect();
     let tmp = TempDir::new("fwd-tun").unwrap();
-    let cfg = tmp.write("lvs.yaml", &config(&topo, "tunnel")).unwrap();
+    let cfg = tmp.write("lvs.yaml", config(&topo, "tunnel")).unwrap();
     let lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
     let before = counters(&lvsd);
     let (dir_rx, cli_rx) = exercise(&topo);
@@ -355,7 +355,7 @@ fn tun_pmtu_large_transfer_through_smaller_mtu() {
     // encapsulated (1520).
     topo.director.set_mtu(DIRECTOR_SERVER_IF, 1400).unwrap();
     let tmp = TempDir::new("fwd-pmtu").unwrap();
-    let cfg = tmp.write("lvs.yaml", &config(&topo, "tunnel")).unwrap();
+    let cfg = tmp.write("lvs.yaml", config(&topo, "tunnel")).unwrap();
     let lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
     echo_exact(&topo, 4 << 20);
     let c = counters(&lvsd);

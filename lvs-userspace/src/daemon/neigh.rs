@@ -72,7 +72,7 @@ pub fn kick(ifindex: u32, addr: Ipv4Addr, replace: bool) -> std::io::Result<()> 
                 return Err(std::io::Error::last_os_error());
             }
             let errno = i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]);
-            if errno < 0 && !(errno == -libc::EEXIST && !replace) {
+            if errno < 0 && (errno != -libc::EEXIST || replace) {
                 return Err(std::io::Error::from_raw_os_error(-errno));
             }
             Ok(())
