@@ -14,6 +14,7 @@ pub mod classify;
 pub mod counters;
 pub mod csum;
 pub mod flow;
+pub mod fwd;
 pub mod maglev;
 pub mod persist;
 pub mod sched_dynamic;
@@ -48,8 +49,9 @@ pub mod map_names {
     pub const IPVS_STATS_ZERO: &str = "IPVS_STATS_ZERO";
     pub const CLASSIFIER: &str = "CLASSIFIER";
     pub const LOOKUP_CTL: &str = "LOOKUP_CTL";
+    pub const NEIGH_MISS: &str = "NEIGH_MISS";
     /// Every map, for pinning.
-    pub const ALL: [&str; 19] = [
+    pub const ALL: [&str; 20] = [
         SVC_INDEX,
         SERVICES,
         SCHED_STATE,
@@ -69,11 +71,15 @@ pub mod map_names {
         IPVS_STATS_ZERO,
         CLASSIFIER,
         LOOKUP_CTL,
+        NEIGH_MISS,
     ];
 }
 
 /// Name of the XDP program in the object.
 pub const XDP_PROGRAM: &str = "lvs_xdp";
+
+/// Name of the real servers' decapsulation program (TC ingress) in its own object.
+pub const DECAP_PROGRAM: &str = "lvs_decap";
 
 /// Version of the map layout. Pinned maps are reused without any schema check, so the pin
 /// directory carries this number; bump it whenever a key or value type changes.

@@ -9,6 +9,7 @@ use lvs_common::{
     classify::{ClassRuleSet, CTL_WORDS},
     counters::COUNTER_COUNT,
     flow::{ConnEntry, ConnRef, FlowKey, DEFAULT_CONN_TABLE_SIZE},
+    fwd::{NeighKey, NEIGH_MISS_SIZE},
     persist::Template,
     sysctl::Sysctls,
     service::{
@@ -123,3 +124,13 @@ pub static CLASSIFIER: Array<ClassRuleSet> = Array::with_max_entries(2, 0);
 /// (`lvs_common::classify::CTL_*`). An array, so the verifier inlines each read.
 #[map]
 pub static LOOKUP_CTL: Array<u32> = Array::with_max_entries(CTL_WORDS, 0);
+
+/// Next hops a direct-routing packet found without a neighbour entry (the packet was dropped):
+/// lvsd reads and deletes them and asks the kernel to resolve each (`NTF_USE`).
+#[map]
+pub static NEIGH_MISS: LruHashMap<NeighKey, u32> = LruHashMap::with_max_entries(NEIGH_MISS_SIZE, 0);
+
+/// Scratch space for `bpf_fib_lookup`'s parameters (one per CPU), so that they are not on the
+/// stack (see `forward::lookup`). Not pinned: it holds nothing between packets.
+#[map]
+pub static FIB_SCRATCH: PerCpuArray<crate::forward::FibParams> = PerCpuArray::with_max_entries(1, 0);

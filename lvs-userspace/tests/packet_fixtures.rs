@@ -111,10 +111,14 @@ impl Rig {
     }
 
     fn service(&mut self, proto: Protocol, port: u16, servers: &[[u8; 4]]) -> ServiceKey {
+        self.service_fwd(proto, port, servers, Forward::Masq)
+    }
+
+    fn service_fwd(&mut self, proto: Protocol, port: u16, servers: &[[u8; 4]], fwd: Forward) -> ServiceKey {
         let key = ServiceKey::Addr { protocol: proto, addr: IpAddr::from(VIP), port };
         self.vs.add_service(&mut self.tables, ServiceSpec::new(key, "rr")).unwrap();
         for s in servers {
-            let d = DestSpec::new(IpAddr::from(*s), port, Forward::Masq, 1);
+            let d = DestSpec::new(IpAddr::from(*s), port, fwd, 1);
             self.vs.add_dest(&mut self.tables, &key, d).unwrap();
         }
         key
@@ -665,6 +669,136 @@ fn fwmark_then_address_then_port_zero() {
         rig.tables.write_classifier(&lvs_userspace::config::rule_set(&rules[..1])).unwrap();
         assert_eq!(syn(&mut rig, 41011, 80), (XDP_REDIRECT, 12, 80));
         assert_eq!(rig.counter(Counter::NewConn), 7);
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+}
+
+/// Direct routing and IP-in-IP: the exact frames the director sends (DR: only the MACs and
+/// the TTL change; TUN: the outer header of every case), fragmentation needed for a DF packet
+/// that would not fit once encapsulated, and the drops that must never reach the stack.
+#[test]
+fn dr_and_tun_fixtures() {
+    if !require_root() {
+        return;
+    }
+    std::thread::spawn(|| {
+        private_director_netns();
+        let mut rig = Rig::new("fwd");
+        rig.service_fwd(Protocol::Tcp, 80, &[RS1], Forward::Route);
+        rig.service_fwd(Protocol::Udp, 53, &[RS2], Forward::Route);
+        rig.service_fwd(Protocol::Tcp, 8080, &[RS1], Forward::Tunnel);
+        rig.service_fwd(Protocol::Udp, 5353, &[RS2], Forward::Tunnel);
+        // 192.0.2.15 has no static neighbour: DR towards it cannot be sent.
+        rig.service_fwd(Protocol::Tcp, 81, &[[192, 0, 2, 15]], Forward::Route);
+        const DIRECTOR_RS_IP: [u8; 4] = [192, 0, 2, 1];
+
+        let syn = |port: u16, sport: u16, ip: Ip| tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, ip, sport, port, SYN);
+        let big = |frag: u16| {
+            let mut ip = Ip::new(CLIENT, VIP);
+            ip.frag = frag;
+            // 20 + 20 + 1460 = 1500 bytes of IP: fits the 1500-byte link, 1500 + 20 does not.
+            frames::tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, ip, 41000 + frag, 8080, SYN, &[0x5a; 1460])
+        };
+        let dr_out = |f: &[u8]| {
+            let mut o = f.to_vec();
+            o[0..6].copy_from_slice(&RS1_MAC);
+            o[6..12].copy_from_slice(&DIRECTOR_RS_MAC);
+            o
+        };
+        let ttl63 = |f: Vec<u8>| {
+            // The same frame rebuilt with TTL 63 and a full checksum.
+            let mut o = f;
+            o[14 + 8] = 63;
+            o[14 + 10] = 0;
+            o[14 + 11] = 0;
+            let c = lvs_common::csum::checksum(&o[14..34]);
+            o[14 + 10..14 + 12].copy_from_slice(&c.to_ne_bytes());
+            o
+        };
+        let tun_in = syn(8080, 42000, Ip::new(CLIENT, VIP));
+        let mut nodf = Ip::new(CLIENT, VIP);
+        nodf.frag = 0;
+        let tun_nodf = udp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, nodf.clone(), 42001, 5353);
+        let big_df = big(0x4000);
+        let big_nodf = big(0);
+
+        let fixtures = vec![
+            Fixture {
+                name: "DR: SYN to the VIP keeps its addresses, goes to rs1's MAC with TTL 63",
+                input: syn(80, 40000, Ip::new(CLIENT, VIP)),
+                verdict: XDP_REDIRECT,
+                output: Some(dr_out(&syn(80, 40000, with_ttl(Ip::new(CLIENT, VIP), 63)))),
+            },
+            Fixture {
+                name: "DR: later packet of that flow, same",
+                input: tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 40000, 80, ACK | PSH),
+                verdict: XDP_REDIRECT,
+                output: Some(dr_out(&tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, with_ttl(Ip::new(CLIENT, VIP), 63), 40000, 80, ACK | PSH))),
+            },
+            Fixture {
+                name: "DR: UDP to the VIP goes to rs2's MAC unchanged but for the TTL",
+                input: udp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 5300, 53),
+                verdict: XDP_REDIRECT,
+                output: Some({
+                    let mut o = udp_frame(RS2_MAC, DIRECTOR_RS_MAC, with_ttl(Ip::new(CLIENT, VIP), 63), 5300, 53);
+                    o[0..6].copy_from_slice(&RS2_MAC);
+                    o
+                }),
+            },
+            Fixture {
+                name: "DR: a reply routed back through the director (VIP -> client) is routed on as it is",
+                input: tcp_frame(DIRECTOR_RS_MAC, RS1_MAC, Ip::new(VIP, CLIENT), 80, 40000, ACK),
+                verdict: XDP_REDIRECT,
+                output: Some(tcp_frame(CLIENT_MAC, DIRECTOR_CL_MAC, with_ttl(Ip::new(VIP, CLIENT), 63), 80, 40000, ACK)),
+            },
+            Fixture {
+                name: "DR: towards a real server without a neighbour entry: dropped, never to the stack",
+                input: syn(81, 40001, Ip::new(CLIENT, VIP)),
+                verdict: XDP_DROP,
+                output: None,
+            },
+            Fixture {
+                name: "TUN: SYN encapsulated from the director's route source to rs1, DF copied, ID 0, TTL 63 inside and out",
+                input: tun_in.clone(),
+                verdict: XDP_REDIRECT,
+                output: Some(frames::ipip_frame(RS1_MAC, DIRECTOR_RS_MAC, DIRECTOR_RS_IP, RS1, 63, 0, &ttl63(tun_in))),
+            },
+            Fixture {
+                name: "TUN: UDP without DF: outer without DF, carrying the inner ID",
+                input: tun_nodf.clone(),
+                verdict: XDP_REDIRECT,
+                output: Some(frames::ipip_frame(RS2_MAC, DIRECTOR_RS_MAC, DIRECTOR_RS_IP, RS2, 63, 0x1234, &ttl63(tun_nodf))),
+            },
+            Fixture {
+                name: "TUN: 1500 bytes with DF would be 1500 + 20: ICMP fragmentation needed, MTU 1480, from the VIP",
+                input: big_df.clone(),
+                verdict: XDP_REDIRECT,
+                output: Some(frames::icmp_frag_needed(&big_df, 1480)),
+            },
+            Fixture {
+                name: "TUN: the same without DF is encapsulated and handed to the kernel to fragment",
+                input: big_nodf.clone(),
+                verdict: XDP_PASS,
+                output: Some(frames::ipip_frame(DIRECTOR_IN_MAC, CLIENT_MAC, DIRECTOR_RS_IP, RS1, 63, 0x1234, &ttl63(big_nodf))),
+            },
+        ];
+        check(&mut rig, fixtures);
+        assert_eq!(rig.counter(Counter::DropNoNeigh), 1);
+        assert_eq!(rig.counter(Counter::TxIcmpFragNeeded), 1);
+        assert_eq!(rig.counter(Counter::PassFibFallback), 1);
+        assert_eq!(rig.counter(Counter::Redirect), 6);
+        // Every SYN and datagram above made a connection, the dropped and the answered ones too
+        // (IPVS creates it before transmitting).
+        assert_eq!(rig.counter(Counter::NewConn), 7);
+        assert_eq!(rig.counter(Counter::DropUnsupportedForward), 0);
+        // The DR miss was reported for lvsd to resolve: next hop 192.0.2.15 on `rs`.
+        let m = aya::maps::MapData::from_pin(rig.dp.pins.maps().join(lvs_common::map_names::NEIGH_MISS)).unwrap();
+        let m: aya::maps::HashMap<_, lvs_common::fwd::NeighKey, u32> =
+            aya::maps::HashMap::try_from(aya::maps::Map::LruHashMap(m)).unwrap();
+        let keys: Vec<_> = m.keys().map(Result::unwrap).collect();
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        assert_eq!(keys[0].addr[0], u32::from_ne_bytes([192, 0, 2, 15]));
     })
     .join()
     .unwrap_or_else(|e| std::panic::resume_unwind(e));

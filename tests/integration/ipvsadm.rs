@@ -119,13 +119,16 @@ fn unsupported_requests_are_refused_without_changes() {
         "{out:?}"
     );
     assert_eq!(lvsd.ipvsadm_ok(&["-L", "-n"]).unwrap(), HEADER);
-    // Direct routing is not implemented yet: the real server is refused, the service stays.
+    // GUE tunnels are not implemented: the real server is refused, the service stays.
     lvsd.ipvsadm_ok(&["-A", "-t", "203.0.113.10:80", "-s", "rr"]).unwrap();
-    let out = lvsd.ipvsadm(&["-a", "-t", "203.0.113.10:80", "-r", "192.0.2.11:80", "-g"]).unwrap();
+    let out = lvsd
+        .ipvsadm(&["-a", "-t", "203.0.113.10:80", "-r", "192.0.2.11:80", "-i", "--tun-type", "gue", "--tun-port", "6080"])
+        .unwrap();
     assert_eq!(out.status.code(), Some(255), "{out:?}");
-    assert!(out
-        .stderr_str()
-        .ends_with("ipvsadm: forwarding method Route is not supported by lvsd yet (only masquerading, -m)\n"));
+    assert!(
+        out.stderr_str().ends_with("ipvsadm: --tun-type gue is not supported by lvsd yet (only ipip)\n"),
+        "{out:?}"
+    );
     assert_eq!(lvsd.ipvsadm_ok(&["-L", "-n"]).unwrap(), format!("{HEADER}TCP  203.0.113.10:80 rr\n"));
 }
 

@@ -5,6 +5,7 @@
 
 mod topology;
 mod examples;
+mod fwd;
 mod ipvsadm;
 mod nat;
 mod oracle;

@@ -3,6 +3,7 @@
 pub mod connlist;
 pub mod dataplane;
 pub mod metrics;
+pub mod neigh;
 pub mod plan;
 pub mod reclaim;
 pub mod server;
@@ -339,6 +340,7 @@ fn serve(
     let reclaimer = reclaim::spawn(pins.maps(), stop.clone())?;
     let estimator = spawn_estimator(daemon.clone(), stop.clone())?;
     let metrics_server = metrics::spawn(metrics_listener, daemon.clone(), stop.clone())?;
+    let resolver = neigh::spawn(pins.maps(), stop.clone())?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -357,6 +359,7 @@ fn serve(
     let _ = reclaimer.join();
     let _ = estimator.join();
     let _ = metrics_server.join();
+    let _ = resolver.join();
     // Keep the program object alive until here: the links now own their program anyway.
     drop(dp);
     if opts.keep_dataplane {

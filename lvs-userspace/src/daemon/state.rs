@@ -86,11 +86,11 @@ pub fn check_dest_supported(svc: &ServiceKey, d: &DestSpec) -> Result<(), OpErro
     if d.addr.is_ipv6() != svc.is_ipv6() || d.addr.is_ipv6() {
         return err(Errno::NotImplemented, "IPv6 real servers are not supported by lvsd yet");
     }
-    if d.forward != Forward::Masq {
+    if !matches!(d.forward, Forward::Masq | Forward::Route | Forward::Tunnel) {
         return err(
             Errno::NotImplemented,
             format!(
-                "forwarding method {} is not supported by lvsd yet (only masquerading, -m)",
+                "forwarding method {} is not supported by lvsd (only -m, -g and -i)",
                 d.forward.ipvs_name()
             ),
         );
@@ -444,6 +444,7 @@ impl VirtualServers {
             }
         };
         t.dests.set(ds, tables::dest_conf(&d, slot, dest_flags::AVAILABLE), 0).map_err(internal)?;
+        super::neigh::resolve_dest(&d);
         let svc = self.services.get_mut(&slot).expect("found above");
         info!(service = %key, server = %d.addr, port = d.port, weight = d.weight, "real server added");
         let last_weight = d.weight;
@@ -474,6 +475,7 @@ impl VirtualServers {
         let ds = svc.dests[pos].slot;
         let old_u = svc.dests[pos].spec.u_threshold;
         t.dests.set(ds, tables::dest_conf(&d, slot, dest_flags::AVAILABLE), 0).map_err(internal)?;
+        super::neigh::resolve_dest(&d);
         lift_overload(t, ds, old_u, d.u_threshold);
         info!(service = %key, server = %d.addr, port = d.port, weight = d.weight, "real server edited");
         if d.weight != 0 {

@@ -91,7 +91,12 @@ impl Ctx<'_, '_> {
 
     /// What lvsd cannot do yet: say so plainly instead of imitating IPVS output.
     fn unsupported(&mut self, what: &str) -> i32 {
-        self.err(&format!("{}: {what} is not supported by lvsd yet\n", self.program));
+        self.unsupported_with(what, "")
+    }
+
+    /// The same with a note after "yet".
+    fn unsupported_with(&mut self, what: &str, note: &str) -> i32 {
+        self.err(&format!("{}: {what} is not supported by lvsd yet{note}\n", self.program));
         SET_FAILED
     }
 }
@@ -185,7 +190,10 @@ fn service_command(ctx: &mut Ctx<'_, '_>, r: &Resolved, key: ServiceKey) -> Resu
         Cmd::Del => ctx.set(Call::DelService, Request::DelService(key)),
         Cmd::AddDest | Cmd::EditDest => {
             if r.dest.tun_type != 0 {
-                return Ok(ctx.unsupported("GUE and GRE tunnels (--tun-type)"));
+                // The dataplane encapsulates in IP-in-IP only; the options were checked above
+                // exactly as ipvsadm checks them.
+                let what = format!("--tun-type {}", crate::ipvsadm::matrix::TUN_NAMES[r.dest.tun_type]);
+                return Ok(ctx.unsupported_with(&what, " (only ipip)"));
             }
             if r.cmd == Cmd::AddDest {
                 ctx.set(Call::AddDest, Request::AddDest { service: key, dest: dest() })
