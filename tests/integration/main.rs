@@ -14,3 +14,4 @@ mod reload;
 mod sched;
 mod stats;
 mod fwmark;
+mod ipv6;
