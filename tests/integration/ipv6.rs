@@ -278,3 +278,162 @@ fn nat_tcp_udp_over_ipv6() {
     let c = lvsd.ipvsadm_ok(&["-L", "-n", "-c"]).unwrap();
     assert!(c.contains(&format!("[{CLIENT_IP6}]:")) && c.contains(&format!("[{VIP6}]:9000")), "{c}");
 }
+
+fn assert_replies_bypass_director(dir_rx: u64, cli_rx: u64) {
+    // 3 MiB went to the client in segments of at most 1428 bytes: over 2000 packets on eth1.
+    assert!(cli_rx > 2000, "the client received only {cli_rx} packets on its direct link");
+    // The director's server-side interface sees neighbour discovery and nothing of the replies.
+    assert!(dir_rx < 50, "the director's to-servers received {dir_rx} packets: replies went through it");
+}
+
+#[test]
+fn dr_tcp_udp_over_ipv6_replies_bypass_the_director() {
+    if !require_root() {
+        return;
+    }
+    let topo = dr_topology();
+    // UDP echo bound to the VIP, so its answers leave from the VIP as a DR service's must.
+    let _apps = start_apps(&topo, VIP6);
+    let tmp = TempDir::new("v6-dr").unwrap();
+    let cfg = tmp.write("lvs.yaml", config(&topo, "route")).unwrap();
+    let lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
+    let before = counters(&lvsd);
+    let (dir_rx, cli_rx) = exercise(&topo, true);
+    assert_replies_bypass_director(dir_rx, cli_rx);
+    let after = counters(&lvsd);
+    let d = |k: &str| after[k] - before[k];
+    assert!(d("redirect") > 500, "redirects: {}", d("redirect"));
+    assert_eq!(d("pass_no_service"), 0, "the director saw packets for no service (replies?)");
+    let l = lvsd.ipvsadm_ok(&["-L", "-n"]).unwrap();
+    assert!(l.contains(&format!("  -> {:<28} Route   1 ", format!("[{}]:80", rs_ip6(1)))), "{l}");
+    let c = lvsd.ipvsadm_ok(&["-L", "-n", "-c"]).unwrap();
+    assert!(c.contains("FIN_WAIT") && !c.contains("TIME_WAIT"), "{c}");
+
+    // Forgotten neighbours: the next SYN is dropped and reported, lvsd has the kernel resolve
+    // the real server (neighbour discovery), and the retransmitted SYN goes through.
+    topo.director.ip(&["-6", "neigh", "flush", "dev", DIRECTOR_SERVER_IF]).unwrap();
+    let before = counters(&lvsd);
+    assert!(topo.client.http_get(vip6(80), "/").unwrap().text().starts_with("rs"));
+    let after = counters(&lvsd);
+    assert!(after["drop_no_neigh"] - before["drop_no_neigh"] <= 1, "more than one SYN dropped for want of a neighbour");
+}
+
+/// `lvsd decap` on a real server's `eth0` (its own pin directory); detached on drop.
+struct Decap<'a> {
+    ns: &'a Netns,
+    pin_dir: String,
+}
+
+impl<'a> Decap<'a> {
+    fn attach(ns: &'a Netns, i: usize, tag: &str) -> Decap<'a> {
+        let pin_dir = format!("/sys/fs/bpf/lvs-{}-decap6-{tag}", std::process::id());
+        let d = Decap { ns, pin_dir };
+        let out = d.run(&[]);
+        assert!(out.success(), "lvsd decap: {}", out.stderr_str());
+        // The interface's IPv6 address is decapsulated for too (link-local ones are not).
+        let want = format!("decapsulation attached to eth0 (ingress) for {}, {}\n", rs_ip(i), rs_ip6(i));
+        assert_eq!(out.stdout_str(), want);
+        d
+    }
+
+    fn run(&self, extra: &[&str]) -> CmdOutput {
+        let mut args = vec!["decap", "--interface", RS_IF, "--pin-dir", &self.pin_dir];
+        args.extend_from_slice(extra);
+        self.ns.output(lvs_bin("lvsd").to_str().unwrap(), &args).unwrap()
+    }
+
+    fn decapsulated(&self) -> u64 {
+        let out = self.run(&["--counters"]);
+        assert!(out.success(), "lvsd decap --counters: {}", out.stderr_str());
+        let text = out.stdout_str();
+        text.lines().find_map(|l| l.strip_prefix("decapsulated ")).expect("decapsulated counter").trim().parse().unwrap()
+    }
+}
+
+impl Drop for Decap<'_> {
+    fn drop(&mut self) {
+        let out = self.run(&["--detach"]);
+        let _ = std::fs::remove_dir_all(&self.pin_dir);
+        if !std::thread::panicking() {
+            assert!(out.success(), "lvsd decap --detach: {}", out.stderr_str());
+        }
+    }
+}
+
+#[test]
+fn tun_ipv6_in_ipv6_with_our_decap() {
+    if !require_root() {
+        return;
+    }
+    let topo = dr_topology();
+    let _apps = start_apps(&topo, VIP6);
+    // This host has no ip6_tunnel module: without our program a real server drops IPv6-in-IPv6,
+    // so the traffic below can only work through it.
+    let decaps: Vec<Decap> = (1..=topo.n()).map(|i| Decap::attach(topo.rs(i), i, &format!("rs{i}"))).collect();
+    let tmp = TempDir::new("v6-tun").unwrap();
+    let cfg = tmp.write("lvs.yaml", config(&topo, "tunnel")).unwrap();
+    let lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
+    let before = counters(&lvsd);
+    let (dir_rx, cli_rx) = exercise(&topo, true);
+    assert_replies_bypass_director(dir_rx, cli_rx);
+    let after = counters(&lvsd);
+    assert_eq!(after["pass_no_service"] - before["pass_no_service"], 0);
+    let dec: Vec<u64> = decaps.iter().map(Decap::decapsulated).collect();
+    assert!(dec.iter().sum::<u64>() > 300, "decapsulated per real server: {dec:?}");
+    assert!(dec.iter().all(|&n| n > 0), "decapsulated per real server: {dec:?}");
+    let l = lvsd.ipvsadm_ok(&["-L", "-n", "--tun-info"]).unwrap();
+    assert!(l.contains(&format!("  -> {:<28} Tunnel  ipip          1 ", format!("[{}]:80", rs_ip6(1)))), "{l}");
+}
+
+#[test]
+fn tun_ipv6_pmtu_packet_too_big() {
+    if !require_root() {
+        return;
+    }
+    let topo = dr_topology();
+    let _apps = start_apps(&topo, VIP6);
+    let _decaps: Vec<Decap> = (1..=topo.n()).map(|i| Decap::attach(topo.rs(i), i, &format!("p{i}"))).collect();
+    // 1400 bytes from the director to the real servers: a full-sized client segment (1500)
+    // no longer fits once the 40-byte outer header is added.
+    topo.director.set_mtu(DIRECTOR_SERVER_IF, 1400).unwrap();
+    let tmp = TempDir::new("v6-pmtu").unwrap();
+    let cfg = tmp.write("lvs.yaml", config(&topo, "tunnel")).unwrap();
+    let lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
+    echo_exact(&topo, 4 << 20);
+    let c = counters(&lvsd);
+    assert!(c["tx_icmp_frag_needed"] >= 1, "no ICMPv6 packet too big was sent: {c:?}");
+    // The client learnt the MTU our ICMPv6 carried: 1400 minus the 40-byte outer header.
+    let r = topo.client.run("ip", ["-6", "route", "get", &VIP6.to_string()]).unwrap().stdout_str();
+    assert!(r.contains("mtu 1360"), "client's route to the VIP: {r}");
+}
+
+#[test]
+fn icmpv6_port_unreachable_when_no_server_can_take_it() {
+    if !require_root() {
+        return;
+    }
+    let topo = topology();
+    let tmp = TempDir::new("v6-unreach").unwrap();
+    // The only real server has weight 0: no new connection can be scheduled.
+    let cfg = format!(
+        "interfaces: [{DIRECTOR_CLIENT_IF}, {DIRECTOR_SERVER_IF}]\nservices:\n  - protocol: tcp\n    address: '{VIP6}'\n    port: 81\n    scheduler: rr\n    real_servers:\n      - {{ address: '{}', forward: masq, weight: 0 }}\n",
+        rs_ip6(1)
+    );
+    let cfg = tmp.write("lvs.yaml", cfg).unwrap();
+    let lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
+    let t0 = std::time::Instant::now();
+    let e = topo.client.tcp_connect(vip6(81), Duration::from_secs(5)).unwrap_err();
+    // Refused at once by our ICMPv6 destination unreachable (port unreachable), which the
+    // client's stack only accepts with a correct checksum and quote of its own SYN.
+    let refused = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+    });
+    let took = t0.elapsed();
+    assert!(refused, "{e:#}");
+    // On veths the error for the first SYN comes back while connect() still holds the socket
+    // lock, and TCP then keeps it only as a soft error; the error for the retransmitted SYN
+    // (one second later) ends the attempt. One or two errors, no third SYN.
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    let sent = counters(&lvsd)["tx_icmp_unreachable"];
+    assert!((1..=2).contains(&sent), "ICMPv6 errors sent: {sent}");
+}

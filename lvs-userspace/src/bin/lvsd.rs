@@ -127,14 +127,6 @@ fn check_config(file: &std::path::Path, socket: &std::path::Path) -> anyhow::Res
         cfg.services.len(),
         dests
     );
-    // Accepted, but not served yet: say so where the operator looks before applying.
-    for sc in cfg.services.iter().filter(|s| s.spec.key.is_ipv6()) {
-        eprintln!(
-            "{}: warning: {} is IPv6: it is configured and listed, but the dataplane does not forward IPv6 yet",
-            file.display(),
-            sc.spec.key
-        );
-    }
     let changes = match control::Client::connect(socket) {
         Ok(mut c) => {
             let path = std::fs::canonicalize(file)?;

@@ -14,7 +14,7 @@ use lvs_common::service::{
     dest_flags, sched, svc_conf_flags, DestConf, HashTable, MhTable, SchedState, ServiceConf, MAX_DESTS,
     MAX_DESTS_PER_SVC, MAX_SERVICES,
 };
-use tracing::{info, warn};
+use tracing::info;
 
 use super::tables::{self, Tables};
 use crate::{
@@ -53,8 +53,8 @@ pub fn check_service_supported(spec: &ServiceSpec) -> Result<u32, OpError> {
             ),
         );
     };
-    // IPv6 services (address or firewall mark) are accepted, configured and listed like IPv4
-    // ones; see the README's IPv6 section for what the dataplane does with their packets.
+    // IPv6 services are served by the dataplane's IPv6 programs (v6.rs); an IPv6 firewall-mark
+    // service is accepted and listed, but the classifier marks IPv4 packets only.
     // ONEPACKET is accepted on any service, as by the kernel; the dataplane honours it for
     // UDP only, as the kernel does (ipvsadm itself refuses -o on a TCP service).
     Ok(id)
@@ -339,9 +339,7 @@ impl VirtualServers {
         let Some(slot) = self.alloc_svc_slot() else {
             return err(Errno::NoMem, format!("service table full ({MAX_SERVICES})"));
         };
-        if spec.key.is_ipv6() {
-            warn!(service = %spec.key, "IPv6 service: configured and listed, but the dataplane does not forward IPv6 yet (its packets go to the kernel)");
-        }
+
         let svc = Service { slot, spec, sched_id, dests: Vec::new() };
         let key = tables::svc_key(&svc.spec.key).map_err(internal)?;
         // A reused slot's counters belong to an earlier service.
