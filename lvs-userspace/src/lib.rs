@@ -7,4 +7,5 @@ pub mod control;
 pub mod daemon;
 pub mod ipvsadm;
 pub mod model;
+pub mod sysbench;
 pub mod testkit;
