@@ -314,7 +314,7 @@ impl Director {
                 std::fs::write(
                     &cfg,
                     format!(
-                        "global\n  maxconn 50000\n\
+                        "global\n  maxconn 8000\n\
                          defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n{}{}",
                         fe("http", HTTP_PORT),
                         fe("iperf", IPERF_PORT)
@@ -444,16 +444,17 @@ fn trafgen(rig: &Rig, mode: Mode, secs: u32, work: &Path) -> anyhow::Result<Figu
     )?;
     let mut p = Proc::spawn(
         "trafgen",
-        rig.client.cmd("trafgen").args(["-o", "eth0", "-P", "1", "-i"]).arg(&cfg),
+        rig.client.cmd("trafgen").args(["-o", "eth0", "-P", "1", "--no-sock-mem", "-i"]).arg(&cfg),
         &work.join("trafgen.log"),
-    )?;
+    )?
+    .stop_signal(libc::SIGINT);
     // Let it reach its steady rate (and lvs create the flow's entry) before counting.
     std::thread::sleep(Duration::from_millis(500));
     p.check_alive()?;
-    let (rx0, tx0) = (rig.server.link_stat("eth0", "rx_packets")?, rig.client.link_stat("eth0", "tx_packets")?);
+    let (rx0, tx0) = (rig.server.link_packets("eth0", "rx")?, rig.client.link_packets("eth0", "tx")?);
     let t = Instant::now();
     std::thread::sleep(Duration::from_secs(secs as u64));
-    let (rx1, tx1) = (rig.server.link_stat("eth0", "rx_packets")?, rig.client.link_stat("eth0", "tx_packets")?);
+    let (rx1, tx1) = (rig.server.link_packets("eth0", "rx")?, rig.client.link_packets("eth0", "tx")?);
     let el = t.elapsed().as_secs_f64();
     p.check_alive()?;
     p.stop_with(libc::SIGINT, Duration::from_secs(5));
@@ -480,6 +481,7 @@ fn measure(rig: &Rig, mode: Mode, metric: Metric, o: &Options) -> anyhow::Result
 pub fn run_all(o: Options) -> anyhow::Result<Outcome> {
     let t0 = Instant::now();
     sys::require(PROGRAMS)?;
+    sys::become_subreaper()?;
     std::fs::create_dir_all(&o.work)?;
     let rig = build(&o).context("building the client / director / server namespaces")?;
     let mut results: BTreeMap<(Metric, Mode), Samples> = BTreeMap::new();

@@ -85,11 +85,12 @@ impl Netns {
         run(&mut c).map(|_| ())
     }
 
-    /// A counter of `/sys/class/net/DEV/statistics` as seen inside the namespace.
-    pub fn link_stat(&self, dev: &str, stat: &str) -> anyhow::Result<u64> {
-        let out = run(self.cmd("cat").arg(format!("/sys/class/net/{dev}/statistics/{stat}")))?;
-        let s = String::from_utf8_lossy(&out.stdout);
-        s.trim().parse().with_context(|| format!("{dev} {stat}: {s:?}"))
+    /// Packet counters of `dev` in the namespace, `dir` = "rx" or "tx". From `ip -s -j`: /sys
+    /// under `nsenter --net` still shows the host's interfaces.
+    pub fn link_packets(&self, dev: &str, dir: &str) -> anyhow::Result<u64> {
+        let out = run(Command::new("ip").args(["-n", &self.name, "-s", "-j", "link", "show", "dev", dev]))?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("ip -s -j link show")?;
+        v[0]["stats64"][dir]["packets"].as_u64().with_context(|| format!("no {dir} packets for {dev} in {}", self.name))
     }
 }
 
@@ -115,6 +116,8 @@ pub struct Proc {
     pub name: String,
     child: Option<Child>,
     log: Option<PathBuf>,
+    /// What stops it cleanly on drop (trafgen wants SIGINT to stop its workers).
+    stop_signal: i32,
 }
 
 impl Proc {
@@ -127,7 +130,12 @@ impl Proc {
             .stderr(f)
             .spawn()
             .with_context(|| format!("starting {name}: {cmd:?}"))?;
-        Ok(Proc { name: name.into(), child: Some(child), log: Some(log.to_path_buf()) })
+        Ok(Proc { name: name.into(), child: Some(child), log: Some(log.to_path_buf()), stop_signal: libc::SIGTERM })
+    }
+
+    pub fn stop_signal(mut self, sig: i32) -> Proc {
+        self.stop_signal = sig;
+        self
     }
 
     pub fn pid(&self) -> u32 {
@@ -172,7 +180,30 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        self.stop_with(libc::SIGTERM, Duration::from_secs(5));
+        self.stop_with(self.stop_signal, Duration::from_secs(5));
+        reap_orphans();
+    }
+}
+
+/// Makes this process the reaper of its orphaned descendants: a program that forks workers
+/// (trafgen) and exits first leaves them to us rather than to PID 1, which may never reap them.
+pub fn become_subreaper() -> anyhow::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        bail!("prctl(PR_SET_CHILD_SUBREAPER): {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Reaps orphaned descendants that have exited (see [`become_subreaper`]).
+pub fn reap_orphans() {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid with a valid out-pointer; WNOHANG never blocks.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            break;
+        }
     }
 }
 
