@@ -43,23 +43,28 @@ pub fn main(extra: &[String]) -> Result<()> {
         bail!("cargo xtask bench needs root (BPF_PROG_TEST_RUN, network namespaces)");
     }
     let release = target_dir().join("release");
+    // Every chosen suite runs even if an earlier one fails; the failures are reported at the end.
+    let mut failed: Vec<String> = Vec::new();
     if wanted("per-packet") {
         step("bench: per-packet costs through BPF_PROG_TEST_RUN (target/release/lvs-bench)");
         // ARGS go to lvs-bench (e.g. `--case new_rr_8`, `--repeat N`, `--runs N`).
-        run(Command::new(release.join("lvs-bench"))
+        if let Err(e) = run(Command::new(release.join("lvs-bench"))
             .arg("--out-dir")
             .arg(target_dir().join("bench"))
             .arg("--workspace")
             .arg(root())
             .args(&rest)
-            .current_dir(root()))?;
+            .current_dir(root()))
+        {
+            failed.push(format!("per-packet: {e:#}"));
+        }
     }
     for suite in ["e2e", "scale"] {
         if !wanted(suite) {
             continue;
         }
         step(&format!("bench: {suite} (target/release/lvs-bench-e2e --only {suite})"));
-        run(Command::new(release.join("lvs-bench-e2e"))
+        if let Err(e) = run(Command::new(release.join("lvs-bench-e2e"))
             .args(["--only", suite])
             .arg("--bin-dir")
             .arg(&release)
@@ -67,8 +72,14 @@ pub fn main(extra: &[String]) -> Result<()> {
             .arg(target_dir().join("bench"))
             .arg("--workspace")
             .arg(root())
-            .current_dir(root()))?;
+            .current_dir(root()))
+        {
+            failed.push(format!("{suite}: {e:#}"));
+        }
     }
     eprintln!("\nxtask bench: done in {:.0}s", t0.elapsed().as_secs_f64());
+    if !failed.is_empty() {
+        bail!("{}", failed.join("; "));
+    }
     Ok(())
 }

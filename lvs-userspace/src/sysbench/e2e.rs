@@ -527,7 +527,14 @@ pub fn run_all(o: Options) -> anyhow::Result<Outcome> {
                                 s.error = Some("the dataplane saw no packet of an established flow".into());
                                 continue;
                             }
-                            s.notes.push(format!("round {round}: dataplane new_conn +{new}, conn_hit +{hit}"));
+                            // Every counter that moved: a path other than the one expected
+                            // (e.g. handed to the kernel) shows here.
+                            let moved: Vec<String> = a
+                                .keys()
+                                .filter_map(|k| Some((k, delta(b, &a, k))).filter(|(_, d)| *d > 0))
+                                .map(|(k, d)| format!("{k} +{d}"))
+                                .collect();
+                            s.notes.push(format!("round {round}: dataplane {}", moved.join(", ")));
                         }
                         if let Some(n) = f.note {
                             s.notes.push(format!("round {round}: {n}"));
