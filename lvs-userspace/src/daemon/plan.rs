@@ -193,6 +193,29 @@ mod tests {
     }
 
     #[test]
+    fn services_are_matched_by_key_whatever_their_order() {
+        // The running state lists services in slot order, the file in its own: a reordered
+        // file that changes one weight is one edit, in file order.
+        let mut text = String::new();
+        for i in 0..300 {
+            let w = if i == 123 { 3 } else { 1 };
+            text.push_str(&format!(
+                "  - {{protocol: tcp, address: 198.18.{}.{}, port: 80, real_servers: [{{address: 192.0.2.11, forward: masq, weight: {w}}}]}}\n",
+                i / 256,
+                i % 256
+            ));
+        }
+        let before = cfg(&text.replace("weight: 3", "weight: 1"));
+        let mut current = state(&before);
+        current.reverse();
+        let owned = before.services.iter().map(|s| s.spec.key).collect();
+        assert_eq!(
+            lines(&plan(&current, &owned, &cfg(&text))),
+            ["-e -t 198.18.0.123:80 -r 192.0.2.11:80 -m -w 3"]
+        );
+    }
+
+    #[test]
     fn an_unchanged_file_changes_nothing() {
         let c = cfg(TWO);
         let owned = c.services.iter().map(|s| s.spec.key).collect();
