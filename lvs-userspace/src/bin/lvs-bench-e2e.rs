@@ -38,9 +38,11 @@ struct Args {
 
 fn main() -> ExitCode {
     let a = Args::parse();
-    let bin_dir = match a.bin_dir.clone().or_else(|| {
-        std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.to_path_buf()))
-    }) {
+    let bin_dir = match a
+        .bin_dir
+        .clone()
+        .or_else(|| std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.to_path_buf())))
+    {
         Some(d) => d,
         None => {
             eprintln!("lvs-bench-e2e: cannot tell where lvsd is; pass --bin-dir");
@@ -68,7 +70,8 @@ fn main() -> ExitCode {
             .and_then(|o| {
                 println!("\nend to end ({} s x {} rounds, {:.0} s):\n", a.seconds, a.rounds, o.elapsed_s);
                 print!("{}", sysbench::e2e::table(&o));
-                let f = sysbench::write(&a.out_dir, "e2e", &a.workspace, &date, &stamp, sysbench::e2e::json(&o))?;
+                let f =
+                    sysbench::write(&a.out_dir, "e2e", &a.workspace, &date, &stamp, sysbench::e2e::json(&o))?;
                 println!("\nwritten: {}", f.display());
                 let bad = o.failed();
                 if !bad.is_empty() {
@@ -84,7 +87,14 @@ fn main() -> ExitCode {
             .and_then(|o| {
                 println!("\nscale and control plane ({:.0} s):\n", o.elapsed_s);
                 print!("{}", sysbench::scale::table(&o));
-                let f = sysbench::write(&a.out_dir, "scale", &a.workspace, &date, &stamp, sysbench::scale::json(&o))?;
+                let f = sysbench::write(
+                    &a.out_dir,
+                    "scale",
+                    &a.workspace,
+                    &date,
+                    &stamp,
+                    sysbench::scale::json(&o),
+                )?;
                 println!("\nwritten: {}", f.display());
                 Ok(())
             }),

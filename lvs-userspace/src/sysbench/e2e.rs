@@ -98,7 +98,8 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 4] = [Metric::Throughput, Metric::ShortConn, Metric::KeepAlive, Metric::SmallPackets];
+    pub const ALL: [Metric; 4] =
+        [Metric::Throughput, Metric::ShortConn, Metric::KeepAlive, Metric::SmallPackets];
     pub fn name(self) -> &'static str {
         match self {
             Metric::Throughput => "tcp_throughput",
@@ -391,7 +392,8 @@ fn iperf3(rig: &Rig, mode: Mode, secs: u32) -> anyhow::Result<Figure> {
         "-J",
     ]))?;
     let v: Value = serde_json::from_slice(&out.stdout).context("iperf3 -J output")?;
-    let bps = v["end"]["sum_received"]["bits_per_second"].as_f64().context("no end.sum_received in iperf3 -J")?;
+    let bps =
+        v["end"]["sum_received"]["bits_per_second"].as_f64().context("no end.sum_received in iperf3 -J")?;
     let retr = v["end"]["sum_sent"]["retransmits"].as_u64().unwrap_or(0);
     Ok(Figure { value: bps / 1e9, note: Some(format!("{retr} retransmits")), new_connections: 0 })
 }
@@ -426,7 +428,11 @@ fn wrk(rig: &Rig, mode: Mode, secs: u32, close: bool) -> anyhow::Result<Figure> 
             notes.push(l.to_string());
         }
     }
-    Ok(Figure { value: rate, note: Some(notes.join("; ")), new_connections: if close { requests } else { 0 } })
+    Ok(Figure {
+        value: rate,
+        note: Some(notes.join("; ")),
+        new_connections: if close { requests } else { 0 },
+    })
 }
 
 fn trafgen(rig: &Rig, mode: Mode, secs: u32, work: &Path) -> anyhow::Result<Figure> {
@@ -488,11 +494,17 @@ pub fn run_all(o: Options) -> anyhow::Result<Outcome> {
     for round in 1..=o.rounds {
         for mode in Mode::ALL {
             eprintln!("e2e round {round}/{}: {}", o.rounds, mode.name());
-            let dir = Director::start(mode, &rig, &o).with_context(|| format!("starting the {} director", mode.name()))?;
+            let dir = Director::start(mode, &rig, &o)
+                .with_context(|| format!("starting the {} director", mode.name()))?;
             // The real server answers through this director: a wrong path fails here, not in
             // the figures.
-            let body = run(rig.client.cmd("curl").args(["-sS", "-m", "5", &format!("http://{}:{HTTP_PORT}/", mode.target())]))
-                .with_context(|| format!("a first request through the {} director", mode.name()))?;
+            let body = run(rig.client.cmd("curl").args([
+                "-sS",
+                "-m",
+                "5",
+                &format!("http://{}:{HTTP_PORT}/", mode.target()),
+            ]))
+            .with_context(|| format!("a first request through the {} director", mode.name()))?;
             if body.stdout != b"rs1\n" {
                 bail!("{}: unexpected answer {:?}", mode.name(), String::from_utf8_lossy(&body.stdout));
             }
@@ -510,7 +522,13 @@ pub fn run_all(o: Options) -> anyhow::Result<Outcome> {
                 let before = dir.counters();
                 match measure(&rig, mode, metric, &o) {
                     Ok(f) => {
-                        eprintln!("  {}: {:.2} {} {}", metric.name(), f.value, metric.unit(), f.note.clone().unwrap_or_default());
+                        eprintln!(
+                            "  {}: {:.2} {} {}",
+                            metric.name(),
+                            f.value,
+                            metric.unit(),
+                            f.note.clone().unwrap_or_default()
+                        );
                         if let (Some(b), Some(a)) = (&before, dir.counters()) {
                             let new = delta(b, &a, "new_conn");
                             let hit = delta(b, &a, "conn_hit");

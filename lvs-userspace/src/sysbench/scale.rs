@@ -93,10 +93,12 @@ fn restore_file() -> String {
 
 /// The YAML config; `bump` services (every 100th when 1 % is asked) get weight 2 instead of 1.
 fn yaml(table_size: u32, changed: bool) -> String {
-    let mut s = format!("interfaces: [va]\nxdp_mode: generic\nconnection_table_size: {table_size}\nservices:\n");
+    let mut s =
+        format!("interfaces: [va]\nxdp_mode: generic\nconnection_table_size: {table_size}\nservices:\n");
     for i in 0..SERVICES {
         let w = if changed && i % 100 == 0 { 2 } else { 1 };
-        let _ = write!(s, "  - {{protocol: tcp, address: {}, port: 80, scheduler: wlc, real_servers: [", vip(i));
+        let _ =
+            write!(s, "  - {{protocol: tcp, address: {}, port: 80, scheduler: wlc, real_servers: [", vip(i));
         for j in 0..SERVERS_PER_SERVICE {
             let sep = if j == 0 { "" } else { ", " };
             let _ = write!(s, "{sep}{{address: {}, port: 8080, forward: masq, weight: {w}}}", rs(i, j));
@@ -185,25 +187,50 @@ pub fn run_all(o: Options) -> anyhow::Result<Outcome> {
     let t0 = Instant::now();
     std::fs::create_dir_all(&o.work)?;
     let ns = Netns::new(&format!("lvsb{}x", std::process::id()))?;
-    sys::run(Command::new("ip").args(["-n", &ns.name, "link", "add", "va", "type", "veth", "peer", "name", "vb"]))?;
+    sys::run(
+        Command::new("ip").args(["-n", &ns.name, "link", "add", "va", "type", "veth", "peer", "name", "vb"]),
+    )?;
     ns.ip(&["link", "set", "va", "up"])?;
     ns.ip(&["link", "set", "vb", "up"])?;
 
     let rules = o.work.join("rules.txt");
     std::fs::write(&rules, restore_file())?;
     let minimal = o.work.join("minimal.yaml");
-    std::fs::write(&minimal, format!("interfaces: [va]\nxdp_mode: generic\nconnection_table_size: {CONNECTIONS}\n"))?;
+    std::fs::write(
+        &minimal,
+        format!("interfaces: [va]\nxdp_mode: generic\nconnection_table_size: {CONNECTIONS}\n"),
+    )?;
     let config = o.work.join("scale.yaml");
     let (base, changed) = (yaml(CONNECTIONS, false), yaml(CONNECTIONS, true));
     let n_rules = SERVICES * (SERVERS_PER_SERVICE + 1);
     let list_lines = n_rules + 3;
 
-    let mut start_empty = Row::new("lvsd_start_empty", "lvsd start with no service (load, attach, first answer): part of the YAML figure", "s", None);
-    let mut restore = Row::new("apply_ipvsadm_restore", "ipvsadm -R of 10 000 services x 10 real servers (110 000 lines) into an empty lvsd", "s", Some(5.0));
+    let mut start_empty = Row::new(
+        "lvsd_start_empty",
+        "lvsd start with no service (load, attach, first answer): part of the YAML figure",
+        "s",
+        None,
+    );
+    let mut restore = Row::new(
+        "apply_ipvsadm_restore",
+        "ipvsadm -R of 10 000 services x 10 real servers (110 000 lines) into an empty lvsd",
+        "s",
+        Some(5.0),
+    );
     let mut list = Row::new("list_ipvsadm_L_n", "ipvsadm -L -n of those (110 003 lines)", "s", None);
     let mut save = Row::new("list_ipvsadm_S_n", "ipvsadm -S -n of those (110 000 lines)", "s", None);
-    let mut yaml_start = Row::new("apply_yaml_start", "lvsd start on a YAML config of 10 000 services x 10 real servers, until it lists them all", "s", Some(5.0));
-    let mut reload = Row::new("reload_1_percent", "lvsd --reload after 1 % of the services changed (100 services, 1 000 real-server weights)", "s", Some(0.5));
+    let mut yaml_start = Row::new(
+        "apply_yaml_start",
+        "lvsd start on a YAML config of 10 000 services x 10 real servers, until it lists them all",
+        "s",
+        Some(5.0),
+    );
+    let mut reload = Row::new(
+        "reload_1_percent",
+        "lvsd --reload after 1 % of the services changed (100 services, 1 000 real-server weights)",
+        "s",
+        Some(0.5),
+    );
 
     for round in 1..=o.rounds {
         eprintln!("scale round {round}/{}", o.rounds);
@@ -222,7 +249,13 @@ pub fn run_all(o: Options) -> anyhow::Result<Outcome> {
                 bail!("ipvsadm -S -n printed {} lines, expected {n_rules}", out.lines().count());
             }
             save.runs.push(t);
-            eprintln!("  start {:.2}s, -R {:.2}s, -L -n {:.2}s, -S -n {:.2}s", start_empty.runs.last().unwrap(), restore.runs.last().unwrap(), list.runs.last().unwrap(), t);
+            eprintln!(
+                "  start {:.2}s, -R {:.2}s, -L -n {:.2}s, -S -n {:.2}s",
+                start_empty.runs.last().unwrap(),
+                restore.runs.last().unwrap(),
+                list.runs.last().unwrap(),
+                t
+            );
         }
         std::fs::write(&config, &base)?;
         let (d, t) = Lvsd::start(&ns, &o, &config, n_rules)?;
@@ -231,11 +264,18 @@ pub fn run_all(o: Options) -> anyhow::Result<Outcome> {
         for (text, what) in [(&changed, "weights 2"), (&base, "weights back to 1")] {
             std::fs::write(&config, text)?;
             let t = Instant::now();
-            let out = run(Command::new(o.bin_dir.join("lvsd")).arg("--reload").arg("--socket").arg(&d.socket))?;
+            let out =
+                run(Command::new(o.bin_dir.join("lvsd")).arg("--reload").arg("--socket").arg(&d.socket))?;
             let el = t.elapsed().as_secs_f64();
-            let n = String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.trim_start().starts_with("-e ")).count();
+            let n = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.trim_start().starts_with("-e "))
+                .count();
             if n != SERVICES / 100 * SERVERS_PER_SERVICE {
-                bail!("lvsd --reload ({what}) printed {n} real-server edits, expected {}", SERVICES / 100 * SERVERS_PER_SERVICE);
+                bail!(
+                    "lvsd --reload ({what}) printed {n} real-server edits, expected {}",
+                    SERVICES / 100 * SERVERS_PER_SERVICE
+                );
             }
             reload.runs.push(el);
         }
@@ -269,7 +309,8 @@ fn connection_memory(d: &Lvsd) -> anyhow::Result<(Vec<Row>, Vec<Value>)> {
     let mut filled = 0u32;
     for n in 0..CONNECTIONS {
         // Clients in 198.18.128.0/17 (benchmarking space), 256 source ports each.
-        let client = [u32::from_be_bytes([198, 18, 128 | (n >> 16) as u8 & 0x7f, (n >> 8) as u8]).to_be(), 0, 0, 0];
+        let client =
+            [u32::from_be_bytes([198, 18, 128 | (n >> 16) as u8 & 0x7f, (n >> 8) as u8]).to_be(), 0, 0, 0];
         let in_key = FlowKey {
             src: client,
             dst: vip,
@@ -296,7 +337,9 @@ fn connection_memory(d: &Lvsd) -> anyhow::Result<(Vec<Row>, Vec<Value>)> {
             ctl_mark: 0,
         };
         conns.insert(in_key, e, 0).with_context(|| format!("CONNS entry {n}"))?;
-        conns_out.insert(tables::out_key(&in_key, &e), ConnRef { in_key }, 0).with_context(|| format!("CONNS_OUT entry {n}"))?;
+        conns_out
+            .insert(tables::out_key(&in_key, &e), ConnRef { in_key }, 0)
+            .with_context(|| format!("CONNS_OUT entry {n}"))?;
         filled += 1;
     }
     let fill_s = t.elapsed().as_secs_f64();
@@ -327,7 +370,12 @@ fn connection_memory(d: &Lvsd) -> anyhow::Result<(Vec<Row>, Vec<Value>)> {
             ));
         }
     }
-    let mut all = Row::new("bytes_all_maps_per_connection", "memory of every lvsd map (2^20-entry connection table, 10 000 services), per connection", "bytes", None);
+    let mut all = Row::new(
+        "bytes_all_maps_per_connection",
+        "memory of every lvsd map (2^20-entry connection table, 10 000 services), per connection",
+        "bytes",
+        None,
+    );
     all.runs.push(total_all as f64 / CONNECTIONS as f64);
     let maps: Vec<Value> = after
         .iter()
@@ -365,7 +413,11 @@ fn map_memory(pid: u32) -> anyhow::Result<BTreeMap<String, MapMem>> {
         let name = names.get(&id).cloned().unwrap_or_else(|| format!("map{id}"));
         maps.insert(
             name,
-            MapMem { map_type: field("map_type:").unwrap_or(0) as u32, max_entries: field("max_entries:").unwrap_or(0), memlock },
+            MapMem {
+                map_type: field("map_type:").unwrap_or(0) as u32,
+                max_entries: field("max_entries:").unwrap_or(0),
+                memlock,
+            },
         );
     }
     if !maps.contains_key(map_names::CONNS) || !maps.contains_key(map_names::CONNS_OUT) {

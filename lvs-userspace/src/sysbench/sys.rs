@@ -17,11 +17,7 @@ use anyhow::{bail, Context};
 pub fn run(cmd: &mut Command) -> anyhow::Result<Output> {
     let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("starting {cmd:?}"))?;
     if !out.status.success() {
-        bail!(
-            "{cmd:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("{cmd:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(out)
 }
@@ -90,7 +86,9 @@ impl Netns {
     pub fn link_packets(&self, dev: &str, dir: &str) -> anyhow::Result<u64> {
         let out = run(Command::new("ip").args(["-n", &self.name, "-s", "-j", "link", "show", "dev", dev]))?;
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("ip -s -j link show")?;
-        v[0]["stats64"][dir]["packets"].as_u64().with_context(|| format!("no {dir} packets for {dev} in {}", self.name))
+        v[0]["stats64"][dir]["packets"]
+            .as_u64()
+            .with_context(|| format!("no {dir} packets for {dev} in {}", self.name))
     }
 }
 
@@ -130,7 +128,12 @@ impl Proc {
             .stderr(f)
             .spawn()
             .with_context(|| format!("starting {name}: {cmd:?}"))?;
-        Ok(Proc { name: name.into(), child: Some(child), log: Some(log.to_path_buf()), stop_signal: libc::SIGTERM })
+        Ok(Proc {
+            name: name.into(),
+            child: Some(child),
+            log: Some(log.to_path_buf()),
+            stop_signal: libc::SIGTERM,
+        })
     }
 
     pub fn stop_signal(mut self, sig: i32) -> Proc {
