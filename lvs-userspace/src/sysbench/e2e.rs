@@ -448,7 +448,7 @@ fn trafgen(rig: &Rig, mode: Mode, secs: u32, work: &Path) -> anyhow::Result<Figu
             mode.target()
         ),
     )?;
-    let mut p = Proc::spawn(
+    let mut p = Proc::spawn_group(
         "trafgen",
         rig.client.cmd("trafgen").args(["-o", "eth0", "-P", "1", "--no-sock-mem", "-i"]).arg(&cfg),
         &work.join("trafgen.log"),

@@ -116,6 +116,9 @@ pub struct Proc {
     log: Option<PathBuf>,
     /// What stops it cleanly on drop (trafgen wants SIGINT to stop its workers).
     stop_signal: i32,
+    /// Started as the leader of its own process group: stopped as a group, and every process
+    /// of the group is reaped (trafgen forks its workers, which outlive a killed parent).
+    group: bool,
 }
 
 impl Proc {
@@ -133,7 +136,16 @@ impl Proc {
             child: Some(child),
             log: Some(log.to_path_buf()),
             stop_signal: libc::SIGTERM,
+            group: false,
         })
+    }
+
+    /// Like [`Proc::spawn`], the process leading a new process group (see `group`).
+    pub fn spawn_group(name: &str, cmd: &mut Command, log: &Path) -> anyhow::Result<Proc> {
+        use std::os::unix::process::CommandExt;
+        let mut p = Self::spawn(name, cmd.process_group(0), log)?;
+        p.group = true;
+        Ok(p)
     }
 
     pub fn stop_signal(mut self, sig: i32) -> Proc {
@@ -164,20 +176,48 @@ impl Proc {
     /// Sends `sig` and waits up to `wait` for the process to exit; SIGKILL after that.
     pub fn stop_with(&mut self, sig: i32, wait: Duration) -> Option<std::process::ExitStatus> {
         let mut c = self.child.take()?;
-        if let Ok(Some(st)) = c.try_wait() {
-            return Some(st);
+        let pid = c.id() as i32;
+        // The group's id is the leader's PID; signal it even if the leader is gone.
+        let target = if self.group { -pid } else { pid };
+        let mut status = c.try_wait().ok().flatten();
+        if status.is_none() || self.group {
+            // SAFETY: kill(2) on our own child (not yet reaped, so not reused) or its group.
+            unsafe { libc::kill(target, sig) };
         }
-        // SAFETY: kill(2) on the PID of our own child, not yet reaped (so not reused).
-        unsafe { libc::kill(c.id() as i32, sig) };
         let t = Instant::now();
-        while t.elapsed() < wait {
-            if let Ok(Some(st)) = c.try_wait() {
-                return Some(st);
+        while status.is_none() && t.elapsed() < wait {
+            status = c.try_wait().ok().flatten();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if status.is_none() {
+            let _ = c.kill();
+            status = c.wait().ok();
+        }
+        if self.group {
+            reap_group(pid, wait);
+        }
+        status
+    }
+}
+
+/// Reaps every process of group `pgid` (orphans come to us as subreaper), SIGKILLing the group
+/// if some are still running after `wait`.
+fn reap_group(pgid: i32, wait: Duration) {
+    let t = Instant::now();
+    loop {
+        let mut st = 0;
+        // SAFETY: waitpid with a valid out-pointer.
+        let r = unsafe { libc::waitpid(-pgid, &mut st, libc::WNOHANG) };
+        if r < 0 {
+            return; // ECHILD: none left
+        }
+        if r == 0 {
+            if t.elapsed() > wait {
+                // SAFETY: kill(2) on a process group whose members are our (unreaped) children.
+                unsafe { libc::kill(-pgid, libc::SIGKILL) };
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = c.kill();
-        c.wait().ok()
     }
 }
 
