@@ -453,3 +453,34 @@ pub fn json(o: &Outcome) -> Value {
         "maps": o.maps,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generated_rules_are_what_the_figures_claim() {
+        let rules = restore_file();
+        assert_eq!(rules.lines().filter(|l| l.starts_with("-A ")).count(), SERVICES);
+        assert_eq!(rules.lines().filter(|l| l.starts_with("-a ")).count(), SERVICES * SERVERS_PER_SERVICE);
+        // Every service distinct, every real server distinct within its service.
+        let svcs: std::collections::HashSet<&str> = rules.lines().filter(|l| l.starts_with("-A ")).collect();
+        assert_eq!(svcs.len(), SERVICES);
+        let dests: std::collections::HashSet<&str> = rules.lines().filter(|l| l.starts_with("-a ")).collect();
+        assert_eq!(dests.len(), SERVICES * SERVERS_PER_SERVICE);
+
+        let (a, b) = (yaml(1024, false), yaml(1024, true));
+        let cfg = crate::config::parse(&a, "scale.yaml").expect("the generated config parses");
+        assert_eq!(cfg.services.len(), SERVICES);
+        crate::config::parse(&b, "scale.yaml").expect("the changed config parses");
+        let changed = a.lines().zip(b.lines()).filter(|(x, y)| x != y).count();
+        assert_eq!(changed, SERVICES / 100, "1 % of the services change");
+    }
+
+    #[test]
+    fn median_of_odd_and_even_samples() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+    }
+}
