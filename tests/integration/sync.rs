@@ -95,13 +95,15 @@ fn rig() -> anyhow::Result<Rig> {
     Ok(Rig { _http: http, _udp: udp, client, a, b, _front: front, _back: back, rs })
 }
 
-/// The TCP service on both directors; the master also has a UDP service the backup lacks.
-fn config(with_udp: bool) -> String {
+/// The TCP service on both directors (persistent: its template is synced too); the master
+/// also has a UDP service the backup lacks.
+fn config(with_udp: bool, persistent: bool) -> String {
+    let p = if persistent { "    persistent: 60\n" } else { "" };
     let mut s = format!(
         "interfaces: [{DIRECTOR_CLIENT_IF}, {DIRECTOR_SERVER_IF}]\n\
          connection_table_size: 4096\n\
          services:\n\
-         \x20 - protocol: tcp\n    address: {VIP}\n    port: 80\n    scheduler: rr\n    real_servers:\n\
+         \x20 - protocol: tcp\n    address: {VIP}\n    port: 80\n    scheduler: rr\n{p}    real_servers:\n\
          \x20     - {{ address: 192.0.2.11, forward: masq }}\n"
     );
     if with_udp {
@@ -143,8 +145,8 @@ fn backup_takes_over_an_established_nat_connection() {
     }
     let r = rig().unwrap();
     let tmp = TempDir::new("sync").unwrap();
-    let ca = tmp.write("a.yaml", config(true)).unwrap();
-    let cb = tmp.write("b.yaml", config(false)).unwrap();
+    let ca = tmp.write("a.yaml", config(true, true)).unwrap();
+    let cb = tmp.write("b.yaml", config(false, true)).unwrap();
     let a = Lvsd::start(&r.a, &ca).unwrap();
     let b = Lvsd::start(&r.b, &cb).unwrap();
 
@@ -178,16 +180,22 @@ fn backup_takes_over_an_established_nat_connection() {
     let on_a = conns(&a);
     assert!(on_a.iter().any(|l| l.starts_with("TCP ESTABLISHED 198.51.100.2:")), "{on_a:?}");
     assert!(on_a.iter().any(|l| l.starts_with("UDP UDP 198.51.100.2:")), "{on_a:?}");
+    // The persistence template: client port 0, ASSURED once its connection is established.
+    assert!(on_a.contains(&format!("TCP ASSURED 198.51.100.2:0 {VIP}:80 192.0.2.11:80")), "{on_a:?}");
     let tcp_on_a: Vec<String> = on_a.iter().filter(|l| l.starts_with("TCP")).cloned().collect();
-    // The backup shows the master's TCP connection within a few seconds: same client, virtual
-    // address, destination and state. The UDP one has no service there and is dropped.
+    // The backup shows the master's TCP connection and its template within a few seconds: same
+    // client, virtual address, destination and state. The UDP one has no service there and is
+    // dropped.
     let on_b = wait_for("the connection on the backup", Duration::from_secs(6), || {
         let c = conns(&b);
         Ok((c == tcp_on_a).then_some(c))
     });
     assert!(on_b.is_ok(), "backup: {:?}\nmaster: {on_a:?}\nbackup log:\n{}", conns(&b), b.stderr());
-    // Counted on the backup's rs1 as ActiveConn, as the dataplane would have.
+    // Counted on the backup's rs1 as ActiveConn, as the dataplane would have, and the template
+    // as PersistConn.
     assert_eq!(rs1_counts(&b), (1, 0));
+    let pc = b.ipvsadm_ok(&["-L", "-n", "--persistent-conn"]).unwrap();
+    assert!(pc.lines().any(|l| l.contains("192.0.2.11:80") && l.split_whitespace().nth(3) == Some("1")), "{pc}");
     // The backup's entry carries the master's timeout: ESTABLISHED's 900 s, not a default.
     let listing = b.ipvsadm_ok(&["-L", "-n", "-c"]).unwrap();
     assert!(listing.lines().any(|l| l.starts_with("TCP 14:5")), "{listing}");
@@ -216,8 +224,8 @@ fn sync_id_filter_and_unknown_interface() {
     }
     let r = rig().unwrap();
     let tmp = TempDir::new("sync-id").unwrap();
-    let a = Lvsd::start(&r.a, &tmp.write("a.yaml", config(false)).unwrap()).unwrap();
-    let b = Lvsd::start(&r.b, &tmp.write("b.yaml", config(false)).unwrap()).unwrap();
+    let a = Lvsd::start(&r.a, &tmp.write("a.yaml", config(false, false)).unwrap()).unwrap();
+    let b = Lvsd::start(&r.b, &tmp.write("b.yaml", config(false, true)).unwrap()).unwrap();
     let bad = b.ipvsadm(&["--start-daemon", "backup", "--mcast-interface", "nosuch0"]).unwrap();
     assert_eq!((bad.status.code(), bad.stderr_str().as_str()), (Some(255), "No such device\n"));
     assert_eq!(b.ipvsadm_ok(&["-L", "--daemon"]).unwrap(), "");
