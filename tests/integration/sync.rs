@@ -216,7 +216,7 @@ fn backup_takes_over_an_established_nat_connection() {
 }
 
 /// A backup with another sync id ignores the master's messages; an unknown interface is
-/// refused with the kernel's ENODEV text and starts nothing.
+/// refused with the kernel's ENODEV text and starts nothing, an IPv6 group as not supported.
 #[test]
 fn sync_id_filter_and_unknown_interface() {
     if !require_root() {
@@ -228,6 +228,11 @@ fn sync_id_filter_and_unknown_interface() {
     let b = Lvsd::start(&r.b, &tmp.write("b.yaml", config(false, true)).unwrap()).unwrap();
     let bad = b.ipvsadm(&["--start-daemon", "backup", "--mcast-interface", "nosuch0"]).unwrap();
     assert_eq!((bad.status.code(), bad.stderr_str().as_str()), (Some(255), "No such device\n"));
+    assert_eq!(b.ipvsadm_ok(&["-L", "--daemon"]).unwrap(), "");
+    // An IPv6 group is refused as not supported, changing nothing either.
+    let v6 = b.ipvsadm(&["--start-daemon", "backup", "--mcast-interface", DIRECTOR_SERVER_IF, "--mcast-group", "ff02::1:2:3"]).unwrap();
+    assert_eq!(v6.status.code(), Some(255));
+    assert!(v6.stderr_str().ends_with("are not supported by lvsd yet\n"), "{}", v6.stderr_str());
     assert_eq!(b.ipvsadm_ok(&["-L", "--daemon"]).unwrap(), "");
 
     a.ipvsadm_ok(&["--start-daemon", "master", "--mcast-interface", DIRECTOR_SERVER_IF, "--syncid", "5"]).unwrap();

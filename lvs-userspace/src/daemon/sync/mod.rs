@@ -94,7 +94,7 @@ impl Daemons {
             return Err(err(Errno::Inval, format!("{group} is not a multicast group")));
         }
         let IpAddr::V4(group4) = group else {
-            return Err(err(Errno::NotImplemented, "IPv6 multicast groups for connection sync"));
+            return Err(err(Errno::NotImplemented, "IPv6 multicast groups for connection sync are not supported by lvsd yet"));
         };
         c.mcast_group = Some(group);
         if c.mcast_port == 0 {
