@@ -13,4 +13,5 @@ mod persistence;
 mod reload;
 mod sched;
 mod stats;
+mod sync;
 mod fwmark;
