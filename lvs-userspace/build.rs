@@ -10,8 +10,9 @@ fn main() -> anyhow::Result<()> {
         [aya_build::Package { name: "lvs-ebpf", root_dir: root, ..Default::default() }],
         aya_build::Toolchain::default(),
     )?;
-    // `lvs`: the dataplane; `bench-harness`: the benchmark harness (lvs-bench only).
-    for name in ["lvs", "bench-harness"] {
+    // `lvs`: the dataplane; `bench-harness`: the benchmark harness (lvs-bench only); `decap`:
+    // the real servers' IP-in-IP decapsulation (`lvsd decap`).
+    for name in ["lvs", "bench-harness", "decap"] {
         let obj = PathBuf::from(std::env::var("OUT_DIR")?).join(name);
         if !obj.exists() {
             fs::write(&obj, [])?;

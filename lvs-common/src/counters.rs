@@ -47,10 +47,24 @@ pub enum Counter {
     /// unreachable from the VIP (redirected out the ingress interface), as IPVS sends it; the
     /// packet itself is not forwarded.
     TxIcmpUnreachable = 17,
+    /// Answered: a tunnelled packet would exceed the MTU towards its real server once
+    /// encapsulated and forbids fragmentation (DF), so the client got ICMP fragmentation
+    /// needed with that MTU minus the outer header (IPVS's `pmtu_disc`); not forwarded.
+    TxIcmpFragNeeded = 18,
+    /// Dropped: direct routing towards a real server whose link-layer address the director
+    /// has not resolved yet (the kernel cannot forward it for us: it would deliver the packet
+    /// to the local VIP). The next hop is reported in `NEIGH_MISS` and lvsd asks the kernel to
+    /// resolve it; the client's retransmission goes through.
+    DropNoNeigh = 19,
+    /// Dropped: a DR or TUN packet whose TTL would reach zero (IPVS sends time exceeded).
+    DropTtlExceeded = 20,
+    /// Dropped: no route to a DR or TUN real server (IPVS drops these too; handing them to
+    /// the kernel would deliver them to the local VIP).
+    DropNoRoute = 21,
 }
 
 /// Number of slots in `STATS`.
-pub const COUNTER_COUNT: u32 = 18;
+pub const COUNTER_COUNT: u32 = 22;
 
 impl Counter {
     /// Every counter, in index order.
@@ -73,6 +87,10 @@ impl Counter {
         Counter::ConnHit,
         Counter::DropDestUnavailable,
         Counter::TxIcmpUnreachable,
+        Counter::TxIcmpFragNeeded,
+        Counter::DropNoNeigh,
+        Counter::DropTtlExceeded,
+        Counter::DropNoRoute,
     ];
 
     /// Stable snake_case name (metric label).
@@ -96,6 +114,10 @@ impl Counter {
             Counter::ConnHit => "conn_hit",
             Counter::DropDestUnavailable => "drop_dest_unavailable",
             Counter::TxIcmpUnreachable => "tx_icmp_unreachable",
+            Counter::TxIcmpFragNeeded => "tx_icmp_frag_needed",
+            Counter::DropNoNeigh => "drop_no_neigh",
+            Counter::DropTtlExceeded => "drop_ttl_exceeded",
+            Counter::DropNoRoute => "drop_no_route",
         }
     }
 }

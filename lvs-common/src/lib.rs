@@ -10,9 +10,11 @@
 #![no_std]
 
 pub mod bench;
+pub mod classify;
 pub mod counters;
 pub mod csum;
 pub mod flow;
+pub mod fwd;
 pub mod maglev;
 pub mod persist;
 pub mod sched_dynamic;
@@ -20,6 +22,7 @@ pub mod sched_dynamic;
 mod sched_golden;
 pub mod sched_hash;
 pub mod service;
+pub mod stats;
 pub mod sysctl;
 pub mod tcp_state;
 pub mod twos;
@@ -42,8 +45,13 @@ pub mod map_names {
     pub const MH_TABLES: &str = "MH_TABLES";
     pub const TEMPLATES: &str = "TEMPLATES";
     pub const SYSCTLS: &str = "SYSCTLS";
+    pub const IPVS_STATS: &str = "IPVS_STATS";
+    pub const IPVS_STATS_ZERO: &str = "IPVS_STATS_ZERO";
+    pub const CLASSIFIER: &str = "CLASSIFIER";
+    pub const LOOKUP_CTL: &str = "LOOKUP_CTL";
+    pub const NEIGH_MISS: &str = "NEIGH_MISS";
     /// Every map, for pinning.
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 20] = [
         SVC_INDEX,
         SERVICES,
         SCHED_STATE,
@@ -59,11 +67,19 @@ pub mod map_names {
         MH_TABLES,
         TEMPLATES,
         SYSCTLS,
+        IPVS_STATS,
+        IPVS_STATS_ZERO,
+        CLASSIFIER,
+        LOOKUP_CTL,
+        NEIGH_MISS,
     ];
 }
 
 /// Name of the XDP program in the object.
 pub const XDP_PROGRAM: &str = "lvs_xdp";
+
+/// Name of the real servers' decapsulation program (TC ingress) in its own object.
+pub const DECAP_PROGRAM: &str = "lvs_decap";
 
 /// Version of the map layout. Pinned maps are reused without any schema check, so the pin
 /// directory carries this number; bump it whenever a key or value type changes.

@@ -77,7 +77,8 @@ pub mod sched {
     }
 }
 
-/// Key of `SVC_INDEX`. 20 bytes, no hidden padding.
+/// Key of `SVC_INDEX`. 20 bytes, no hidden padding. A firewall-mark service has `proto` 0 (no
+/// address service has it) and its mark, host order, in `addr[0]` (see [`SvcKey::fwmark`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct SvcKey {
@@ -89,6 +90,19 @@ pub struct SvcKey {
     pub proto: u8,
     /// `AF_INET` or `AF_INET6`.
     pub family: u8,
+}
+
+impl SvcKey {
+    /// The key of firewall-mark service `mark` of `family` (`-f MARK [-6]`).
+    #[inline(always)]
+    pub fn fwmark(mark: u32, family: u8) -> Self {
+        SvcKey { addr: [mark, 0, 0, 0], port: 0, proto: 0, family }
+    }
+
+    /// Whether this is a firewall-mark service's key.
+    pub fn is_fwmark(&self) -> bool {
+        self.proto == 0
+    }
 }
 
 /// `ServiceConf::flags` bits that only the dataplane's bookkeeping uses.

@@ -142,8 +142,11 @@ pub fn one_packet(dest_id: u32, dest: &DestConf) {
 pub fn update(entry: *mut ConnEntry, pkt: &Packet, dir: usize, now: u64) {
     unsafe {
         let state = if pkt.proto == IPPROTO_TCP {
-            // DR/TUN connections have no output path: IPVS's INPUT_ONLY table.
-            let dir = if dir == tcp_state::DIR_INPUT && (*entry).flags & conn_flags::NAT == 0 {
+            // DR/TUN connections have no output path: IPVS's INPUT_ONLY table, until a reply
+            // has been seen (IPVS clears IP_VS_CONN_F_NOOUTPUT then).
+            let dir = if dir == tcp_state::DIR_INPUT
+                && (*entry).flags & (conn_flags::NAT | conn_flags::SEEN_OUTPUT) == 0
+            {
                 tcp_state::DIR_INPUT_ONLY
             } else {
                 dir
@@ -232,8 +235,9 @@ pub fn now_ns() -> u64 {
     unsafe { bpf_ktime_get_ns() }
 }
 
-/// Inserts a new NAT connection (both directions) in state NONE, counted as inactive as IPVS
-/// binds it; the caller runs the first transition. An entry it replaces (an expired one not
+/// Inserts a new connection in state NONE, counted as inactive as IPVS binds it; NAT ones get
+/// their reverse entry too (DR and TUN replies never come back through the director, IPVS's
+/// NOOUTPUT). The caller runs the first transition. An entry it replaces (an expired one not
 /// reclaimed yet, or a TIME_WAIT one a new SYN reuses) has its count taken away here.
 /// `Err(())` when the table is full.
 #[inline(always)]
@@ -246,17 +250,20 @@ pub fn create(
     ctl: Option<TemplateScope>,
     now: u64,
 ) -> Result<*mut ConnEntry, ()> {
+    // DR and TUN connections have no reverse entry and keep the virtual port.
+    let nat = dest.fwd == 0;
+    let nat_flag = if nat { conn_flags::NAT } else { 0 };
     let (dport, flags, ctl_mask, ctl_mark) = match ctl {
         // ip_vs_sched_persist: a port-zero service keeps the client's port.
         Some(s) => (
             conn_dport(key.dport, svc_port, dest.port),
-            conn_flags::NAT | conn_flags::CONTROLLED | if s.any_port { conn_flags::CTL_ANY_PORT } else { 0 },
+            nat_flag | conn_flags::CONTROLLED | if s.any_port { conn_flags::CTL_ANY_PORT } else { 0 },
             s.mask,
             s.mark,
         ),
         // ip_vs_schedule: port 0 on a real server means "the virtual port" (ipvsadm -r RIP
-        // without port).
-        None => (if dest.port == 0 { key.dport } else { dest.port }, conn_flags::NAT, 0, 0),
+        // without port); DR and TUN cannot change the port at all.
+        None => (if dest.port == 0 || !nat { key.dport } else { dest.port }, nat_flag, 0, 0),
     };
     let entry = ConnEntry {
         vaddr: key.dst,
@@ -289,7 +296,7 @@ pub fn create(
     if let Some(old) = replaced {
         uncount(&old);
     }
-    if CONNS_OUT.insert(&out_key, &ConnRef { in_key: *key }, 0).is_err() {
+    if nat && CONNS_OUT.insert(&out_key, &ConnRef { in_key: *key }, 0).is_err() {
         let _ = CONNS.remove(key);
         return Err(());
     }

@@ -1,42 +1,112 @@
-//! Next hop: `bpf_fib_lookup` on the rewritten packet, then redirect; the kernel's stack when
-//! the neighbour is not resolved yet.
+//! Next hop: `bpf_fib_lookup`, then redirect; the kernel's stack when the neighbour is not
+//! resolved yet (NAT and tunnels) or a report to lvsd (direct routing).
 
 use aya_ebpf::{
     bindings::{bpf_fib_lookup as FibLookup, xdp_action},
     helpers::{bpf_fib_lookup, bpf_redirect},
     programs::XdpContext,
 };
-use lvs_common::{counters::Counter, csum::replace2, AF_INET};
+use lvs_common::{counters::Counter, csum::replace2, fwd::NeighKey, AF_INET};
 
-use crate::parse::Packet;
+use crate::{
+    maps::{FIB_SCRATCH, NEIGH_MISS},
+    parse::Packet,
+};
 
-const BPF_FIB_LKUP_RET_SUCCESS: i64 = 0;
-const BPF_FIB_LKUP_RET_NO_NEIGH: i64 = 7;
+pub const BPF_FIB_LKUP_RET_SUCCESS: i64 = 0;
+pub const BPF_FIB_LKUP_RET_NO_NEIGH: i64 = 7;
+pub const BPF_FIB_LKUP_RET_FRAG_NEEDED: i64 = 8;
+/// Also return the source address the route would use (`fib_result_prefsrc`), kernel >= 6.7.
+pub const BPF_FIB_LOOKUP_SRC: u32 = 1 << 4;
 
 /// The kernel's `struct bpf_fib_lookup` (64 bytes) with plain fields, so it can be filled
 /// field by field instead of through `mem::zeroed()`, which compiles to a looping memset.
 #[repr(C)]
-struct FibParams {
-    family: u8,
-    l4_protocol: u8,
-    sport: u16,
-    dport: u16,
-    /// In: IP total length, **host order**. Out: MTU.
-    tot_len: u16,
-    ifindex: u32,
-    tos: u32,
-    /// Network order; IPv4 uses word 0.
-    src: [u32; 4],
-    dst: [u32; 4],
-    vlan: u32,
+pub struct FibParams {
+    pub family: u8,
+    pub l4_protocol: u8,
+    pub sport: u16,
+    pub dport: u16,
+    /// In: IP total length, **host order** (0: no MTU check). Out: the MTU when the result
+    /// is `FRAG_NEEDED`.
+    pub tot_len: u16,
+    pub ifindex: u32,
+    pub tos: u32,
+    /// Network order; IPv4 uses word 0. Out (with `BPF_FIB_LOOKUP_SRC`): the route's source.
+    pub src: [u32; 4],
+    /// Out: the next hop (the gateway, or the destination itself when on-link).
+    pub dst: [u32; 4],
+    pub vlan: u32,
     /// In: the first 4 bytes are `mark`, which must be 0.
-    smac: [u8; 6],
-    dmac: [u8; 6],
+    pub smac: [u8; 6],
+    pub dmac: [u8; 6],
 }
 const _: () = assert!(core::mem::size_of::<FibParams>() == 64);
 
-/// Forwards the (already rewritten) packet. Returns the counter that describes the verdict;
-/// `Counter::Redirect` means XDP_REDIRECT, the others XDP_PASS.
+/// One IPv4 FIB lookup from the ingress interface's point of view. The parameters live in a
+/// per-CPU scratch slot (`FIB_SCRATCH`), not on the stack: every inlined copy of them cost 64
+/// bytes of `lvs_xdp`'s frame, and with a scheduler's `bpf_loop` callback on top the call chain
+/// went over the verifier's 512 bytes. `None` only if the slot cannot be had (never, for a
+/// one-entry per-CPU array).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub fn lookup(
+    ctx: &XdpContext,
+    proto: u8,
+    ports: [u8; 4],
+    tot_len: u16,
+    tos: u8,
+    src: u32,
+    dst: u32,
+    flags: u32,
+) -> Option<(i64, &'static FibParams)> {
+    let p = FIB_SCRATCH.get_ptr_mut(0)?;
+    let rc = unsafe {
+        (*p).family = AF_INET;
+        (*p).l4_protocol = proto;
+        (*p).sport = u16::from_ne_bytes([ports[0], ports[1]]);
+        (*p).dport = u16::from_ne_bytes([ports[2], ports[3]]);
+        (*p).tot_len = tot_len;
+        (*p).ifindex = ctx.ingress_ifindex() as u32;
+        (*p).tos = tos as u32;
+        (*p).src = [src, 0, 0, 0];
+        (*p).dst = [dst, 0, 0, 0];
+        (*p).vlan = 0;
+        (*p).smac = [0; 6];
+        (*p).dmac = [0; 6];
+        bpf_fib_lookup(ctx.ctx as *mut _, p as *mut FibLookup, core::mem::size_of::<FibParams>() as i32, flags)
+    };
+    Some((rc, unsafe { &*p }))
+}
+
+/// Decrements the TTL (which shares one 16-bit word of the header checksum with the
+/// protocol) and fixes the checksum. The caller has checked `ttl > 1`.
+#[inline(always)]
+pub fn decrement_ttl(pkt: &Packet, ttl: u8) {
+    let ip = pkt.ip;
+    unsafe {
+        let old = u16::from_ne_bytes([ttl, pkt.proto]);
+        let new = u16::from_ne_bytes([ttl - 1, pkt.proto]);
+        (*ip).ttl = ttl - 1;
+        (*ip).check = replace2(u16::from_ne_bytes((*ip).check), old, new).to_ne_bytes();
+    }
+}
+
+/// Sets the frame's MAC addresses from a successful lookup and redirects.
+#[inline(always)]
+pub fn redirect(pkt: &Packet, p: &FibParams) -> Counter {
+    unsafe {
+        (*pkt.eth).dst_addr = p.dmac;
+        (*pkt.eth).src_addr = p.smac;
+        if bpf_redirect(p.ifindex, 0) as u32 != xdp_action::XDP_REDIRECT {
+            return Counter::PassFibFailed;
+        }
+    }
+    Counter::Redirect
+}
+
+/// Forwards the (already rewritten) packet to its own destination. Returns the counter that
+/// describes the verdict; `Counter::Redirect` means XDP_REDIRECT, the others XDP_PASS.
 #[inline(always)]
 pub fn forward(ctx: &XdpContext, pkt: &Packet) -> Counter {
     let ip = pkt.ip;
@@ -51,28 +121,7 @@ pub fn forward(ctx: &XdpContext, pkt: &Packet) -> Counter {
     };
     // The ports in the packet may have been rewritten; read them back for the lookup.
     let ports = unsafe { *(pkt.l4 as *const [u8; 4]) };
-    let mut p = FibParams {
-        family: AF_INET,
-        l4_protocol: pkt.proto,
-        sport: u16::from_ne_bytes([ports[0], ports[1]]),
-        dport: u16::from_ne_bytes([ports[2], ports[3]]),
-        tot_len,
-        ifindex: ctx.ingress_ifindex() as u32,
-        tos: tos as u32,
-        src: [src, 0, 0, 0],
-        dst: [dst, 0, 0, 0],
-        vlan: 0,
-        smac: [0; 6],
-        dmac: [0; 6],
-    };
-    let rc = unsafe {
-        bpf_fib_lookup(
-            ctx.ctx as *mut _,
-            &mut p as *mut FibParams as *mut FibLookup,
-            core::mem::size_of::<FibParams>() as i32,
-            0,
-        )
-    };
+    let Some((rc, p)) = lookup(ctx, pkt.proto, ports, tot_len, tos, src, dst, 0) else { return Counter::PassFibFailed };
     match rc {
         BPF_FIB_LKUP_RET_SUCCESS => {}
         // First packets towards a host the director has not resolved yet: the kernel forwards
@@ -84,17 +133,43 @@ pub fn forward(ctx: &XdpContext, pkt: &Packet) -> Counter {
     if ttl <= 1 {
         return Counter::PassTtlExceeded;
     }
-    unsafe {
-        // TTL and protocol share one 16-bit word of the header checksum.
-        let old = u16::from_ne_bytes([ttl, pkt.proto]);
-        let new = u16::from_ne_bytes([ttl - 1, pkt.proto]);
-        (*ip).ttl = ttl - 1;
-        (*ip).check = replace2(u16::from_ne_bytes((*ip).check), old, new).to_ne_bytes();
-        (*pkt.eth).dst_addr = p.dmac;
-        (*pkt.eth).src_addr = p.smac;
-        if bpf_redirect(p.ifindex, 0) as u32 != xdp_action::XDP_REDIRECT {
-            return Counter::PassFibFailed;
+    decrement_ttl(pkt, ttl);
+    redirect(pkt, p)
+}
+
+/// Direct routing (`-g`): the packet keeps its addresses (the real server holds the VIP);
+/// only the MACs change, to reach the real server `rip` (network order). As IPVS
+/// (`ip_vs_dr_xmit` after `decrement_ttl`), the TTL is decremented.
+///
+/// Nothing here may be handed to the kernel: it would deliver the packet to the director's own
+/// VIP. So a missing neighbour entry drops the packet and records the next hop in
+/// `NEIGH_MISS`, which lvsd polls to ask the kernel to resolve it.
+#[inline(always)]
+pub fn direct_route(ctx: &XdpContext, pkt: &Packet, rip: u32) -> Counter {
+    let ip = pkt.ip;
+    let (src, tos, ttl) = unsafe { (u32::from_ne_bytes((*ip).src_addr), (*ip).tos, (*ip).ttl) };
+    let ports = unsafe { *(pkt.l4 as *const [u8; 4]) };
+    // No MTU check (tot_len 0): the packet does not grow; a smaller MTU towards the real
+    // server is the operator's to match, as with IPVS's DR.
+    let Some((rc, p)) = lookup(ctx, pkt.proto, ports, 0, tos, src, rip, 0) else { return Counter::DropNoRoute };
+    match rc {
+        BPF_FIB_LKUP_RET_SUCCESS => {}
+        BPF_FIB_LKUP_RET_NO_NEIGH => {
+            report_neigh_miss(p);
+            return Counter::DropNoNeigh;
         }
+        _ => return Counter::DropNoRoute,
     }
-    Counter::Redirect
+    if ttl <= 1 {
+        return Counter::DropTtlExceeded;
+    }
+    decrement_ttl(pkt, ttl);
+    redirect(pkt, p)
+}
+
+/// Records a next hop without a neighbour entry for lvsd (see `NEIGH_MISS`).
+#[inline(always)]
+pub fn report_neigh_miss(p: &FibParams) {
+    let key = NeighKey { addr: [p.dst[0], 0, 0, 0], ifindex: p.ifindex, family: AF_INET, _pad: [0; 3] };
+    let _ = NEIGH_MISS.insert(&key, &0u32, 0);
 }

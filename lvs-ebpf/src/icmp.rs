@@ -19,6 +19,7 @@ const QUOTED_L4: usize = 8;
 const MAX_QUOTE: usize = 60 + QUOTED_L4;
 const ICMP_DEST_UNREACH: u8 = 3;
 const ICMP_PORT_UNREACH: u8 = 3;
+const ICMP_FRAG_NEEDED: u8 = 4;
 /// `icmp_send` marks its errors as network control traffic (IPTOS_PREC_INTERNETCONTROL).
 const TOS_INTERNETCONTROL: u8 = 0xc0;
 
@@ -31,11 +32,23 @@ const TOS_INTERNETCONTROL: u8 = 0xc0;
 #[inline(always)]
 pub fn port_unreachable(ctx: &XdpContext, pkt: &Packet) -> Counter {
     // A failure half way leaves a mangled frame: it is dropped, as IPVS drops the packet.
-    build(ctx, pkt).map_or(Counter::DropNoDest, |()| Counter::TxIcmpUnreachable)
+    build(ctx, pkt, ICMP_PORT_UNREACH, 0).map_or(Counter::DropNoDest, |()| Counter::TxIcmpUnreachable)
 }
 
+/// Turns the packet into ICMP fragmentation needed from the VIP back to the client, with
+/// `mtu` (host order) as the next-hop MTU: IPVS's `ensure_mtu_is_adequate` for a packet with
+/// DF that would not fit towards its real server once tunnelled, the MTU being the path's minus
+/// the outer header. The client's stack lowers its path MTU for the VIP and sends smaller
+/// segments. Same plumbing as [`port_unreachable`].
 #[inline(always)]
-fn build(ctx: &XdpContext, pkt: &Packet) -> Option<()> {
+pub fn frag_needed(ctx: &XdpContext, pkt: &Packet, mtu: u16) -> Counter {
+    build(ctx, pkt, ICMP_FRAG_NEEDED, mtu).map_or(Counter::DropNoRoute, |()| Counter::TxIcmpFragNeeded)
+}
+
+/// `code` of ICMP destination unreachable; `mtu` goes in the header's last 16 bits (RFC 1191;
+/// zero for every other code).
+#[inline(always)]
+fn build(ctx: &XdpContext, pkt: &Packet, code: u8, mtu: u16) -> Option<()> {
     let (src_mac, dst_mac, tos, ihl) = unsafe {
         let e = &*pkt.eth;
         (e.src_addr, e.dst_addr, (*pkt.ip).tos, ((*pkt.ip).vihl & 0x0f) as usize)
@@ -82,7 +95,8 @@ fn build(ctx: &XdpContext, pkt: &Packet) -> Option<()> {
         h[11] = c[1];
         *ip = h;
 
-        *icmp = [ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, 0, 0, 0, 0, 0, 0];
+        let m = mtu.to_be_bytes();
+        *icmp = [ICMP_DEST_UNREACH, code, 0, 0, 0, 0, m[0], m[1]];
     }
     // ICMP checksum over its header and the quoted packet, one 16-bit word at a time with a
     // bounds check each (the quote's length depends on the original IHL).

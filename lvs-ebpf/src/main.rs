@@ -1,4 +1,5 @@
-//! The XDP dataplane: IPVS-style virtual services with NAT forwarding.
+//! The XDP dataplane: IPVS-style virtual services with NAT, direct-routing and IP-in-IP
+//! forwarding.
 //!
 //! Entry point only; each concern lives in its own module. Every packet ends in exactly one
 //! `Counter`, which also decides the XDP verdict, so no drop is ever silent.
@@ -8,6 +9,7 @@
 #![allow(internal_features)]
 #![feature(core_intrinsics)]
 
+mod classify;
 mod conntrack;
 mod forward;
 mod icmp;
@@ -17,11 +19,12 @@ mod parse;
 mod persist;
 mod schedule;
 mod stats;
+mod tunnel;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lvs_common::{
     counters::Counter,
-    flow::ConnEntry,
+    flow::{conn_flags, ConnEntry},
     service::{dest_flags, SVC_F_ONEPACKET},
     tcp_state::{DIR_INPUT, DIR_OUTPUT, TCP_RST, TCP_SYN},
 };
@@ -47,8 +50,28 @@ fn verdict(c: Counter) -> u32 {
         | Counter::DropConnTableFull
         | Counter::DropServiceMissing
         | Counter::DropUnsupportedForward
-        | Counter::DropDestUnavailable => xdp_action::XDP_DROP,
+        | Counter::DropDestUnavailable
+        | Counter::DropNoNeigh
+        | Counter::DropTtlExceeded
+        | Counter::DropNoRoute => xdp_action::XDP_DROP,
+        Counter::TxIcmpFragNeeded => xdp_action::XDP_REDIRECT,
         _ => xdp_action::XDP_PASS,
+    }
+}
+
+/// What to do with a packet: counted and done, or sent to a real server (one call site for
+/// the three forwarding methods: each inlined copy of them costs stack, and `lvs_xdp` has 512
+/// bytes).
+enum Step {
+    Done(Counter),
+    /// Forwarding method, real server address and port (network order).
+    Send(u8, u32, u16),
+}
+
+impl From<Counter> for Step {
+    #[inline(always)]
+    fn from(c: Counter) -> Step {
+        Step::Done(c)
     }
 }
 
@@ -58,6 +81,14 @@ fn process(ctx: &XdpContext) -> Counter {
         Ok(p) => p,
         Err(c) => return c,
     };
+    match decide(ctx, &pkt) {
+        Step::Done(c) => c,
+        Step::Send(fwd, daddr, dport) => send(ctx, &pkt, fwd, daddr, dport),
+    }
+}
+
+#[inline(always)]
+fn decide(ctx: &XdpContext, pkt: &Packet) -> Step {
     let now = conntrack::now_ns();
     let key = conntrack::key_of(&pkt);
 
@@ -66,13 +97,13 @@ fn process(ctx: &XdpContext) -> Counter {
         if !conntrack::reusable(e, &pkt) {
             stats::count(Counter::ConnHit);
             match dest_state(e) {
-                DestState::Serving => return to_real_server(ctx, &pkt, e, now),
+                DestState::Serving => return to_real_server(&pkt, e, now, 0),
                 // A new SYN to a quiesced server is scheduled again only with
                 // expire_nodest_conn (the conn_reuse_mode path of ip_vs_in).
                 DestState::Quiesced if !(is_syn(&pkt) && expire_nodest_conn()) => {
-                    return to_real_server(ctx, &pkt, e, now)
+                    return to_real_server(&pkt, e, now, 0)
                 }
-                DestState::Gone if !expire_nodest_conn() => return Counter::DropDestUnavailable,
+                DestState::Gone if !expire_nodest_conn() => return Counter::DropDestUnavailable.into(),
                 // expire_nodest_conn: the entry goes now and the packet is treated as new (a
                 // SYN is scheduled again, anything else passes as for no connection).
                 _ => conntrack::expire_now(e, now),
@@ -82,21 +113,27 @@ fn process(ctx: &XdpContext) -> Counter {
     // 2. Real server -> client reply on a NAT connection.
     if let Some(e) = conntrack::lookup_out(&key, now) {
         stats::count(Counter::ConnHit);
+        // IPVS counts replies only while the real server is available (not deleted).
+        if !matches!(dest_state(e), DestState::Gone) {
+            let (svc_id, dest_id) = unsafe { ((*e).svc_id, (*e).dest_id) };
+            stats::traffic(svc_id, dest_id, false, 0, pkt.tot_len as u64);
+        }
         conntrack::update(e, &pkt, DIR_OUTPUT, now);
         let (vaddr, vport) = unsafe { ((*e).vaddr[0], (*e).vport) };
         nat::to_client(&pkt, vaddr, vport);
-        return forward::forward(ctx, &pkt);
+        return forward::forward(ctx, &pkt).into();
     }
-    // 3. A new connection to a virtual service?
-    let Some(svc_id) = find_service(&pkt) else {
-        return Counter::PassNoService;
-    };
+    // 3. A new connection to a virtual service (firewall mark first, as IPVS)?
+    let svc_id = classify::find_service(pkt.daddr, pkt.dport, pkt.proto);
+    if svc_id == classify::NO_SERVICE {
+        return dr_reply(ctx, &pkt, now).into();
+    }
     // IPVS schedules TCP only on a SYN without RST; anything else without a connection is
     // accepted untouched (it belongs to no connection we know).
     if pkt.proto == IPPROTO_TCP && pkt.tcp_flags & (TCP_SYN | TCP_RST) != TCP_SYN {
-        return Counter::PassNotSyn;
+        return Counter::PassNotSyn.into();
     }
-    let Some(svc) = SERVICES.get(svc_id) else { return Counter::DropServiceMissing };
+    let Some(svc) = SERVICES.get(svc_id) else { return Counter::DropServiceMissing.into() };
     // Persistence: a live template decides; otherwise the scheduler, and a new template.
     // Nothing computed for persistence stays live across `schedule::pick`: the verifier then
     // sees the same state entering it with and without persistence, and explores it once.
@@ -109,19 +146,19 @@ fn process(ctx: &XdpContext) -> Counter {
     } else {
         match schedule::pick(svc_id, svc, &pkt, now) {
             Some(d) => d,
-            None => return icmp::port_unreachable(ctx, &pkt),
+            None => return icmp::port_unreachable(ctx, &pkt).into(),
         }
     };
     let ctl = persist::scope(svc, &key);
     if let (persist::MISS, Some(scope)) = (hit, &ctl) {
         if persist::bind(svc, scope, &key, dest_id, now).is_none() {
-            return Counter::DropConnTableFull;
+            return Counter::DropConnTableFull.into();
         }
     }
-    let Some(dest) = DESTS.get(dest_id) else { return Counter::DropServiceMissing };
-    // Only masquerading is implemented so far; never forward a packet we cannot rewrite.
-    if dest.fwd != 0 {
-        return Counter::DropUnsupportedForward;
+    let Some(dest) = DESTS.get(dest_id) else { return Counter::DropServiceMissing.into() };
+    // Never forward a packet we cannot send the way its real server wants.
+    if !matches!(dest.fwd, FWD_MASQ | FWD_TUNNEL | FWD_ROUTE) {
+        return Counter::DropUnsupportedForward.into();
     }
     // --ops (IPVS's one-packet scheduling, UDP only, as the kernel ignores the flag for other
     // protocols): the datagram is scheduled on its own and no entry is kept. The kernel
@@ -130,16 +167,17 @@ fn process(ctx: &XdpContext) -> Counter {
     if pkt.proto == IPPROTO_UDP && svc.flags & SVC_F_ONEPACKET != 0 {
         conntrack::one_packet(dest_id, dest);
         stats::count(Counter::NewConn);
+        // Each datagram is a connection of its own in IPVS's statistics too.
+        stats::traffic(svc_id, dest_id, true, 1, pkt.tot_len as u64);
         // Port 0 on a real server means "the virtual port", as in `conntrack::create`.
         let dport = if dest.port == 0 { pkt.dport } else { dest.port };
-        nat::to_real_server(&pkt, dest.addr[0], dport);
-        return forward::forward(ctx, &pkt);
+        return Step::Send(dest.fwd, dest.addr[0], dport);
     }
     let Ok(e) = conntrack::create(&key, svc_id, dest_id, dest, svc.key.port, ctl, now) else {
-        return Counter::DropConnTableFull;
+        return Counter::DropConnTableFull.into();
     };
     stats::count(Counter::NewConn);
-    to_real_server(ctx, &pkt, e, now)
+    to_real_server(&pkt, e, now, 1)
 }
 
 enum DestState {
@@ -177,35 +215,72 @@ fn expire_nodest_conn() -> bool {
     matches!(SYSCTLS.get(0), Some(s) if s.expire_nodest_conn != 0)
 }
 
-/// `ip_vs_service_find`: the exact (protocol, address, port) service, else the address's
-/// port-zero service (persistent services for every port).
+/// Forwarding methods (`ConnEntry::fwd`, IPVS numbering).
+const FWD_MASQ: u8 = 0;
+const FWD_TUNNEL: u8 = 2;
+const FWD_ROUTE: u8 = 3;
+
+/// Client -> VIP (real server known to be available): count it (`new_conns` is 1 for the
+/// packet that created the connection), advance the state machine; the packet is then
+/// rewritten (NAT), re-addressed (DR) or encapsulated (TUN) towards the real server by
+/// [`send`].
 #[inline(always)]
-fn find_service(pkt: &Packet) -> Option<u32> {
-    let mut k = service_key(pkt);
-    if let Some(id) = unsafe { SVC_INDEX.get(&k) } {
-        return Some(*id);
-    }
-    k.port = 0;
-    unsafe { SVC_INDEX.get(&k) }.copied()
+fn to_real_server(pkt: &Packet, e: *mut ConnEntry, now: u64, new_conns: u64) -> Step {
+    let (svc_id, dest_id) = unsafe { ((*e).svc_id, (*e).dest_id) };
+    stats::traffic(svc_id, dest_id, true, new_conns, pkt.tot_len as u64);
+    conntrack::update(e, pkt, DIR_INPUT, now);
+    let (daddr, dport, fwd) = unsafe { ((*e).daddr[0], (*e).dport, (*e).fwd) };
+    Step::Send(fwd, daddr, dport)
 }
 
+/// Sends a client packet to real server `daddr` by forwarding method `fwd`.
 #[inline(always)]
-fn service_key(pkt: &Packet) -> lvs_common::service::SvcKey {
-    lvs_common::service::SvcKey {
-        addr: [pkt.daddr, 0, 0, 0],
-        port: pkt.dport,
+fn send(ctx: &XdpContext, pkt: &Packet, fwd: u8, daddr: u32, dport: u16) -> Counter {
+    match fwd {
+        FWD_ROUTE => forward::direct_route(ctx, pkt, daddr),
+        FWD_TUNNEL => tunnel::encapsulate(ctx, pkt, daddr),
+        _ => {
+            nat::to_real_server(pkt, daddr, dport);
+            forward::forward(ctx, pkt)
+        }
+    }
+}
+
+/// A packet for no service: perhaps the reply of a DR/TUN connection that the real server
+/// routes back through the director (VIP:vport -> client). IPVS finds the connection then
+/// (its output lookup), clears its no-output mark and runs the OUTPUT state table; the packet
+/// itself is routed on unchanged. Its reversed 5-tuple is the connection's `CONNS` key.
+#[inline(always)]
+fn dr_reply(ctx: &XdpContext, pkt: &Packet, now: u64) -> Counter {
+    // Only a packet *from* a virtual service can be one: that small table is looked up first,
+    // so other traffic does not pay for a lookup in the (possibly huge) connection table.
+    let from_svc = lvs_common::service::SvcKey {
+        addr: [pkt.saddr, 0, 0, 0],
+        port: pkt.sport,
         proto: pkt.proto,
         family: lvs_common::AF_INET,
+    };
+    // (Exact port only: a port-zero service's routed-back replies are not recognised, and
+    // their connections stay in the input-only table. One lookup less for all other traffic.)
+    if unsafe { SVC_INDEX.get(&from_svc) }.is_none() {
+        return Counter::PassNoService;
     }
-}
-
-/// Client -> VIP: advance the state machine, rewrite to the real server, forward.
-#[inline(always)]
-fn to_real_server(ctx: &XdpContext, pkt: &Packet, e: *mut ConnEntry, now: u64) -> Counter {
-    conntrack::update(e, pkt, DIR_INPUT, now);
-    // Entries are only created for masquerading real servers (checked before `create`).
-    let (daddr, dport) = unsafe { ((*e).daddr[0], (*e).dport) };
-    nat::to_real_server(pkt, daddr, dport);
+    let key = lvs_common::flow::FlowKey {
+        src: [pkt.daddr, 0, 0, 0],
+        dst: [pkt.saddr, 0, 0, 0],
+        sport: pkt.dport,
+        dport: pkt.sport,
+        proto: pkt.proto,
+        family: lvs_common::AF_INET,
+        _pad: [0; 2],
+    };
+    let Some(e) = conntrack::lookup_in(&key, now) else { return Counter::PassNoService };
+    if unsafe { (*e).flags } & conn_flags::NAT != 0 {
+        return Counter::PassNoService;
+    }
+    stats::count(Counter::ConnHit);
+    unsafe { (*e).flags |= conn_flags::SEEN_OUTPUT };
+    conntrack::update(e, pkt, DIR_OUTPUT, now);
     forward::forward(ctx, pkt)
 }
 

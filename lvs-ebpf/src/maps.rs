@@ -6,14 +6,17 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use lvs_common::{
+    classify::{ClassRuleSet, CTL_WORDS},
     counters::COUNTER_COUNT,
     flow::{ConnEntry, ConnRef, FlowKey, DEFAULT_CONN_TABLE_SIZE},
+    fwd::{NeighKey, NEIGH_MISS_SIZE},
     persist::Template,
     sysctl::Sysctls,
     service::{
         DestConf, DestCounters, HashTable, MhTable, LblcEntry, LblcKey, LblcrEntry, SchedState, ServiceConf, SvcKey, LBLC_CACHE_SIZE,
         MAX_DESTS, MAX_SERVICES,
     },
+    stats::{IpvsStats, STATS_SLOTS},
     tcp_state::TIMEOUT_SLOTS,
 };
 
@@ -101,3 +104,33 @@ pub static SYSCTLS: Array<Sysctls> = Array::with_max_entries(1, 0);
 /// mh: the Maglev lookup table of each mh service, by service slot.
 #[map]
 pub static MH_TABLES: HashMap<u32, MhTable> = HashMap::with_max_entries(MAX_SERVICES, BPF_F_NO_PREALLOC);
+
+/// Traffic statistics (Conns, In/OutPkts, In/OutBytes) per service slot, the totals, and per
+/// real-server slot (`lvs_common::stats` has the layout). Per-CPU: plain adds, summed by
+/// userspace.
+#[map]
+pub static IPVS_STATS: PerCpuArray<IpvsStats> = PerCpuArray::with_max_entries(STATS_SLOTS, 0);
+
+/// Zero points of `IPVS_STATS` (`ipvsadm -Z`, reused slots). Written and read by userspace
+/// only; defined here so that it is created and pinned with the others.
+#[map]
+pub static IPVS_STATS_ZERO: Array<IpvsStats> = Array::with_max_entries(STATS_SLOTS, 0);
+
+/// Firewall-mark classifier: two complete rule sets, one live (see `lvs_common::classify`).
+#[map]
+pub static CLASSIFIER: Array<ClassRuleSet> = Array::with_max_entries(2, 0);
+
+/// Small words steering the lookup: the live classifier set and the port-0 service count
+/// (`lvs_common::classify::CTL_*`). An array, so the verifier inlines each read.
+#[map]
+pub static LOOKUP_CTL: Array<u32> = Array::with_max_entries(CTL_WORDS, 0);
+
+/// Next hops a direct-routing packet found without a neighbour entry (the packet was dropped):
+/// lvsd reads and deletes them and asks the kernel to resolve each (`NTF_USE`).
+#[map]
+pub static NEIGH_MISS: LruHashMap<NeighKey, u32> = LruHashMap::with_max_entries(NEIGH_MISS_SIZE, 0);
+
+/// Scratch space for `bpf_fib_lookup`'s parameters (one per CPU), so that they are not on the
+/// stack (see `forward::lookup`). Not pinned: it holds nothing between packets.
+#[map]
+pub static FIB_SCRATCH: PerCpuArray<crate::forward::FibParams> = PerCpuArray::with_max_entries(1, 0);

@@ -38,6 +38,8 @@ pub struct Packet {
     pub dport: u16,
     /// TCP flags byte (0 for UDP).
     pub tcp_flags: u8,
+    /// IP total length, host order: what IPVS counts as the packet's bytes (`skb->len`).
+    pub tot_len: u16,
 }
 
 /// Parses the frame, or says which pass counter applies to it. Nothing here drops: traffic we
@@ -92,5 +94,6 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Counter> {
         sport: u16::from_ne_bytes([p[0], p[1]]),
         dport: u16::from_ne_bytes([p[2], p[3]]),
         tcp_flags,
+        tot_len: tot_len as u16,
     })
 }

@@ -15,10 +15,17 @@ use crate::{
     maps::{Scratch, DESTS, SCRATCH, SYSCTLS, TEMPLATES},
 };
 
-/// The firewall mark a service's templates are keyed on (0: not a fwmark service).
+/// The firewall mark a service's templates are keyed on (0: not a fwmark service). A fwmark
+/// service's key has protocol 0 and its mark in the first address word (`SvcKey::fwmark`).
+/// Volatile reads, for the reason given in [`scope`].
 #[inline(always)]
-fn service_mark(_svc: &ServiceConf) -> u32 {
-    0
+fn service_mark(svc: &ServiceConf) -> u32 {
+    let (proto, word) = unsafe { (core::ptr::read_volatile(&svc.key.proto), core::ptr::read_volatile(&svc.key.addr[0])) };
+    if proto == 0 {
+        word
+    } else {
+        0
+    }
 }
 
 /// The scope of `svc`'s templates, or `None` for a service without persistence.

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod decap;
 pub mod ipvsadm;
 pub mod model;
 pub mod sysbench;

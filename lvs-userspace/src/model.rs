@@ -40,7 +40,7 @@ impl Protocol {
 pub enum ServiceKey {
     /// `-t|-u addr:port`.
     Addr { protocol: Protocol, addr: IpAddr, port: u16 },
-    /// `-f mark [-6]`. Not forwarded by the dataplane yet.
+    /// `-f mark [-6]`: packets the config's classifier gives that mark (IPv4 only so far).
     Fwmark { mark: u32, ipv6: bool },
 }
 
@@ -174,6 +174,23 @@ impl DestSpec {
     }
 }
 
+/// Traffic statistics of a service, a real server or the whole director, as ipvsadm
+/// `--stats` and `--rate` show them: counters since the last zeroing, and the estimator's
+/// rates (per second).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub conns: u64,
+    pub inpkts: u64,
+    pub outpkts: u64,
+    pub inbytes: u64,
+    pub outbytes: u64,
+    pub cps: u64,
+    pub inpps: u64,
+    pub outpps: u64,
+    pub inbps: u64,
+    pub outbps: u64,
+}
+
 /// A real server with its live counters.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DestStatus {
@@ -181,6 +198,8 @@ pub struct DestStatus {
     pub active_conns: u32,
     pub inact_conns: u32,
     pub persist_conns: u32,
+    #[serde(default)]
+    pub stats: Stats,
 }
 
 /// A service with its real servers in kernel order (newest first, as `--nosort` shows them).
@@ -188,4 +207,6 @@ pub struct DestStatus {
 pub struct ServiceStatus {
     pub spec: ServiceSpec,
     pub dests: Vec<DestStatus>,
+    #[serde(default)]
+    pub stats: Stats,
 }

@@ -111,10 +111,14 @@ impl Rig {
     }
 
     fn service(&mut self, proto: Protocol, port: u16, servers: &[[u8; 4]]) -> ServiceKey {
+        self.service_fwd(proto, port, servers, Forward::Masq)
+    }
+
+    fn service_fwd(&mut self, proto: Protocol, port: u16, servers: &[[u8; 4]], fwd: Forward) -> ServiceKey {
         let key = ServiceKey::Addr { protocol: proto, addr: IpAddr::from(VIP), port };
         self.vs.add_service(&mut self.tables, ServiceSpec::new(key, "rr")).unwrap();
         for s in servers {
-            let d = DestSpec::new(IpAddr::from(*s), port, Forward::Masq, 1);
+            let d = DestSpec::new(IpAddr::from(*s), port, fwd, 1);
             self.vs.add_dest(&mut self.tables, &key, d).unwrap();
         }
         key
@@ -505,6 +509,296 @@ fn one_packet_datagrams_are_scheduled_alone() {
         assert_eq!(rig.schedule_syn(40000), Some(12));
         assert_eq!(rig.schedule_syn(40000), Some(12), "the retransmitted SYN follows its entry");
         assert_eq!(rig.tables.conns.iter().count(), 1);
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+}
+
+/// IPVS's traffic statistics as the dataplane keeps them: a connection counts once, on its real
+/// server, its service and the totals; bytes are the IP total length (Ethernet padding not
+/// included); nothing counts while the real server is unavailable; `-Z` starts from zero.
+#[test]
+fn traffic_statistics_follow_the_kernel_rules() {
+    if !require_root() {
+        return;
+    }
+    std::thread::spawn(|| {
+        private_director_netns();
+        let mut rig = Rig::new("stats");
+        let tcp = rig.service(Protocol::Tcp, 80, &[RS1, RS2]);
+        let udp = rig.service(Protocol::Udp, 53, &[RS1]);
+        // [conns, inpkts, outpkts, inbytes, outbytes] of a service and of one of its servers.
+        let row = |s: &lvs_userspace::model::Stats| [s.conns, s.inpkts, s.outpkts, s.inbytes, s.outbytes];
+        let of = |rig: &Rig, key: ServiceKey, server: Option<[u8; 4]>| -> [u64; 5] {
+            let list = rig.vs.list(&rig.tables);
+            let svc = list.iter().find(|s| s.spec.key == key).expect("service");
+            match server {
+                None => row(&svc.stats),
+                Some(a) => row(&svc.dests.iter().find(|d| d.spec.addr == IpAddr::from(a)).expect("server").stats),
+            }
+        };
+        let tcp_len = 20 + 20 + PAYLOAD.len() as u64;
+
+        // A SYN: rs2 (newest first) gets the connection and the packet.
+        let syn = tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 40000, 80, SYN);
+        assert_eq!(rig.run(&syn).0, XDP_REDIRECT);
+        assert_eq!(of(&rig, tcp, Some(RS2)), [1, 1, 0, tcp_len, 0]);
+        assert_eq!(of(&rig, tcp, Some(RS1)), [0; 5]);
+        assert_eq!(of(&rig, tcp, None), [1, 1, 0, tcp_len, 0]);
+        // More of the same flow in both directions: packets, not connections.
+        let data = tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 40000, 80, ACK | PSH);
+        assert_eq!(rig.run(&data).0, XDP_REDIRECT);
+        let reply = tcp_frame(DIRECTOR_RS_MAC, RS2_MAC, Ip::new(RS2, CLIENT), 80, 40000, ACK);
+        assert_eq!(rig.run(&reply).0, XDP_REDIRECT);
+        assert_eq!(of(&rig, tcp, Some(RS2)), [1, 2, 1, 2 * tcp_len, tcp_len]);
+        assert_eq!(of(&rig, tcp, None), [1, 2, 1, 2 * tcp_len, tcp_len]);
+
+        // A 4-byte UDP datagram in a frame padded to Ethernet's 60-byte minimum: 32 bytes.
+        let mut dgram = udp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 5000, 53);
+        dgram.resize(60, 0);
+        assert_eq!(rig.run(&dgram).0, XDP_REDIRECT);
+        assert_eq!(of(&rig, udp, Some(RS1)), [1, 1, 0, 32, 0]);
+        assert_eq!(rig.vs.totals(&rig.tables).conns, 2);
+        assert_eq!(rig.vs.totals(&rig.tables).inbytes, 2 * tcp_len + 32);
+
+        // rs2 deleted: its client packets are dropped and not counted, and its replies, still
+        // forwarded, are not counted either (IPVS counts only AVAILABLE servers).
+        rig.vs.del_dest(&mut rig.tables, &tcp, IpAddr::from(RS2), 80).unwrap();
+        let before = (of(&rig, tcp, None), rig.vs.totals(&rig.tables));
+        assert_eq!(rig.run(&data).0, XDP_DROP);
+        rig.run(&reply);
+        assert_eq!((of(&rig, tcp, None), rig.vs.totals(&rig.tables)), before);
+
+        // -Z of one service leaves the other; -Z of everything clears the totals too.
+        rig.vs.zero(&mut rig.tables, Some(&tcp)).unwrap();
+        assert_eq!(of(&rig, tcp, None), [0; 5]);
+        assert_eq!(of(&rig, udp, Some(RS1)), [1, 1, 0, 32, 0]);
+        rig.vs.zero(&mut rig.tables, None).unwrap();
+        assert_eq!(of(&rig, udp, None), [0; 5]);
+        assert_eq!(row(&rig.vs.totals(&rig.tables)), [0; 5]);
+        // ... and counting resumes from there.
+        let mut dgram2 = udp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 5001, 53);
+        dgram2.resize(60, 0);
+        assert_eq!(rig.run(&dgram2).0, XDP_REDIRECT);
+        assert_eq!(of(&rig, udp, Some(RS1)), [1, 1, 0, 32, 0]);
+        assert_eq!(row(&rig.vs.totals(&rig.tables)), [1, 1, 0, 32, 0]);
+
+        // --ops: every datagram of one flow is a connection of its own; the reply, which
+        // matches no connection, counts nowhere.
+        let ops = ServiceKey::Addr { protocol: Protocol::Udp, addr: IpAddr::from(VIP), port: 5060 };
+        let mut spec = ServiceSpec::new(ops, "rr");
+        spec.flags = lvs_userspace::model::svc_flags::ONEPACKET;
+        rig.vs.add_service(&mut rig.tables, spec).unwrap();
+        rig.vs.add_dest(&mut rig.tables, &ops, DestSpec::new(IpAddr::from(RS1), 5060, Forward::Masq, 1)).unwrap();
+        let sip = udp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 5060, 5060);
+        for _ in 0..3 {
+            assert_eq!(rig.run(&sip).0, XDP_REDIRECT);
+        }
+        assert_eq!(rig.run(&udp_frame(DIRECTOR_RS_MAC, RS1_MAC, Ip::new(RS1, CLIENT), 5060, 5060)).0, XDP_PASS);
+        assert_eq!(of(&rig, ops, Some(RS1)), [3, 3, 0, 3 * 32, 0]);
+        assert_eq!(of(&rig, ops, None), [3, 3, 0, 3 * 32, 0]);
+    })
+    .join()
+    .unwrap();
+}
+
+/// `ip_vs_service_find`'s order through the real program: the fwmark service of the
+/// classifier's mark first, then (protocol, address, port), then the port-0 service, which is
+/// tried only while one exists. Checked on the rewritten destination of each SYN.
+#[test]
+fn fwmark_then_address_then_port_zero() {
+    if !require_root() {
+        return;
+    }
+    std::thread::spawn(|| {
+        private_director_netns();
+        let mut rig = Rig::new("fwmark");
+        rig.service(Protocol::Tcp, 80, &[RS1]);
+        let fwm = ServiceKey::Fwmark { mark: 5, ipv6: false };
+        rig.vs.add_service(&mut rig.tables, ServiceSpec::new(fwm, "rr")).unwrap();
+        // Port 0: the connection keeps the packet's destination port.
+        rig.vs.add_dest(&mut rig.tables, &fwm, DestSpec::new(IpAddr::from(RS2), 0, Forward::Masq, 1)).unwrap();
+        let rule = |mark: u32, ports: (u16, u16), protocol: Protocol| lvs_userspace::config::ClassifierRule {
+            mark,
+            addr: IpAddr::from(VIP),
+            prefix_len: 32,
+            protocol: Some(protocol),
+            ports,
+            location: Default::default(),
+        };
+        let rules = [rule(5, (80, 81), Protocol::Tcp), rule(9, (82, 82), Protocol::Tcp)];
+        rig.tables.write_classifier(&lvs_userspace::config::rule_set(&rules)).unwrap();
+
+        // (verdict, destination address's last octet, destination port) of a SYN to VIP:port.
+        let syn = |rig: &mut Rig, sport: u16, port: u16| {
+            let input = tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), sport, port, SYN);
+            let (v, out) = rig.run(&input);
+            if v != XDP_REDIRECT {
+                assert_eq!(out, input, "a packet that is not redirected must be untouched");
+            }
+            (v, out[14 + 19], u16::from_be_bytes([out[14 + 22], out[14 + 23]]))
+        };
+        // Marked 5: the fwmark service wins over the address service on :80.
+        assert_eq!(syn(&mut rig, 41000, 80), (XDP_REDIRECT, 12, 80));
+        assert_eq!(syn(&mut rig, 41001, 81), (XDP_REDIRECT, 12, 81));
+        // Marked 9, no such fwmark service: the address lookup, which has nothing on :82.
+        assert_eq!(syn(&mut rig, 41002, 82), (XDP_PASS, VIP[3], 82));
+        // UDP is not marked by TCP rules, and has no service.
+        let udp = udp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 41003, 80);
+        assert_eq!(rig.run(&udp), (XDP_PASS, udp.clone()));
+
+        // A port-0 service of (TCP, VIP) catches every port without its own service. (Port-0
+        // services need persistence, which lvsd does not have yet; the table code takes one.)
+        let any_port = ServiceKey::Addr { protocol: Protocol::Tcp, addr: IpAddr::from(VIP), port: 0 };
+        assert_eq!(syn(&mut rig, 41004, 83), (XDP_PASS, VIP[3], 83));
+        rig.vs.add_service(&mut rig.tables, ServiceSpec::new(any_port, "rr")).unwrap();
+        rig.vs.add_dest(&mut rig.tables, &any_port, DestSpec::new(IpAddr::from(RS1), 0, Forward::Masq, 1)).unwrap();
+        assert_eq!(syn(&mut rig, 41005, 83), (XDP_REDIRECT, 11, 83));
+        assert_eq!(syn(&mut rig, 41006, 82), (XDP_REDIRECT, 11, 82));
+        // The exact service still comes before it, and the fwmark service before both.
+        assert_eq!(syn(&mut rig, 41007, 81), (XDP_REDIRECT, 12, 81));
+        rig.vs.del_service(&mut rig.tables, &any_port).unwrap();
+        assert_eq!(syn(&mut rig, 41008, 83), (XDP_PASS, VIP[3], 83));
+
+        // An empty rule set switches the classifier off: :81 is nobody's, :80 the address
+        // service's.
+        rig.tables.write_classifier(&lvs_userspace::config::rule_set(&[])).unwrap();
+        assert_eq!(syn(&mut rig, 41009, 81), (XDP_PASS, VIP[3], 81));
+        assert_eq!(syn(&mut rig, 41010, 80), (XDP_REDIRECT, 11, 80));
+        // Rules back (into the other set): marked again.
+        rig.tables.write_classifier(&lvs_userspace::config::rule_set(&rules[..1])).unwrap();
+        assert_eq!(syn(&mut rig, 41011, 80), (XDP_REDIRECT, 12, 80));
+        assert_eq!(rig.counter(Counter::NewConn), 7);
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+}
+
+/// Direct routing and IP-in-IP: the exact frames the director sends (DR: only the MACs and
+/// the TTL change; TUN: the outer header of every case), fragmentation needed for a DF packet
+/// that would not fit once encapsulated, and the drops that must never reach the stack.
+#[test]
+fn dr_and_tun_fixtures() {
+    if !require_root() {
+        return;
+    }
+    std::thread::spawn(|| {
+        private_director_netns();
+        let mut rig = Rig::new("fwd");
+        rig.service_fwd(Protocol::Tcp, 80, &[RS1], Forward::Route);
+        rig.service_fwd(Protocol::Udp, 53, &[RS2], Forward::Route);
+        rig.service_fwd(Protocol::Tcp, 8080, &[RS1], Forward::Tunnel);
+        rig.service_fwd(Protocol::Udp, 5353, &[RS2], Forward::Tunnel);
+        // 192.0.2.15 has no static neighbour: DR towards it cannot be sent.
+        rig.service_fwd(Protocol::Tcp, 81, &[[192, 0, 2, 15]], Forward::Route);
+        const DIRECTOR_RS_IP: [u8; 4] = [192, 0, 2, 1];
+
+        let syn = |port: u16, sport: u16, ip: Ip| tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, ip, sport, port, SYN);
+        let big = |frag: u16| {
+            let mut ip = Ip::new(CLIENT, VIP);
+            ip.frag = frag;
+            // 20 + 20 + 1460 = 1500 bytes of IP: fits the 1500-byte link, 1500 + 20 does not.
+            frames::tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, ip, 41000 + frag, 8080, SYN, &[0x5a; 1460])
+        };
+        let dr_out = |f: &[u8]| {
+            let mut o = f.to_vec();
+            o[0..6].copy_from_slice(&RS1_MAC);
+            o[6..12].copy_from_slice(&DIRECTOR_RS_MAC);
+            o
+        };
+        let ttl63 = |f: Vec<u8>| {
+            // The same frame rebuilt with TTL 63 and a full checksum.
+            let mut o = f;
+            o[14 + 8] = 63;
+            o[14 + 10] = 0;
+            o[14 + 11] = 0;
+            let c = lvs_common::csum::checksum(&o[14..34]);
+            o[14 + 10..14 + 12].copy_from_slice(&c.to_ne_bytes());
+            o
+        };
+        let tun_in = syn(8080, 42000, Ip::new(CLIENT, VIP));
+        let mut nodf = Ip::new(CLIENT, VIP);
+        nodf.frag = 0;
+        let tun_nodf = udp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, nodf.clone(), 42001, 5353);
+        let big_df = big(0x4000);
+        let big_nodf = big(0);
+
+        let fixtures = vec![
+            Fixture {
+                name: "DR: SYN to the VIP keeps its addresses, goes to rs1's MAC with TTL 63",
+                input: syn(80, 40000, Ip::new(CLIENT, VIP)),
+                verdict: XDP_REDIRECT,
+                output: Some(dr_out(&syn(80, 40000, with_ttl(Ip::new(CLIENT, VIP), 63)))),
+            },
+            Fixture {
+                name: "DR: later packet of that flow, same",
+                input: tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 40000, 80, ACK | PSH),
+                verdict: XDP_REDIRECT,
+                output: Some(dr_out(&tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, with_ttl(Ip::new(CLIENT, VIP), 63), 40000, 80, ACK | PSH))),
+            },
+            Fixture {
+                name: "DR: UDP to the VIP goes to rs2's MAC unchanged but for the TTL",
+                input: udp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 5300, 53),
+                verdict: XDP_REDIRECT,
+                output: Some({
+                    let mut o = udp_frame(RS2_MAC, DIRECTOR_RS_MAC, with_ttl(Ip::new(CLIENT, VIP), 63), 5300, 53);
+                    o[0..6].copy_from_slice(&RS2_MAC);
+                    o
+                }),
+            },
+            Fixture {
+                name: "DR: a reply routed back through the director (VIP -> client) is routed on as it is",
+                input: tcp_frame(DIRECTOR_RS_MAC, RS1_MAC, Ip::new(VIP, CLIENT), 80, 40000, ACK),
+                verdict: XDP_REDIRECT,
+                output: Some(tcp_frame(CLIENT_MAC, DIRECTOR_CL_MAC, with_ttl(Ip::new(VIP, CLIENT), 63), 80, 40000, ACK)),
+            },
+            Fixture {
+                name: "DR: towards a real server without a neighbour entry: dropped, never to the stack",
+                input: syn(81, 40001, Ip::new(CLIENT, VIP)),
+                verdict: XDP_DROP,
+                output: None,
+            },
+            Fixture {
+                name: "TUN: SYN encapsulated from the director's route source to rs1, DF copied, ID 0, TTL 63 inside and out",
+                input: tun_in.clone(),
+                verdict: XDP_REDIRECT,
+                output: Some(frames::ipip_frame(RS1_MAC, DIRECTOR_RS_MAC, DIRECTOR_RS_IP, RS1, 63, 0, &ttl63(tun_in))),
+            },
+            Fixture {
+                name: "TUN: UDP without DF: outer without DF, carrying the inner ID",
+                input: tun_nodf.clone(),
+                verdict: XDP_REDIRECT,
+                output: Some(frames::ipip_frame(RS2_MAC, DIRECTOR_RS_MAC, DIRECTOR_RS_IP, RS2, 63, 0x1234, &ttl63(tun_nodf))),
+            },
+            Fixture {
+                name: "TUN: 1500 bytes with DF would be 1500 + 20: ICMP fragmentation needed, MTU 1480, from the VIP",
+                input: big_df.clone(),
+                verdict: XDP_REDIRECT,
+                output: Some(frames::icmp_frag_needed(&big_df, 1480)),
+            },
+            Fixture {
+                name: "TUN: the same without DF is encapsulated and handed to the kernel to fragment",
+                input: big_nodf.clone(),
+                verdict: XDP_PASS,
+                output: Some(frames::ipip_frame(DIRECTOR_IN_MAC, CLIENT_MAC, DIRECTOR_RS_IP, RS1, 63, 0x1234, &ttl63(big_nodf))),
+            },
+        ];
+        check(&mut rig, fixtures);
+        assert_eq!(rig.counter(Counter::DropNoNeigh), 1);
+        assert_eq!(rig.counter(Counter::TxIcmpFragNeeded), 1);
+        assert_eq!(rig.counter(Counter::PassFibFallback), 1);
+        assert_eq!(rig.counter(Counter::Redirect), 6);
+        // Every SYN and datagram above made a connection, the dropped and the answered ones too
+        // (IPVS creates it before transmitting).
+        assert_eq!(rig.counter(Counter::NewConn), 7);
+        assert_eq!(rig.counter(Counter::DropUnsupportedForward), 0);
+        // The DR miss was reported for lvsd to resolve: next hop 192.0.2.15 on `rs`.
+        let m = aya::maps::MapData::from_pin(rig.dp.pins.maps().join(lvs_common::map_names::NEIGH_MISS)).unwrap();
+        let m: aya::maps::HashMap<_, lvs_common::fwd::NeighKey, u32> =
+            aya::maps::HashMap::try_from(aya::maps::Map::LruHashMap(m)).unwrap();
+        let keys: Vec<_> = m.keys().map(Result::unwrap).collect();
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        assert_eq!(keys[0].addr[0], u32::from_ne_bytes([192, 0, 2, 15]));
     })
     .join()
     .unwrap_or_else(|e| std::panic::resume_unwind(e));

@@ -5,9 +5,13 @@
 
 mod topology;
 mod examples;
+mod fwd;
 mod ipvsadm;
 mod nat;
 mod oracle;
 mod persistence;
 mod reload;
 mod sched;
+mod stats;
+mod sync;
+mod fwmark;

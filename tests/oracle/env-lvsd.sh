@@ -35,10 +35,27 @@ lb_stop() {
     [ -n "$LVSD_PIN" ] && rm -rf "$LVSD_PIN"
     [ -n "$LVSD_DIR" ] && rm -rf "$LVSD_DIR"
     LVSD_DIR=
+    LVSD_RULES=
 }
 
 # lb_mark MARK PROTO DST [DPORT[:DPORT]]: the firewall-mark classifier. XDP runs before
-# netfilter, so marks cannot come from iptables: lvsd classifies in XDP from its configuration.
+# netfilter, so marks cannot come from iptables: each call appends a rule to lvsd's config
+# (`classifier:`, first match wins as with iptables' first MARK target) and reloads it
+# (SIGHUP), waiting until lvsd has applied it.
+LVSD_RULES=
 lb_mark() {
-    die "lvsd has no firewall-mark classifier yet (lb_mark $*)"
+    local ports=
+    [ -n "${4:-}" ] && ports=", ports: ${4/:/-}"
+    LVSD_RULES+="  - { mark: $1, protocol: $2, destination: '$3'$ports }"$'\n'
+    printf 'interfaces: [to-clients, to-servers]\nclassifier:\n%s' "$LVSD_RULES" >"$LVSD_DIR/lvsd.yaml"
+    local before t
+    before=$(grep -c 'configuration reloaded' "$LVSD_DIR/lvsd.log")
+    kill -HUP "$LVSD_PID" || die "lvsd is not running"
+    for t in $(seq 1 100); do
+        [ "$(grep -c 'configuration reloaded' "$LVSD_DIR/lvsd.log")" -gt "$before" ] && return 0
+        grep -q 'reload refused' "$LVSD_DIR/lvsd.log" && break
+        sleep 0.05
+    done
+    cat "$LVSD_DIR/lvsd.log" >&2
+    die "lvsd did not apply the classifier rule (lb_mark $*)"
 }

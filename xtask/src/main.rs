@@ -21,6 +21,7 @@ const APT_PACKAGES: &[&str] = &[
     "bpftool",
     "gcc", // linker for cargo install bpf-linker
     "libc6-dev",
+    "prometheus", // promtool and a real server scraping lvsd's /metrics in the tests
     // `cargo xtask bench --only e2e`: HTTP load, the HAProxy baseline, the real server, and
     // small-packet load (trafgen). Where a service manager runs, Debian starts nginx and
     // haproxy on install; the benchmark runs its own copies in namespaces either way.

@@ -11,6 +11,7 @@ use super::{
     harness::Vary,
     rig::{self, Rig, CLIENT0, CLIENT0_PORT, CLIENT_MAC, DIRECTOR_IN_MAC, NOT_A_VIP, VIP, VPORT},
 };
+use crate::model::Forward;
 use crate::testkit::{
     frames::{tcp_frame, Ip, TCP_ACK, TCP_SYN},
     netns::DIRECTOR_RS_MAC,
@@ -105,6 +106,31 @@ fn established_cases(conns: u32, size: &str) -> Vec<Case> {
     ]
 }
 
+/// The client -> real server direction of an established DR or TUN flow (the only direction
+/// the director sees), `conns` connections in turn.
+fn established_fwd_case(method: &str, conns: u32, size: &str) -> Case {
+    Case {
+        name: format!("{method}_in_{size}"),
+        what: format!(
+            "established {}, client -> real server, {conns} connections in turn",
+            if method == "dr" { "DR (MACs and TTL)" } else { "TUN (IP-in-IP encapsulation)" }
+        ),
+        frame: from_client(VIP, TCP_ACK),
+        vary: rig::vary_client_src(conns - 1),
+        expect: &[Counter::ConnHit, Counter::Redirect],
+        verdict: XDP_REDIRECT,
+        target_ns: Some(110.0),
+    }
+}
+
+fn new_fwd(method: &str, servers: usize) -> Case {
+    Case {
+        name: format!("new_{method}_{servers}"),
+        what: format!("new TCP connection (SYN), rr over {servers} {} real servers", method.to_uppercase()),
+        ..new_conn("rr", servers, "")
+    }
+}
+
 /// Weights 1, 2, 3, 4, 1, ... for the weighted schedulers: gcd 1, so wrr steps its threshold
 /// through 4, 3, 2, 1 and its walks read a different share of the list on each pass.
 fn weight_1_to_4(k: usize) -> i32 {
@@ -179,6 +205,36 @@ pub fn scenarios() -> Vec<Scenario> {
             }],
         },
         Scenario {
+            name: "no VIP, 64 classifier rules".into(),
+            setup: Box::new(|rig| {
+                rig.service(8)?;
+                rig.classifier(lvs_common::classify::MAX_CLASS_RULES, None)
+            }),
+            fresh_per_run: false,
+            cases: vec![Case {
+                name: "no_vip_rules64".into(),
+                what: "no_vip with 64 firewall-mark rules loaded, none matching (the whole walk)".into(),
+                frame: from_client(NOT_A_VIP, TCP_SYN),
+                vary: rig::vary_client_src(0),
+                expect: &[Counter::PassNoService],
+                verdict: XDP_PASS,
+                target_ns: Some(45.0),
+            }],
+        },
+        Scenario {
+            name: "new connections, fwmark rr over 8".into(),
+            setup: Box::new(|rig| {
+                rig.service_at(crate::model::ServiceKey::Fwmark { mark: 64, ipv6: false }, 8, "rr", |_| 1, None)?;
+                rig.classifier(lvs_common::classify::MAX_CLASS_RULES, Some(64))
+            }),
+            fresh_per_run: true,
+            cases: vec![Case {
+                name: "new_fwm_rr_8".into(),
+                what: "new_rr_8 through a firewall-mark service, its mark from the 64th rule".into(),
+                ..new_conn("rr", 8, "")
+            }],
+        },
+        Scenario {
             name: "established, 1 Ki connections".into(),
             setup: Box::new(|rig| established(rig, 1 << 10)),
             fresh_per_run: false,
@@ -203,6 +259,36 @@ pub fn scenarios() -> Vec<Scenario> {
                 });
                 c
             },
+        },
+        Scenario {
+            name: "established DR, 1 Ki connections".into(),
+            setup: Box::new(|rig| {
+                let key = rig.service_fwd(8, Forward::Route)?;
+                rig.fill_established_fwd(&key, 1 << 10, Forward::Route)
+            }),
+            fresh_per_run: false,
+            cases: vec![established_fwd_case("dr", 1 << 10, "1k")],
+        },
+        Scenario {
+            name: "established TUN, 1 Ki connections".into(),
+            setup: Box::new(|rig| {
+                let key = rig.service_fwd(8, Forward::Tunnel)?;
+                rig.fill_established_fwd(&key, 1 << 10, Forward::Tunnel)
+            }),
+            fresh_per_run: false,
+            cases: vec![established_fwd_case("tun", 1 << 10, "1k")],
+        },
+        Scenario {
+            name: "new connections, DR, rr over 8".into(),
+            setup: Box::new(|rig| rig.service_fwd(8, Forward::Route).map(|_| ())),
+            fresh_per_run: true,
+            cases: vec![new_fwd("dr", 8)],
+        },
+        Scenario {
+            name: "new connections, TUN, rr over 8".into(),
+            setup: Box::new(|rig| rig.service_fwd(8, Forward::Tunnel).map(|_| ())),
+            fresh_per_run: true,
+            cases: vec![new_fwd("tun", 8)],
         },
     ];
     for sched in SCHEDULERS {

@@ -126,6 +126,11 @@ impl Rig {
         self.service_with(servers, "rr", |_| 1, None)
     }
 
+    /// The same with another forwarding method (`-g`, `-i`).
+    pub fn service_fwd(&mut self, servers: usize, fwd: Forward) -> anyhow::Result<ServiceKey> {
+        self.service_full(servers, "rr", |_| 1, None, fwd)
+    }
+
     /// [`service`](Rig::service) with another scheduler, real server `k` of weight `weight(k)`,
     /// and persistent (300 s) with IPv4 netmask `persistent_mask` (host order) when given.
     pub fn service_with(
@@ -135,8 +140,67 @@ impl Rig {
         weight: fn(usize) -> i32,
         persistent_mask: Option<u32>,
     ) -> anyhow::Result<ServiceKey> {
+        self.service_full(servers, sched, weight, persistent_mask, Forward::Masq)
+    }
+
+    fn service_full(
+        &mut self,
+        servers: usize,
+        sched: &str,
+        weight: fn(usize) -> i32,
+        persistent_mask: Option<u32>,
+        fwd: Forward,
+    ) -> anyhow::Result<ServiceKey> {
         let key =
             ServiceKey::Addr { protocol: Protocol::Tcp, addr: IpAddr::from(VIP), port: VPORT };
+        self.service_at_fwd(key, servers, sched, weight, persistent_mask, fwd)
+    }
+
+    /// `count` classifier rules, none matching `NOT_A_VIP` (rule `i` is for 198.18.`i`.0/24,
+    /// TCP); with `vip_mark`, the last one matches the VIP on TCP port `VPORT` instead, giving
+    /// that mark, so a marked packet walks every rule before it.
+    pub fn classifier(&mut self, count: usize, vip_mark: Option<u32>) -> anyhow::Result<()> {
+        let rules: Vec<crate::config::ClassifierRule> = (0..count)
+            .map(|i| {
+                let last = i + 1 == count;
+                let (addr, prefix_len, mark, ports) = match vip_mark {
+                    Some(m) if last => (IpAddr::from(VIP), 32, m, (VPORT, VPORT)),
+                    _ => (IpAddr::from([198, 18, i as u8, 0]), 24, 1 + i as u32, (0, u16::MAX)),
+                };
+                crate::config::ClassifierRule {
+                    mark,
+                    addr,
+                    prefix_len,
+                    protocol: Some(Protocol::Tcp),
+                    ports,
+                    location: Default::default(),
+                }
+            })
+            .collect();
+        self.tables.write_classifier(&crate::config::rule_set(&rules))
+    }
+
+    /// [`Rig::service_with`] for any service key (a firewall-mark service, say).
+    pub fn service_at(
+        &mut self,
+        key: ServiceKey,
+        servers: usize,
+        sched: &str,
+        weight: fn(usize) -> i32,
+        persistent_mask: Option<u32>,
+    ) -> anyhow::Result<ServiceKey> {
+        self.service_at_fwd(key, servers, sched, weight, persistent_mask, Forward::Masq)
+    }
+
+    fn service_at_fwd(
+        &mut self,
+        key: ServiceKey,
+        servers: usize,
+        sched: &str,
+        weight: fn(usize) -> i32,
+        persistent_mask: Option<u32>,
+        fwd: Forward,
+    ) -> anyhow::Result<ServiceKey> {
         let mut spec = ServiceSpec::new(key, sched);
         if let Some(mask) = persistent_mask {
             spec.flags |= crate::model::svc_flags::PERSISTENT;
@@ -145,7 +209,7 @@ impl Rig {
         }
         self.vs.add_service(&mut self.tables, spec).map_err(op)?;
         for k in 0..servers {
-            let d = DestSpec::new(IpAddr::from(real_server(k)), VPORT, Forward::Masq, weight(k));
+            let d = DestSpec::new(IpAddr::from(real_server(k)), VPORT, fwd, weight(k));
             self.vs.add_dest(&mut self.tables, &key, d).map_err(op)?;
         }
         Ok(key)
@@ -155,6 +219,13 @@ impl Rig {
     /// to real server 0, in both directions (`CONNS` and `CONNS_OUT`) and counted as its active
     /// connections, as the dataplane would have created them.
     pub fn fill_established(&mut self, key: &ServiceKey, count: u32) -> anyhow::Result<()> {
+        self.fill_established_fwd(key, count, Forward::Masq)
+    }
+
+    /// The same for DR or TUN connections: `CONNS` only (no reverse entry), as the dataplane
+    /// creates them.
+    pub fn fill_established_fwd(&mut self, key: &ServiceKey, count: u32, fwd: Forward) -> anyhow::Result<()> {
+        let nat = fwd == Forward::Masq;
         let svc_key = tables::svc_key(key)?;
         let svc_id = self.tables.svc_index.get(&svc_key, 0).context("service not in SVC_INDEX")?;
         let conf = self.tables.services.get(&svc_id, 0)?;
@@ -182,9 +253,9 @@ impl Rig {
                 daddr: rs0,
                 vport: VPORT.to_be(),
                 dport: VPORT.to_be(),
-                fwd: 0,
+                fwd: fwd.number(),
                 state: tcp_state::ESTABLISHED,
-                flags: conn_flags::NAT,
+                flags: if nat { conn_flags::NAT } else { 0 },
                 svc_id,
                 dest_id,
                 // Far beyond the run: nothing expires while it is measured.
@@ -194,6 +265,9 @@ impl Rig {
                 ctl_mark: 0,
             };
             self.tables.conns.insert(in_key, e, 0).with_context(|| format!("CONNS entry {n}"))?;
+            if !nat {
+                continue;
+            }
             self.conns_out
                 .insert(tables::out_key(&in_key, &e), ConnRef { in_key }, 0)
                 .with_context(|| format!("CONNS_OUT entry {n}"))?;

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
-use lvs_userspace::{control, daemon};
+use clap::{Parser, Subcommand};
+use lvs_userspace::{control, daemon, decap};
 
 /// XDP/eBPF Linux Virtual Server director.
 #[derive(Parser, Debug)]
@@ -37,6 +37,33 @@ struct Args {
     /// does); print each change as an ipvsadm rule. Exit 1 if the file is refused.
     #[arg(long, conflicts_with_all = ["config", "check_config", "counters"])]
     reload: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// On a real server of -i (tunnel) services: attach the IP-in-IP decapsulation program to
+    /// an interface's ingress (pinned, so it stays after this command exits), for hosts
+    /// without the ipip module. Again on an attached interface: replace its addresses.
+    Decap {
+        /// Interface the tunnelled packets arrive on.
+        #[arg(long, value_name = "IF")]
+        interface: String,
+        /// Also decapsulate packets whose outer destination is this address (repeatable);
+        /// the interface's own IPv4 addresses always are.
+        #[arg(long, value_name = "ADDR")]
+        address: Vec<std::net::Ipv4Addr>,
+        /// bpffs directory of the decapsulation pins.
+        #[arg(long, value_name = "DIR", default_value = decap::DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+        /// Detach the program from the interface and remove its pins.
+        #[arg(long, conflicts_with = "counters")]
+        detach: bool,
+        /// Print the program's counters on this interface.
+        #[arg(long)]
+        counters: bool,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -48,7 +75,9 @@ fn main() -> std::process::ExitCode {
         )
         .init();
     let args = Args::parse();
-    let result = if args.counters {
+    let result = if let Some(Command::Decap { interface, address, pin_dir, detach, counters }) = args.command {
+        decap::run(&decap::DecapOptions { interface, pin_dir, addresses: address, detach, counters })
+    } else if args.counters {
         print_counters(&args.socket)
     } else if args.reload {
         reload(&args.socket)

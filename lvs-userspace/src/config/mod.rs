@@ -1,5 +1,6 @@
-//! lvsd's YAML configuration: interfaces, XDP mode, table sizes, timeouts and the virtual
-//! services with their real servers (`configs/reference.yaml` documents every key).
+//! lvsd's YAML configuration: interfaces, XDP mode, table sizes, timeouts, the firewall-mark
+//! classifier and the virtual services with their real servers (`configs/reference.yaml`
+//! documents every key).
 //!
 //! Parsing is strict: unknown keys, wrong types, impossible combinations and anything the
 //! kernel's IPVS or ipvsadm would refuse are errors, reported as `FILE:LINE:COLUMN: message`
@@ -12,9 +13,17 @@ mod tree;
 #[cfg(test)]
 mod tests;
 
-use std::{fmt, path::Path};
+use std::{fmt, net::IpAddr, path::Path};
 
-use crate::model::{DestSpec, ServiceSpec};
+use lvs_common::{
+    classify::{ClassRule, ClassRuleSet, MAX_CLASS_RULES, PROTO_ANY},
+    AF_INET, AF_INET6,
+};
+
+use crate::model::{DestSpec, Protocol, ServiceSpec};
+
+/// Default of `metrics_address`: loopback only, node_exporter's neighbourhood of ports.
+pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:9117";
 
 /// How the XDP program is attached to the interfaces.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -79,6 +88,10 @@ pub struct Config {
     pub sysctls: lvs_common::sysctl::Sysctls,
     /// Virtual services in file order.
     pub services: Vec<ServiceConfig>,
+    /// Where lvsd serves Prometheus metrics (`GET /metrics`); loopback by default.
+    pub metrics_address: std::net::SocketAddr,
+    /// Firewall-mark classifier rules, in file order (the first match wins).
+    pub classifier: Vec<ClassifierRule>,
     /// The file name given to [`load`] or [`parse`], for later error messages.
     pub source: String,
 }
@@ -102,6 +115,81 @@ pub struct ServiceConfig {
     pub location: Location,
     /// Where each real server's mapping starts, parallel to `dests`.
     pub dest_locations: Vec<Location>,
+}
+
+/// One firewall-mark classifier rule: packets to `addr/prefix_len` with that protocol and a
+/// destination port in `ports` get `mark`. XDP runs before netfilter, so this stands in for
+/// iptables' `-t mangle -j MARK --set-mark`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClassifierRule {
+    /// The mark, 1 or more (0 is "no mark").
+    pub mark: u32,
+    /// Destination network, host bits zero.
+    pub addr: IpAddr,
+    /// Prefix length: 0..=32 for IPv4, 0..=128 for IPv6.
+    pub prefix_len: u8,
+    /// `None` matches TCP and UDP.
+    pub protocol: Option<Protocol>,
+    /// Destination ports, inclusive, host order.
+    pub ports: (u16, u16),
+    /// Where the rule's mapping starts.
+    pub location: Location,
+}
+
+impl ClassifierRule {
+    /// The network address (host bits cleared).
+    pub fn network(&self) -> IpAddr {
+        match self.addr {
+            IpAddr::V4(a) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix_len)).unwrap_or(0);
+                IpAddr::V4((u32::from(a) & mask).into())
+            }
+            IpAddr::V6(a) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix_len)).unwrap_or(0);
+                IpAddr::V6((u128::from(a) & mask).into())
+            }
+        }
+    }
+
+    /// The rule in the dataplane's layout.
+    pub fn map_rule(&self) -> ClassRule {
+        let mut r = ClassRule {
+            port_min: self.ports.0,
+            port_max: self.ports.1,
+            proto: self.protocol.map_or(PROTO_ANY, Protocol::number),
+            mark: self.mark,
+            ..Default::default()
+        };
+        match self.addr {
+            IpAddr::V4(a) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix_len)).unwrap_or(0);
+                r.family = AF_INET;
+                r.addr[0] = (u32::from(a) & mask).to_be();
+                r.mask[0] = mask.to_be();
+            }
+            IpAddr::V6(a) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix_len)).unwrap_or(0);
+                r.family = AF_INET6;
+                let (addr, mask) = ((u128::from(a) & mask).to_be_bytes(), mask.to_be_bytes());
+                for i in 0..4 {
+                    let w = |b: &[u8; 16]| u32::from_ne_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
+                    r.addr[i] = w(&addr);
+                    r.mask[i] = w(&mask);
+                }
+            }
+        }
+        r
+    }
+}
+
+/// The dataplane's rule set for `rules` (at most `MAX_CLASS_RULES`, which parsing enforces).
+pub fn rule_set(rules: &[ClassifierRule]) -> ClassRuleSet {
+    let mut set = ClassRuleSet::default();
+    for (slot, r) in set.rules.iter_mut().zip(rules) {
+        *slot = r.map_rule();
+    }
+    set.count = rules.len().min(MAX_CLASS_RULES) as u32;
+    set
 }
 
 /// Why a configuration was refused.

@@ -17,8 +17,9 @@ use lvs_common::{
 
 use super::{
     tree::{Entry, Kind, Node},
-    Config, ConfigError, Location, ServiceConfig, XdpMode,
+    ClassifierRule, Config, ConfigError, Location, ServiceConfig, XdpMode,
 };
+use lvs_common::classify::MAX_CLASS_RULES;
 use crate::model::{svc_flags, DestSpec, Forward, Protocol, ServiceKey, ServiceSpec};
 
 /// ipvsadm's upper bound for `--set` and `-p` timeouts (31 days).
@@ -43,11 +44,16 @@ const TOP_KEYS: &[&str] = &[
     "connection_table_size",
     "timeouts",
     "sysctls",
+    "classifier",
     "services",
+    "metrics_address",
 ];
+const RULE_KEYS: &[&str] = &["mark", "destination", "protocol", "ports"];
 /// The IPVS sysctls the dataplane honours (`/proc/sys/net/ipv4/vs/<name>`), each 0 or 1.
 const SYSCTL_KEYS: &[&str] = &["expire_nodest_conn", "expire_quiescent_template"];
 const SERVICE_KEYS: &[&str] = &[
+    "fwmark",
+    "family",
     "protocol",
     "address",
     "port",
@@ -78,6 +84,27 @@ const TOP_ALIASES: &[(&str, &str)] = &[
     ("conn_table_size", "connection_table_size"),
     ("virtual_services", "services"),
     ("set", "timeouts"),
+    ("classifiers", "classifier"),
+    ("marks", "classifier"),
+    ("fwmarks", "classifier"),
+    ("rules", "classifier"),
+    ("metrics", "metrics_address"),
+    ("prometheus", "metrics_address"),
+    ("metrics_listen", "metrics_address"),
+];
+const RULE_ALIASES: &[(&str, &str)] = &[
+    ("fwmark", "mark"),
+    ("set_mark", "mark"),
+    ("dst", "destination"),
+    ("daddr", "destination"),
+    ("prefix", "destination"),
+    ("address", "destination"),
+    ("network", "destination"),
+    ("proto", "protocol"),
+    ("port", "ports"),
+    ("dport", "ports"),
+    ("dports", "ports"),
+    ("port_range", "ports"),
 ];
 const SERVICE_ALIASES: &[(&str, &str)] = &[
     ("proto", "protocol"),
@@ -89,6 +116,10 @@ const SERVICE_ALIASES: &[(&str, &str)] = &[
     ("sched", "scheduler"),
     ("persistence", "persistent"),
     ("persist", "persistent"),
+    ("mark", "fwmark"),
+    ("fwmark_service", "fwmark"),
+    ("firewall_mark", "fwmark"),
+    ("af", "family"),
     ("mask", "netmask"),
     ("servers", "real_servers"),
     ("real_server", "real_servers"),
@@ -191,18 +222,28 @@ pub(crate) fn build(root: Option<Node>, source: &str) -> Result<Config, ConfigEr
         Some(e) => cx.sysctls(e)?,
         None => Sysctls::default(),
     };
+    let classifier = match top.get("classifier") {
+        Some(e) => cx.classifier(e)?,
+        None => Vec::new(),
+    };
     let services = match top.get("services") {
         Some(e) => cx.services(e)?,
         None => Vec::new(),
     };
+    let metrics_address = match top.get("metrics_address") {
+        Some(e) => cx.socket_address(e)?,
+        None => super::DEFAULT_METRICS_ADDRESS.parse().expect("valid default"),
+    };
     Ok(Config {
         sysctls,
+        metrics_address,
         interfaces,
         xdp_mode,
         connection_table_size,
         timeouts,
         timeouts_named,
         services,
+        classifier,
         source: source.to_string(),
     })
 }
@@ -236,6 +277,19 @@ fn addr_port(ip: IpAddr, port: u16) -> String {
 }
 
 impl Cx<'_> {
+    /// `address:port` (IPv6 as `[address]:port`), where lvsd serves /metrics.
+    fn socket_address(&self, e: &Entry) -> Result<SocketAddr, ConfigError> {
+        let text = self.text(e, "an address:port such as 127.0.0.1:9117")?;
+        text.parse::<SocketAddr>().map_err(|_| {
+            let err = self.err(e.value_loc(), format!("'{text}' is not an address:port"));
+            if text.parse::<IpAddr>().is_ok() {
+                err.with_hint(format!("add the port, e.g. '{text}:9117' (IPv6: '[{text}]:9117')"))
+            } else {
+                err.with_hint("write e.g. 127.0.0.1:9117, or [::1]:9117 for IPv6")
+            }
+        })
+    }
+
     fn err(&self, loc: Location, message: impl Into<String>) -> ConfigError {
         ConfigError::at(self.source, loc, message)
     }
@@ -530,6 +584,145 @@ impl Cx<'_> {
         Ok((timeouts, set_by.map(|n| n.is_some())))
     }
 
+    /// The classifier's rules, in order. A rule that an earlier one covers entirely could never
+    /// match (the first match wins) and is refused; partial overlaps are allowed.
+    fn classifier(&self, e: &Entry) -> Result<Vec<ClassifierRule>, ConfigError> {
+        let items = self.list(e, "classifier rule")?;
+        let mut rules: Vec<ClassifierRule> = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            if i == MAX_CLASS_RULES {
+                return Err(self.err(
+                    item.loc,
+                    format!("more than {MAX_CLASS_RULES} classifier rules, the most the dataplane holds"),
+                ).with_hint("merge rules: a rule takes a prefix and a port range"));
+            }
+            let r = self.rule(item)?;
+            let m = r.map_rule();
+            if let Some(first) = rules.iter().find(|o| m.shadowed_by(&o.map_rule())) {
+                let what = if first.map_rule() == m {
+                    format!("repeats the rule at line {}", first.location.line)
+                } else {
+                    format!("is covered by the rule at line {} (mark {})", first.location.line, first.mark)
+                };
+                return Err(self
+                    .err(r.location, format!("this classifier rule never matches: it {what}"))
+                    .with_hint(format!(
+                        "the first matching rule wins; move this rule above line {} or remove it",
+                        first.location.line
+                    )));
+            }
+            rules.push(r);
+        }
+        Ok(rules)
+    }
+
+    fn rule(&self, node: &Node) -> Result<ClassifierRule, ConfigError> {
+        let f = self.fields(node, "a classifier rule", RULE_KEYS, RULE_ALIASES)?;
+        let mark = self
+            .number(self.require(&f, "a classifier rule", "mark", "mark: 1")?, 1, u64::from(u32::MAX))
+            .map_err(|err| err.with_hint("a firewall mark is from 1 to 4294967295 (0 means no mark)"))?
+            as u32;
+        let (addr, prefix_len) =
+            self.prefix(self.require(&f, "a classifier rule", "destination", "destination: 203.0.113.0/24")?)?;
+        let protocol = match f.get("protocol") {
+            None => None,
+            Some(e) => match self.choice(e, &["tcp", "udp", "any"], &[("all", "any"), ("both", "any")])? {
+                "tcp" => Some(Protocol::Tcp),
+                "udp" => Some(Protocol::Udp),
+                _ => None,
+            },
+        };
+        let ports = match f.get("ports") {
+            None => (0, u16::MAX),
+            Some(e) => self.port_range(e)?,
+        };
+        Ok(ClassifierRule { mark, addr, prefix_len, protocol, ports, location: f.loc })
+    }
+
+    /// `ADDRESS` or `ADDRESS/LENGTH` with no host bits set.
+    fn prefix(&self, e: &Entry) -> Result<(IpAddr, u8), ConfigError> {
+        let loc = e.value_loc();
+        let text = self.text(e, "an address or prefix such as 203.0.113.0/24")?;
+        let (a, len) = match text.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (text, None),
+        };
+        let Ok(addr) = a.parse::<IpAddr>() else {
+            return Err(self
+                .err(loc, format!("'{text}' is not an IPv4 or IPv6 address or prefix"))
+                .with_hint("write e.g. 203.0.113.0/24, 203.0.113.12 or 2001:db8::/32"));
+        };
+        let max: u8 = if addr.is_ipv6() { 128 } else { 32 };
+        let len = match len {
+            None => max,
+            Some(l) => match l.parse::<u8>() {
+                Ok(n) if n <= max && !l.starts_with('+') => n,
+                _ => {
+                    return Err(self.err(
+                        loc,
+                        format!("prefix length '{l}' in '{text}' is not a number from 0 to {max}"),
+                    ))
+                }
+            },
+        };
+        let host_bits = match addr {
+            IpAddr::V4(a) => u32::from(a) & !u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0) != 0,
+            IpAddr::V6(a) => u128::from(a) & !u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0) != 0,
+        };
+        if host_bits {
+            let net = ClassifierRule {
+                mark: 1,
+                addr,
+                prefix_len: len,
+                protocol: None,
+                ports: (0, 0),
+                location: loc,
+            }
+            .network();
+            return Err(self
+                .err(loc, format!("'{text}' has host bits set beyond the /{len} prefix"))
+                .with_hint(format!("did you mean {net}/{len}?")));
+        }
+        Ok((addr, len))
+    }
+
+    /// `PORT` or `FIRST-LAST` (inclusive).
+    fn port_range(&self, e: &Entry) -> Result<(u16, u16), ConfigError> {
+        let loc = e.value_loc();
+        let hint = "write one port (443) or a range (8000-8099)";
+        let text = self.text(e, "a port or a port range such as 8000-8099").map_err(|err| err.with_hint(hint))?;
+        let one = |t: &str| -> Option<u16> {
+            (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit())).then(|| t.parse::<u16>().ok()).flatten()
+        };
+        let (lo, hi) = match text.split_once('-') {
+            None => match one(text) {
+                Some(p) => (p, p),
+                None => return Err(self.err(loc, format!("'{text}' is not a port from 0 to 65535")).with_hint(hint)),
+            },
+            Some((a, b)) => {
+                if a.trim().is_empty() || b.trim().is_empty() {
+                    return Err(self
+                        .err(loc, format!("port range '{text}' is missing an end"))
+                        .with_hint(hint));
+                }
+                match (one(a.trim()), one(b.trim())) {
+                    (Some(lo), Some(hi)) => (lo, hi),
+                    _ => {
+                        return Err(self
+                            .err(loc, format!("port range '{text}' needs two ports from 0 to 65535"))
+                            .with_hint(hint))
+                    }
+                }
+            }
+        };
+        if lo > hi {
+            return Err(self
+                .err(loc, format!("port range '{text}' is empty: {lo} is above {hi}"))
+                .with_hint(format!("write {hi}-{lo}")));
+        }
+        Ok((lo, hi))
+    }
+
     fn services(&self, e: &Entry) -> Result<Vec<ServiceConfig>, ConfigError> {
         let items = self.list(e, "service")?;
         let mut services: Vec<ServiceConfig> = Vec::with_capacity(items.len());
@@ -565,8 +758,36 @@ impl Cx<'_> {
         Ok(services)
     }
 
+    /// `fwmark: MARK` (with `family: ipv4|ipv6`), as ipvsadm `-f MARK [-6]`.
+    fn fwmark_key(&self, f: &Fields, e: &Entry) -> Result<ServiceKey, ConfigError> {
+        for key in ["protocol", "address", "port"] {
+            if let Some(k) = f.get(key) {
+                return Err(self
+                    .err(k.key_loc, format!("a firewall-mark service has no '{key}'"))
+                    .with_hint("it takes the packets the classifier marks; remove 'fwmark' for an address service"));
+            }
+        }
+        let mark = self.number(e, 1, u64::from(u32::MAX)).map_err(|err| {
+            err.with_hint("a firewall mark is from 1 to 4294967295 (0 means no mark)")
+        })? as u32;
+        let ipv6 = match f.get("family") {
+            Some(e) => self.choice(e, &["ipv4", "ipv6"], &[("inet", "ipv4"), ("inet6", "ipv6")])? == "ipv6",
+            None => false,
+        };
+        Ok(ServiceKey::Fwmark { mark, ipv6 })
+    }
+
     fn service(&self, node: &Node) -> Result<ServiceConfig, ConfigError> {
         let f = self.fields(node, "a service", SERVICE_KEYS, SERVICE_ALIASES)?;
+        if let Some(e) = f.get("fwmark") {
+            let key = self.fwmark_key(&f, e)?;
+            return self.service_rest(&f, key, None);
+        }
+        if let Some(e) = f.get("family") {
+            return Err(self
+                .err(e.key_loc, "family is only for a firewall-mark service")
+                .with_hint("an address service takes its family from 'address'"));
+        }
         let protocol = match self.choice(
             self.require(&f, "a service", "protocol", "protocol: tcp")?,
             &["tcp", "udp"],
@@ -579,18 +800,32 @@ impl Cx<'_> {
             self.address(self.require(&f, "a service", "address", "address: 203.0.113.10")?)?;
         let port_e = self.require(&f, "a service", "port", "port: 80")?;
         let port = self.number(port_e, 0, u64::from(u16::MAX))? as u16;
+        let key = ServiceKey::Addr {
+            protocol,
+            addr,
+            port,
+        };
+        self.service_rest(&f, key, Some(port_e))
+    }
+
+    /// A service's scheduler, persistence and real servers. `port_e` is the port entry of an
+    /// address service.
+    fn service_rest(
+        &self,
+        f: &Fields,
+        key: ServiceKey,
+        port_e: Option<&Entry>,
+    ) -> Result<ServiceConfig, ConfigError> {
         let scheduler = match f.get("scheduler") {
             Some(e) => self.choice(e, &SCHEDULERS, SCHEDULER_ALIASES)?,
             None => DEFAULT_SCHEDULER,
         };
-        let mut spec = ServiceSpec::new(
-            ServiceKey::Addr {
-                protocol,
-                addr,
-                port,
-            },
-            scheduler,
-        );
+        let addr = match key {
+            ServiceKey::Addr { addr, .. } => addr,
+            ServiceKey::Fwmark { ipv6: true, .. } => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+            ServiceKey::Fwmark { ipv6: false, .. } => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        };
+        let mut spec = ServiceSpec::new(key, scheduler);
 
         if let Some(e) = f.get("persistent") {
             let numeric =
@@ -621,7 +856,8 @@ impl Cx<'_> {
             // ipvsadm -o: ipvsadm refuses it on TCP services ("One-Packet Scheduling is only
             // for UDP virtual services"), and so does the config.
             if self.choice(e, &["true", "false"], &[])? == "true" {
-                if protocol != Protocol::Udp {
+                // ipvsadm does not check it for firewall-mark services.
+                if matches!(key, ServiceKey::Addr { protocol: Protocol::Tcp, .. }) {
                     return Err(self
                         .err(e.key_loc, "one_packet (ipvsadm -o) is only for UDP services")
                         .with_hint("remove one_packet, or make the service 'protocol: udp'"));
@@ -629,7 +865,7 @@ impl Cx<'_> {
                 spec.flags |= svc_flags::ONEPACKET;
             }
         }
-        if port == 0 && spec.flags & svc_flags::PERSISTENT == 0 {
+        if let Some(port_e) = port_e.filter(|_| key.port() == 0 && spec.flags & svc_flags::PERSISTENT == 0) {
             return Err(self
                 .err(
                     port_e.value_loc(),
@@ -741,7 +977,10 @@ impl Cx<'_> {
             None => svc_port,
             Some(e) => {
                 let p = self.number(e, 0, u64::from(u16::MAX))? as u16;
-                if p != svc_port && forward != Forward::Masq {
+                // ipvsadm forces a DR/TUN server's port to the service's, except for
+                // firewall-mark services, which have no port.
+                let fwmark = matches!(svc.key, ServiceKey::Fwmark { .. });
+                if p != svc_port && forward != Forward::Masq && !fwmark {
                     let method = if forward == Forward::Route {
                         "direct routing"
                     } else {
@@ -754,7 +993,7 @@ impl Cx<'_> {
                         )
                         .with_hint("remove 'port:' or use 'forward: masq'"));
                 }
-                if p == 0 && svc_port != 0 {
+                if p == 0 && svc_port != 0 && !fwmark {
                     return Err(self
                         .err(
                             e.value_loc(),

@@ -127,9 +127,24 @@ fn reference_values() {
     let v6 = &c.services[3];
     assert_eq!(v6.spec.netmask, 64);
     assert_eq!(v6.dests[1].weight, 0);
-    assert_eq!(c.services[4].spec.scheduler, "wlc");
-    assert_eq!(c.services[4].spec.flags, svc_flags::ONEPACKET);
-    assert!(c.services[4].dests.is_empty());
+    let fwm = &c.services[4];
+    assert_eq!(fwm.spec.key, ServiceKey::Fwmark { mark: 1, ipv6: false });
+    assert_eq!((fwm.dests[0].port, fwm.dests[1].port), (0, 8443));
+    assert_eq!(c.services[5].spec.scheduler, "wlc");
+    assert_eq!(c.services[5].spec.flags, svc_flags::ONEPACKET);
+    assert!(c.services[5].dests.is_empty());
+
+    let marks: Vec<_> =
+        c.classifier.iter().map(|r| (r.mark, r.prefix_len, r.protocol, r.ports)).collect();
+    assert_eq!(
+        marks,
+        [
+            (1, 32, Some(Protocol::Tcp), (80, 80)),
+            (1, 32, Some(Protocol::Tcp), (443, 443)),
+            (2, 29, None, (5000, 5099)),
+            (3, 48, None, (0, 65535))
+        ]
+    );
 }
 
 #[test]
@@ -372,7 +387,7 @@ fn unknown_key_without_near_miss() {
     assert_eq!(
         error("interfaces: [a]\ncolour: blue\n"),
         "t.yaml:2:1: unknown key 'colour' in the configuration\n  hint: the configuration takes: \
-         interfaces, xdp_mode, connection_table_size, timeouts, sysctls, services"
+         interfaces, xdp_mode, connection_table_size, timeouts, sysctls, classifier, services, metrics_address"
     );
 }
 
@@ -758,6 +773,184 @@ fn garbage_is_refused_without_panicking() {
         assert!(shown.starts_with("t.yaml:"), "{text:?} -> {shown}");
         assert!(err.location.is_some() || shown.starts_with("t.yaml: "), "{text:?} -> {shown}");
     }
+}
+
+/// A configuration with the given classifier rules (YAML lines indented for the list).
+fn with_rules(rules: &str) -> String {
+    format!("interfaces: [eth0]\nclassifier:\n{rules}")
+}
+
+#[test]
+fn classifier_rules_in_order_with_defaults() {
+    let c = parse(
+        &with_rules(
+            "  - { mark: 7, destination: 203.0.113.12, protocol: tcp, ports: 443 }\n\
+             \x20 - { mark: 8, destination: 203.0.113.0/24, ports: 8000-8099 }\n\
+             \x20 - { mark: 9, destination: 198.18.0.0/15, protocol: any }\n\
+             \x20 - { mark: 4294967295, destination: '2001:db8::/32', protocol: udp }\n",
+        ),
+        "t.yaml",
+    )
+    .unwrap();
+    let r = &c.classifier;
+    assert_eq!(r.len(), 4);
+    assert_eq!((r[0].mark, r[0].addr, r[0].prefix_len, r[0].protocol, r[0].ports), (7, ip("203.0.113.12"), 32, Some(Protocol::Tcp), (443, 443)));
+    assert_eq!((r[1].mark, r[1].prefix_len, r[1].protocol, r[1].ports), (8, 24, None, (8000, 8099)));
+    assert_eq!((r[2].prefix_len, r[2].protocol, r[2].ports), (15, None, (0, 65535)));
+    assert_eq!((r[3].mark, r[3].addr, r[3].prefix_len), (u32::MAX, ip("2001:db8::"), 32));
+    assert_eq!(r[1].location, Location { line: 4, column: 5 });
+
+    // The dataplane's layout: network order, first match wins.
+    let set = rule_set(r);
+    assert_eq!(set.count, 4);
+    assert_eq!(set.rules[1].mask[0].to_ne_bytes(), [255, 255, 255, 0]);
+    assert_eq!(set.rules[1].addr[0].to_ne_bytes(), [203, 0, 113, 0]);
+    assert_eq!(set.rules[3].family, lvs_common::AF_INET6);
+    assert_eq!(set.rules[3].mask, [u32::from_ne_bytes([255, 255, 255, 255]), 0, 0, 0]);
+    let a = |s: &str| match ip(s) {
+        IpAddr::V4(a) => u32::from_ne_bytes(a.octets()),
+        _ => unreachable!(),
+    };
+    assert_eq!(set.classify_v4(a("203.0.113.12"), 6, 443), 7);
+    assert_eq!(set.classify_v4(a("203.0.113.12"), 17, 8050), 8);
+    assert_eq!(set.classify_v4(a("198.19.1.1"), 17, 53), 9);
+    assert_eq!(set.classify_v4(a("192.0.2.1"), 6, 443), 0);
+}
+
+#[test]
+fn bad_classifier_rules() {
+    let e = |rule: &str| error(&with_rules(&format!("  - {rule}\n")));
+    assert_eq!(
+        e("{ mark: 0, destination: 203.0.113.12 }"),
+        "t.yaml:3:13: mark 0 is out of range (1 to 4294967295)\n  hint: a firewall mark is from 1 to 4294967295 (0 means no mark)"
+    );
+    assert_eq!(
+        e("{ destination: 203.0.113.12 }"),
+        "t.yaml:3:5: a classifier rule has no 'mark'\n  hint: add e.g. 'mark: 1'"
+    );
+    assert_eq!(
+        e("{ mark: 1, destination: 203.0.113.300/24 }"),
+        "t.yaml:3:29: '203.0.113.300/24' is not an IPv4 or IPv6 address or prefix\n  hint: write e.g. 203.0.113.0/24, 203.0.113.12 or 2001:db8::/32"
+    );
+    assert_eq!(
+        e("{ mark: 1, destination: 203.0.113.0/33 }"),
+        "t.yaml:3:29: prefix length '33' in '203.0.113.0/33' is not a number from 0 to 32"
+    );
+    assert_eq!(
+        e("{ mark: 1, destination: 203.0.113.12/24 }"),
+        "t.yaml:3:29: '203.0.113.12/24' has host bits set beyond the /24 prefix\n  hint: did you mean 203.0.113.0/24?"
+    );
+    assert_eq!(
+        e("{ mark: 1, destination: 203.0.113.0/24, ports: 90-80 }"),
+        "t.yaml:3:52: port range '90-80' is empty: 90 is above 80\n  hint: write 80-90"
+    );
+    assert_eq!(
+        e("{ mark: 1, destination: 203.0.113.0/24, ports: 80- }"),
+        "t.yaml:3:52: port range '80-' is missing an end\n  hint: write one port (443) or a range (8000-8099)"
+    );
+    assert_eq!(
+        e("{ mark: 1, destination: 203.0.113.0/24, ports: 70000 }"),
+        "t.yaml:3:52: '70000' is not a port from 0 to 65535\n  hint: write one port (443) or a range (8000-8099)"
+    );
+    assert_eq!(
+        e("{ mark: 1, destination: 203.0.113.0/24, protocol: icmp }"),
+        "t.yaml:3:55: unknown protocol 'icmp'\n  hint: choose one of tcp, udp, any"
+    );
+    assert_eq!(
+        e("{ mark: 1, dst: 203.0.113.0/24 }"),
+        "t.yaml:3:16: unknown key 'dst' in a classifier rule\n  hint: did you mean 'destination'?"
+    );
+}
+
+#[test]
+fn classifier_rules_that_never_match_are_refused() {
+    // Partial overlap is fine: the first match wins.
+    parse(
+        &with_rules(
+            "  - { mark: 1, destination: 203.0.113.12, ports: 80-90 }\n  - { mark: 2, destination: 203.0.113.0/24, ports: 85-95 }\n",
+        ),
+        "t.yaml",
+    )
+    .unwrap();
+    assert_eq!(
+        error(&with_rules(
+            "  - { mark: 1, destination: 203.0.113.0/24, protocol: tcp }\n  - { mark: 2, destination: 203.0.113.12, protocol: tcp, ports: 443 }\n"
+        )),
+        "t.yaml:4:5: this classifier rule never matches: it is covered by the rule at line 3 (mark 1)\n  hint: the first matching rule wins; move this rule above line 3 or remove it"
+    );
+    assert_eq!(
+        error(&with_rules(
+            "  - { mark: 1, destination: 203.0.113.12 }\n  - { mark: 1, destination: 203.0.113.12/32, protocol: any }\n"
+        )),
+        "t.yaml:4:5: this classifier rule never matches: it repeats the rule at line 3\n  hint: the first matching rule wins; move this rule above line 3 or remove it"
+    );
+    // A narrower protocol or port range earlier does not shadow a wider rule after it.
+    parse(
+        &with_rules(
+            "  - { mark: 1, destination: 203.0.113.12, protocol: udp }\n  - { mark: 2, destination: 203.0.113.12 }\n",
+        ),
+        "t.yaml",
+    )
+    .unwrap();
+    let many: String = (0..65).map(|i| format!("  - {{ mark: 1, destination: 198.18.{i}.0/24 }}\n")).collect();
+    assert_eq!(
+        error(&with_rules(&many)),
+        "t.yaml:67:5: more than 64 classifier rules, the most the dataplane holds\n  hint: merge rules: a rule takes a prefix and a port range"
+    );
+}
+
+#[test]
+fn fwmark_services() {
+    let c = parse(
+        &with_service(
+            "  - fwmark: 7\n    scheduler: rr\n    real_servers:\n      - { address: 192.0.2.11, forward: masq }\n      - { address: 192.0.2.12, port: 8080, forward: masq }\n  - { fwmark: 8, family: ipv6, real_servers: [ { address: '2001:db8:1::11' } ] }\n",
+        ),
+        "t.yaml",
+    )
+    .unwrap();
+    assert_eq!(c.services[0].spec.key, ServiceKey::Fwmark { mark: 7, ipv6: false });
+    assert_eq!(c.services[0].spec.scheduler, "rr");
+    assert_eq!((c.services[0].dests[0].port, c.services[0].dests[1].port), (0, 8080));
+    assert_eq!(c.services[1].spec.key, ServiceKey::Fwmark { mark: 8, ipv6: true });
+    assert_eq!(c.services[1].spec.netmask, 128);
+
+    assert_eq!(
+        error(&with_service("  - { fwmark: 7, protocol: tcp }\n")),
+        "t.yaml:3:18: a firewall-mark service has no 'protocol'\n  hint: it takes the packets the classifier marks; remove 'fwmark' for an address service"
+    );
+    assert_eq!(
+        error(&with_service("  - { fwmark: 0 }\n")),
+        "t.yaml:3:15: fwmark 0 is out of range (1 to 4294967295)\n  hint: a firewall mark is from 1 to 4294967295 (0 means no mark)"
+    );
+    assert_eq!(
+        error(&with_service("  - { protocol: tcp, address: 203.0.113.10, port: 80, family: ipv4 }\n")),
+        "t.yaml:3:55: family is only for a firewall-mark service\n  hint: an address service takes its family from 'address'"
+    );
+    assert_eq!(
+        error(&with_service("  - { fwmark: 7, real_servers: [ { address: '2001:db8:1::11' } ] }\n")),
+        "t.yaml:3:45: real server 2001:db8:1::11 is IPv6 but the service is IPv4"
+    );
+    assert_eq!(
+        error(&with_service("  - { fwmark: 7 }\n  - { fwmark: 7, scheduler: rr }\n")),
+        "t.yaml:4:5: service FWM 7 is defined twice\n  hint: first defined at line 3"
+    );
+}
+
+#[test]
+fn metrics_address_default_and_errors() {
+    let c = parse("interfaces: [eth0]\n", "m.yaml").unwrap();
+    assert_eq!(c.metrics_address.to_string(), "127.0.0.1:9117");
+    let c = parse("interfaces: [eth0]\nmetrics_address: \"[2001:db8::1]:9200\"\n", "m.yaml").unwrap();
+    assert_eq!(c.metrics_address.to_string(), "[2001:db8::1]:9200");
+    assert_eq!(
+        error("interfaces: [eth0]\nmetrics_address: 127.0.0.1\n"),
+        "t.yaml:2:18: '127.0.0.1' is not an address:port\n  hint: add the port, e.g. '127.0.0.1:9117' (IPv6: '[127.0.0.1]:9117')"
+    );
+    assert_eq!(
+        error("interfaces: [eth0]\nmetrics_address: localhost:9117\n"),
+        "t.yaml:2:18: 'localhost:9117' is not an address:port\n  hint: write e.g. 127.0.0.1:9117, or [::1]:9117 for IPv6"
+    );
+    assert!(error("interfaces: [eth0]\nmetrics: 1\n").contains("did you mean 'metrics_address'?"));
 }
 
 #[test]

@@ -2,12 +2,16 @@
 
 pub mod connlist;
 pub mod dataplane;
+pub mod metrics;
+pub mod neigh;
 pub mod plan;
 pub mod reclaim;
 pub mod server;
 pub mod state;
+pub mod sync;
 pub mod tables;
 pub mod timeouts;
+pub mod xdp_mode;
 
 use std::{
     collections::HashSet,
@@ -63,10 +67,25 @@ pub struct Daemon {
     /// The timeouts the config file named at the last (re)load (see `timeouts`).
     config_timeouts: timeouts::Named,
     config_path: PathBuf,
+    /// Where /metrics is served (bound at start; a reload does not move it).
+    metrics_address: std::net::SocketAddr,
+    /// Counters and state for the health metrics.
+    pub health: metrics::Health,
+    /// The connection sync threads (`--start-daemon`).
+    pub sync: sync::Daemons,
 }
 
 impl Daemon {
     pub fn handle(&mut self, req: Request) -> Response {
+        let resp = self.answer(req);
+        match resp {
+            Response::Error { .. } => self.health.requests_failed += 1,
+            _ => self.health.requests_ok += 1,
+        }
+        resp
+    }
+
+    fn answer(&mut self, req: Request) -> Response {
         let t = &mut self.tables;
         let result = match req {
             Request::AddService(s) => self.vs.add_service(t, s),
@@ -100,6 +119,10 @@ impl Daemon {
                 }
             }
             Request::ListConns => return Response::Conns(connlist::list(t)),
+            Request::Zero(k) => self.vs.zero(t, k.as_ref()),
+            Request::StartDaemon(c) => self.sync.start(c),
+            Request::StopDaemon(role) => self.sync.stop(role),
+            Request::GetDaemons => return Response::Daemons(self.sync.list()),
             Request::Reload { dry_run, path } => {
                 let r = if dry_run { self.plan_reload(path.as_deref()) } else { self.reload() };
                 return match r {
@@ -120,7 +143,27 @@ impl Daemon {
     /// SIGHUP and `lvsd --reload`: re-reads the config and applies only the difference
     /// ([`plan`]); returns what changed. A file that fails validation changes nothing.
     fn reload(&mut self) -> anyhow::Result<Vec<plan::Change>> {
+        let r = self.apply_reload();
+        let h = &mut self.health;
+        h.last_reload_time = metrics::unix_now();
+        h.last_reload_ok = r.is_ok();
+        if r.is_ok() {
+            h.reloads_ok += 1;
+        } else {
+            h.reloads_failed += 1;
+        }
+        r
+    }
+
+    fn apply_reload(&mut self) -> anyhow::Result<Vec<plan::Change>> {
         let cfg = load_config(&self.config_path)?;
+        if cfg.metrics_address != self.metrics_address {
+            warn!(
+                serving = %self.metrics_address,
+                configured = %cfg.metrics_address,
+                "metrics_address changed; it takes effect when lvsd is restarted"
+            );
+        }
         let changes = plan::plan(&self.vs.specs(), &self.config_services, &cfg);
         let named = timeouts::named(&cfg);
         timeouts::apply_config(&mut self.tables, &named, &self.config_timeouts)?;
@@ -128,6 +171,7 @@ impl Daemon {
         self.tables.sysctls.set(0, cfg.sysctls, 0)?;
         apply(&mut self.vs, &mut self.tables, &changes)?;
         self.config_services = cfg.services.iter().map(|s| s.spec.key).collect();
+        apply_classifier(&mut self.tables, &cfg)?;
         for c in &changes {
             info!(change = %c, "reload");
         }
@@ -175,9 +219,31 @@ fn apply(vs: &mut VirtualServers, t: &mut Tables, changes: &[plan::Change]) -> a
     Ok(())
 }
 
+/// Replaces the dataplane's classifier rules with the config's, in one step for packets (see
+/// `Tables::write_classifier`). The file is the only source of rules: a file without any
+/// turns the classifier off.
+fn apply_classifier(t: &mut Tables, cfg: &Config) -> anyhow::Result<()> {
+    let set = config::rule_set(&cfg.classifier);
+    t.write_classifier(&set).context("writing the classifier rules")?;
+    if !cfg.classifier.is_empty() {
+        info!(rules = cfg.classifier.len(), "classifier rules applied");
+    }
+    // Only the classifier marks packets, so such a service would never see one.
+    for sc in &cfg.services {
+        if let ServiceKey::Fwmark { mark, ipv6: false } = sc.spec.key {
+            if !cfg.classifier.iter().any(|r| r.mark == mark && r.addr.is_ipv4()) {
+                warn!(service = %sc.spec.key, "no IPv4 classifier rule gives this mark: the service gets no traffic");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs lvsd until SIGTERM/SIGINT.
 pub fn run(opts: Options) -> anyhow::Result<()> {
     let cfg = load_config(&opts.config)?;
+    // Bound before anything is attached, so a busy port changes nothing.
+    let metrics_listener = metrics::bind(cfg.metrics_address)?;
     let pins = dataplane::PinLayout::new(&opts.pin_dir);
     let incompatible = dataplane::other_layouts(&opts.pin_dir);
     if let (Some(old), false) = (incompatible.first(), opts.replace_incompatible) {
@@ -204,7 +270,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             return Err(e);
         }
     };
-    serve(opts, dp, daemon)
+    serve(opts, dp, daemon, metrics_listener)
 }
 
 /// Loads, attaches and applies the config: everything before the control socket opens.
@@ -217,8 +283,15 @@ fn start_dataplane(opts: &Options, cfg: &Config) -> anyhow::Result<(Dataplane, A
             dataplane::adopt_links(&old, &pins)?;
         }
     }
+    let mut attachments = Vec::new();
     for iface in &cfg.interfaces {
-        dp.attach(iface, cfg.xdp_mode)?;
+        let a = dp.attach(iface, cfg.xdp_mode)?;
+        // A taken-over link does not know its mode; the interface does.
+        let mode = xdp_mode::query(iface).unwrap_or(a.mode);
+        if a.mode == "kept" {
+            info!(interface = %iface, mode, "XDP mode of the kept link");
+        }
+        attachments.push((a.interface, mode));
     }
     dataplane::detach_except(&pins, &cfg.interfaces);
 
@@ -234,6 +307,7 @@ fn start_dataplane(opts: &Options, cfg: &Config) -> anyhow::Result<(Dataplane, A
     // are left alone (they may be ipvsadm's).
     let changes = plan::plan(&vs.specs(), &HashSet::new(), cfg);
     apply(&mut vs, &mut tables, &changes).context("applying the config")?;
+    apply_classifier(&mut tables, cfg)?;
     let conn_table_size = Tables::conn_capacity(&pins.maps())?;
     if conn_table_size != cfg.connection_table_size {
         warn!(
@@ -249,15 +323,31 @@ fn start_dataplane(opts: &Options, cfg: &Config) -> anyhow::Result<(Dataplane, A
         config_services: cfg.services.iter().map(|s| s.spec.key).collect(),
         config_timeouts: timeouts::named(cfg),
         config_path: opts.config.clone(),
+        metrics_address: cfg.metrics_address,
+        health: metrics::Health {
+            attachments,
+            last_reload_time: metrics::unix_now(),
+            last_reload_ok: true,
+            ..Default::default()
+        },
+        sync: sync::Daemons::new(pins.maps()),
     }));
     Ok((dp, daemon))
 }
 
 /// Serves the control socket until SIGTERM/SIGINT, then detaches unless told to keep running.
-fn serve(opts: Options, dp: Dataplane, daemon: Arc<Mutex<Daemon>>) -> anyhow::Result<()> {
+fn serve(
+    opts: Options,
+    dp: Dataplane,
+    daemon: Arc<Mutex<Daemon>>,
+    metrics_listener: std::net::TcpListener,
+) -> anyhow::Result<()> {
     let pins = dp.pins.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let reclaimer = reclaim::spawn(pins.maps(), stop.clone())?;
+    let estimator = spawn_estimator(daemon.clone(), stop.clone())?;
+    let metrics_server = metrics::spawn(metrics_listener, daemon.clone(), stop.clone())?;
+    let resolver = neigh::spawn(pins.maps(), stop.clone())?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -272,8 +362,12 @@ fn serve(opts: Options, dp: Dataplane, daemon: Arc<Mutex<Daemon>>) -> anyhow::Re
         anyhow::Ok(())
     });
     let _ = std::fs::remove_file(&opts.socket);
+    daemon.lock().expect("daemon lock").sync.stop_all();
     stop.store(true, Ordering::Relaxed);
     let _ = reclaimer.join();
+    let _ = estimator.join();
+    let _ = metrics_server.join();
+    let _ = resolver.join();
     // Keep the program object alive until here: the links now own their program anyway.
     drop(dp);
     if opts.keep_dataplane {
@@ -284,6 +378,26 @@ fn serve(opts: Options, dp: Dataplane, daemon: Arc<Mutex<Daemon>>) -> anyhow::Re
         info!("dataplane detached and unpinned");
     }
     result
+}
+
+/// The rate estimator's clock: every 2 s, as the kernel's estimation timer.
+fn spawn_estimator(daemon: Arc<Mutex<Daemon>>, stop: Arc<AtomicBool>) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let period = std::time::Duration::from_secs(lvs_common::stats::ESTIMATOR_PERIOD_SECS);
+    Ok(std::thread::Builder::new().name("estimator".into()).spawn(move || {
+        let mut next = std::time::Instant::now() + period;
+        while !stop.load(Ordering::Relaxed) {
+            let now = std::time::Instant::now();
+            if now < next {
+                // Short sleeps so that shutdown is not held up.
+                std::thread::sleep((next - now).min(std::time::Duration::from_millis(100)));
+                continue;
+            }
+            next += period;
+            let mut d = daemon.lock().expect("daemon lock");
+            let Daemon { vs, tables, .. } = &mut *d;
+            vs.tick_rates(tables);
+        }
+    })?)
 }
 
 async fn wait_for_signals(daemon: Arc<Mutex<Daemon>>) -> anyhow::Result<()> {

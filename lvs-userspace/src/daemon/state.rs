@@ -5,7 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use lvs_common::{maglev, sched_hash, wrr};
+use lvs_common::{
+    maglev, sched_hash,
+    stats::{dest_index, svc_index, Estimator, IpvsStats, TOTAL_INDEX},
+    wrr,
+};
 use lvs_common::service::{
     dest_flags, sched, svc_conf_flags, DestConf, HashTable, MhTable, SchedState, ServiceConf, MAX_DESTS,
     MAX_DESTS_PER_SVC, MAX_SERVICES,
@@ -15,7 +19,7 @@ use tracing::info;
 use super::tables::{self, Tables};
 use crate::{
     control::Errno,
-    model::{DestSpec, DestStatus, Forward, ServiceKey, ServiceSpec, ServiceStatus},
+    model::{DestSpec, DestStatus, Forward, ServiceKey, ServiceSpec, ServiceStatus, Stats},
 };
 
 /// Every scheduler name kernel IPVS knows.
@@ -49,10 +53,9 @@ pub fn check_service_supported(spec: &ServiceSpec) -> Result<u32, OpError> {
             ),
         );
     };
+    // Firewall-mark services of both families are accepted (an IPv6 one can be listed, but
+    // takes no IPv6 real server and the classifier marks IPv4 packets only).
     match spec.key {
-        ServiceKey::Fwmark { .. } => {
-            return err(Errno::NotImplemented, "firewall-mark services are not supported by lvsd yet")
-        }
         ServiceKey::Addr { addr, .. } if addr.is_ipv6() => {
             return err(Errno::NotImplemented, "IPv6 services are not supported by lvsd yet")
         }
@@ -83,11 +86,11 @@ pub fn check_dest_supported(svc: &ServiceKey, d: &DestSpec) -> Result<(), OpErro
     if d.addr.is_ipv6() != svc.is_ipv6() || d.addr.is_ipv6() {
         return err(Errno::NotImplemented, "IPv6 real servers are not supported by lvsd yet");
     }
-    if d.forward != Forward::Masq {
+    if !matches!(d.forward, Forward::Masq | Forward::Route | Forward::Tunnel) {
         return err(
             Errno::NotImplemented,
             format!(
-                "forwarding method {} is not supported by lvsd yet (only masquerading, -m)",
+                "forwarding method {} is not supported by lvsd (only -m, -g and -i)",
                 d.forward.ipvs_name()
             ),
         );
@@ -141,6 +144,9 @@ pub struct VirtualServers {
     next_dest_slot: u32,
     used_dest_slots: std::collections::HashSet<u32>,
     trash: Vec<Trashed>,
+    /// Rate estimators by stats slot (services, real servers, the totals). Kept in memory
+    /// only: after a restart they start again from the pinned counters.
+    rates: std::collections::HashMap<u32, Estimator>,
 }
 
 impl VirtualServers {
@@ -154,6 +160,7 @@ impl VirtualServers {
             used_dest_slots: Default::default(),
             // Not rebuilt after a restart: trashed slots are not told apart from free ones.
             trash: Vec::new(),
+            rates: Default::default(),
         };
         for item in t.svc_index.iter() {
             let (k, slot) = item?;
@@ -334,6 +341,8 @@ impl VirtualServers {
         };
         let svc = Service { slot, spec, sched_id, dests: Vec::new() };
         let key = tables::svc_key(&svc.spec.key).map_err(internal)?;
+        // A reused slot's counters belong to an earlier service.
+        self.zero_slot(t, svc_index(slot))?;
         Self::write_service(t, &svc)?;
         Self::build_hash_table(t, &svc)?;
         t.sched_state.set(slot, Self::fresh_sched_state(&svc), 0).map_err(internal)?;
@@ -342,7 +351,7 @@ impl VirtualServers {
         info!(service = %svc.spec.key, scheduler = %svc.spec.scheduler, "service added");
         self.by_key.insert(svc.spec.key, slot);
         self.services.insert(slot, svc);
-        Ok(())
+        self.count_port0(t)
     }
 
     /// `ipvsadm -E`. The scheduler state is reset only when the scheduler changes, as in IPVS.
@@ -386,7 +395,18 @@ impl VirtualServers {
         t.flush_sched_cache(slot);
         let _ = t.mh_tables.remove(&slot);
         info!(service = %key, "service deleted");
-        Ok(())
+        self.count_port0(t)
+    }
+
+    /// Tells the dataplane how many port-0 address services exist: as the kernel's
+    /// `nullsvc_counter`, it gates the `(protocol, address, 0)` fallback lookup.
+    fn count_port0(&self, t: &mut Tables) -> Result<(), OpError> {
+        let n = self
+            .services
+            .values()
+            .filter(|s| matches!(s.spec.key, ServiceKey::Addr { port: 0, .. }))
+            .count();
+        t.set_port0_services(n as u32).map_err(internal)
     }
 
     /// `ipvsadm -C`.
@@ -426,10 +446,12 @@ impl VirtualServers {
                     return err(Errno::NoMem, format!("real-server table full ({MAX_DESTS})"));
                 };
                 t.counter_memory.clear_overload(ds);
+                self.zero_slot(t, dest_index(ds))?;
                 ds
             }
         };
         t.dests.set(ds, tables::dest_conf(&d, slot, dest_flags::AVAILABLE), 0).map_err(internal)?;
+        super::neigh::resolve_dest(&d);
         let svc = self.services.get_mut(&slot).expect("found above");
         info!(service = %key, server = %d.addr, port = d.port, weight = d.weight, "real server added");
         let last_weight = d.weight;
@@ -460,6 +482,7 @@ impl VirtualServers {
         let ds = svc.dests[pos].slot;
         let old_u = svc.dests[pos].spec.u_threshold;
         t.dests.set(ds, tables::dest_conf(&d, slot, dest_flags::AVAILABLE), 0).map_err(internal)?;
+        super::neigh::resolve_dest(&d);
         lift_overload(t, ds, old_u, d.u_threshold);
         info!(service = %key, server = %d.addr, port = d.port, weight = d.weight, "real server edited");
         if d.weight != 0 {
@@ -531,7 +554,7 @@ impl VirtualServers {
 
     /// Every service with live connection counts, in slot order, dests in kernel order.
     pub fn list(&self, t: &Tables) -> Vec<ServiceStatus> {
-        self.services.values().map(|s| Self::status(s, t)).collect()
+        self.services.values().map(|s| self.status(s, t)).collect()
     }
 
     /// One service, or ESRCH.
@@ -539,12 +562,14 @@ impl VirtualServers {
         let Some(slot) = self.find(key) else {
             return err(Errno::Srch, format!("{key} does not exist"));
         };
-        Ok(Self::status(&self.services[&slot], t))
+        Ok(self.status(&self.services[&slot], t))
     }
 
-    /// ActiveConn/InActConn/PersistConn come from the dataplane's counters (`DEST_COUNTERS`).
-    fn status(s: &Service, t: &Tables) -> ServiceStatus {
+    /// ActiveConn/InActConn/PersistConn come from the dataplane's counters (`DEST_COUNTERS`),
+    /// traffic statistics from `IPVS_STATS`, rates from the estimators.
+    fn status(&self, s: &Service, t: &Tables) -> ServiceStatus {
         ServiceStatus {
+            stats: self.stats_of(t, svc_index(s.slot)),
             spec: s.spec.clone(),
             dests: s
                 .dests
@@ -556,10 +581,87 @@ impl VirtualServers {
                         active_conns: clamp(c.active),
                         inact_conns: clamp(c.inactive),
                         persist_conns: clamp(c.persist),
+                        stats: self.stats_of(t, dest_index(d.slot)),
                     }
                 })
                 .collect(),
         }
+    }
+
+    /// Counters and rates of one stats slot.
+    fn stats_of(&self, t: &Tables, idx: u32) -> Stats {
+        let c = t.stats(idx);
+        let r = self.rates.get(&idx).map(Estimator::rates).unwrap_or_default();
+        Stats {
+            conns: c.conns,
+            inpkts: c.inpkts,
+            outpkts: c.outpkts,
+            inbytes: c.inbytes,
+            outbytes: c.outbytes,
+            cps: r.cps,
+            inpps: r.inpps,
+            outpps: r.outpps,
+            inbps: r.inbps,
+            outbps: r.outbps,
+        }
+    }
+
+    /// The director's totals (the kernel's `/proc/net/ip_vs_stats`).
+    pub fn totals(&self, t: &Tables) -> Stats {
+        self.stats_of(t, TOTAL_INDEX)
+    }
+
+    /// Zeroes one stats slot and restarts its estimator (`ip_vs_zero_stats`).
+    fn zero_slot(&mut self, t: &mut Tables, idx: u32) -> Result<(), OpError> {
+        t.zero_stats(idx).map_err(internal)?;
+        self.rates.insert(idx, Estimator::starting_at(IpvsStats::default()));
+        Ok(())
+    }
+
+    /// `ipvsadm -Z [service]`: a service and its real servers, or every service, every real
+    /// server and the totals, as `ip_vs_zero_service` / `ip_vs_zero_all` do.
+    pub fn zero(&mut self, t: &mut Tables, key: Option<&ServiceKey>) -> Result<(), OpError> {
+        let slots: Vec<u32> = match key {
+            Some(k) => match self.find(k) {
+                Some(slot) => vec![slot],
+                None => return err(Errno::Srch, format!("{k} does not exist")),
+            },
+            None => self.services.keys().copied().collect(),
+        };
+        for slot in slots {
+            let dests: Vec<u32> = self.services[&slot].dests.iter().map(|d| d.slot).collect();
+            self.zero_slot(t, svc_index(slot))?;
+            for ds in dests {
+                self.zero_slot(t, dest_index(ds))?;
+            }
+        }
+        if key.is_none() {
+            self.zero_slot(t, TOTAL_INDEX)?;
+        }
+        match key {
+            Some(k) => info!(service = %k, "statistics zeroed"),
+            None => info!("all statistics zeroed"),
+        }
+        Ok(())
+    }
+
+    /// One estimator tick (every 2 s) for every service, real server and the totals. An
+    /// object seen for the first time (after a restart) starts from its current counters.
+    pub fn tick_rates(&mut self, t: &Tables) {
+        let mut live: Vec<u32> = vec![TOTAL_INDEX];
+        for s in self.services.values() {
+            live.push(svc_index(s.slot));
+            live.extend(s.dests.iter().map(|d| dest_index(d.slot)));
+        }
+        let mut next = std::collections::HashMap::with_capacity(live.len());
+        for idx in live {
+            let now = t.stats(idx);
+            let mut e = self.rates.remove(&idx).unwrap_or_else(|| Estimator::starting_at(now));
+            e.tick(now);
+            next.insert(idx, e);
+        }
+        // Estimators of deleted objects go (a revived real server starts a new one).
+        self.rates = next;
     }
 
     /// The specs of every service and its dests, in `ipvsadm -a` order (oldest first), for

@@ -8,9 +8,10 @@ use std::{
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
 use lvs_common::{
+    classify::{ClassRuleSet, CTL_PORT0_SERVICES, CTL_RULE_SET, REWRITE_GRACE_MS},
     counters::{Counter, COUNTER_COUNT},
     flow::{ConnEntry, FlowKey},
     map_names,
@@ -19,6 +20,7 @@ use lvs_common::{
     service::{
         DestConf, DestCounters, HashTable, MhTable, LblcEntry, LblcKey, LblcrEntry, SchedState, ServiceConf, SvcKey, MAX_DESTS,
     },
+    stats::IpvsStats,
     AF_INET, AF_INET6,
 };
 
@@ -42,6 +44,15 @@ pub struct Tables {
     pub mh_tables: HashMap<MapData, u32, MhTable>,
     pub templates: HashMap<MapData, FlowKey, Template>,
     pub sysctls: Array<MapData, Sysctls>,
+    /// Traffic statistics, per CPU (`lvs_common::stats` has the layout).
+    pub ipvs_stats: PerCpuArray<MapData, IpvsStats>,
+    /// Their zero points.
+    pub ipvs_stats_zero: Array<MapData, IpvsStats>,
+    /// The classifier's two rule sets and the lookup control words (`lvs_common::classify`).
+    pub classifier: Array<MapData, ClassRuleSet>,
+    pub lookup_ctl: Array<MapData, u32>,
+    /// When this process last flipped the live classifier set.
+    classifier_flipped: Option<std::time::Instant>,
 }
 
 fn open(dir: &Path, name: &str) -> anyhow::Result<Map> {
@@ -70,6 +81,11 @@ impl Tables {
             mh_tables: HashMap::try_from(open(dir, map_names::MH_TABLES)?)?,
             templates: HashMap::try_from(open(dir, map_names::TEMPLATES)?)?,
             sysctls: Array::try_from(open(dir, map_names::SYSCTLS)?)?,
+            ipvs_stats: PerCpuArray::try_from(open(dir, map_names::IPVS_STATS)?)?,
+            ipvs_stats_zero: Array::try_from(open(dir, map_names::IPVS_STATS_ZERO)?)?,
+            classifier: Array::try_from(open(dir, map_names::CLASSIFIER)?)?,
+            lookup_ctl: Array::try_from(open(dir, map_names::LOOKUP_CTL)?)?,
+            classifier_flipped: None,
         })
     }
 
@@ -97,6 +113,11 @@ impl Tables {
             mh_tables: HashMap::try_from(take(map_names::MH_TABLES)?)?,
             templates: HashMap::try_from(take(map_names::TEMPLATES)?)?,
             sysctls: Array::try_from(take(map_names::SYSCTLS)?)?,
+            ipvs_stats: PerCpuArray::try_from(take(map_names::IPVS_STATS)?)?,
+            ipvs_stats_zero: Array::try_from(take(map_names::IPVS_STATS_ZERO)?)?,
+            classifier: Array::try_from(take(map_names::CLASSIFIER)?)?,
+            lookup_ctl: Array::try_from(take(map_names::LOOKUP_CTL)?)?,
+            classifier_flipped: None,
         })
     }
 
@@ -123,6 +144,28 @@ impl Tables {
         Ok(out)
     }
 
+    /// The counters of stats slot `idx` summed over CPUs, without its zero point.
+    fn raw_stats(&self, idx: u32) -> IpvsStats {
+        match self.ipvs_stats.get(&idx, 0) {
+            Ok(per_cpu) => per_cpu.iter().fold(IpvsStats::default(), |acc, s| acc.add(s)),
+            Err(_) => IpvsStats::default(),
+        }
+    }
+
+    /// The traffic statistics of stats slot `idx` since it was last zeroed.
+    pub fn stats(&self, idx: u32) -> IpvsStats {
+        let zero = self.ipvs_stats_zero.get(&idx, 0).unwrap_or_default();
+        self.raw_stats(idx).since(&zero)
+    }
+
+    /// Zeroes stats slot `idx` by making its current counters the zero point (the dataplane's
+    /// per-CPU counters are never written from here: a write could undo a concurrent add).
+    pub fn zero_stats(&mut self, idx: u32) -> anyhow::Result<()> {
+        let now = self.raw_stats(idx);
+        self.ipvs_stats_zero.set(idx, now, 0)?;
+        Ok(())
+    }
+
     /// Forgets service slot `svc_id`'s scheduler caches (lblc, lblcr), as the kernel's
     /// `init_service`/`done_service` start and end with an empty table.
     pub fn flush_sched_cache(&mut self, svc_id: u32) {
@@ -136,6 +179,50 @@ impl Tables {
         for k in keys {
             let _ = self.lblcr_cache.remove(&k);
         }
+    }
+
+    /// Replaces the classifier's rules in one step for the dataplane: the idle set is written
+    /// completely, then the live-set word flips to it (an empty rule set turns the classifier
+    /// off). The set being rewritten went idle at the previous flip; if that was less than
+    /// `REWRITE_GRACE_MS` ago, this waits out the rest, so no packet can still be walking it.
+    pub fn write_classifier(&mut self, rules: &ClassRuleSet) -> anyhow::Result<()> {
+        let live = self.lookup_ctl.get(&CTL_RULE_SET, 0)?;
+        if rules.count == 0 {
+            if live != 0 {
+                self.lookup_ctl.set(CTL_RULE_SET, 0, 0)?;
+                self.classifier_flipped = Some(std::time::Instant::now());
+            }
+            return Ok(());
+        }
+        // Live set 0 (word 1) -> write set 1; live set 1 or none -> write set 0.
+        let idle = if live == 1 { 1 } else { 0 };
+        if live != 0 && self.classifier.get(&(live - 1), 0)? == *rules {
+            return Ok(());
+        }
+        if let Some(t) = self.classifier_flipped {
+            let grace = std::time::Duration::from_millis(REWRITE_GRACE_MS);
+            if let Some(rest) = grace.checked_sub(t.elapsed()) {
+                std::thread::sleep(rest);
+            }
+        }
+        self.classifier.set(idle, *rules, 0)?;
+        self.lookup_ctl.set(CTL_RULE_SET, idle + 1, 0)?;
+        self.classifier_flipped = Some(std::time::Instant::now());
+        Ok(())
+    }
+
+    /// The live classifier rules (empty when the classifier is off).
+    pub fn classifier_rules(&self) -> anyhow::Result<ClassRuleSet> {
+        match self.lookup_ctl.get(&CTL_RULE_SET, 0)? {
+            0 => Ok(ClassRuleSet::default()),
+            n => Ok(self.classifier.get(&(n - 1), 0)?),
+        }
+    }
+
+    /// Tells the dataplane how many port-0 address services exist (it tries the port-0
+    /// fallback lookup only when some do).
+    pub fn set_port0_services(&mut self, n: u32) -> anyhow::Result<()> {
+        Ok(self.lookup_ctl.set(CTL_PORT0_SERVICES, n, 0)?)
     }
 
     /// The connection counters of real server slot `dest_id` (zero if unreadable).
@@ -187,12 +274,17 @@ pub fn svc_key(key: &ServiceKey) -> anyhow::Result<SvcKey> {
             let (addr, family) = addr_words(*addr);
             Ok(SvcKey { addr, port: port.to_be(), proto: protocol.number(), family })
         }
-        ServiceKey::Fwmark { .. } => Err(anyhow!("firewall-mark services have no address key")),
+        ServiceKey::Fwmark { mark, ipv6 } => {
+            Ok(SvcKey::fwmark(*mark, if *ipv6 { AF_INET6 } else { AF_INET }))
+        }
     }
 }
 
 /// The model key of a `SVC_INDEX` key.
 pub fn model_key(k: &SvcKey) -> Option<ServiceKey> {
+    if k.is_fwmark() {
+        return Some(ServiceKey::Fwmark { mark: k.addr[0], ipv6: k.family == AF_INET6 });
+    }
     let protocol = match k.proto {
         6 => Protocol::Tcp,
         17 => Protocol::Udp,
@@ -327,11 +419,46 @@ impl CounterMemory {
         }
     }
 
+    /// Counts one connection on its real server as the dataplane does for a new one (a sync
+    /// backup installing a received connection).
+    pub fn count(&self, dest_id: u32, active: bool) {
+        let Some(c) = self.slot(dest_id) else { return };
+        // SAFETY: as in `uncount`.
+        unsafe {
+            let p = if active { &raw mut (*c).active } else { &raw mut (*c).inactive };
+            AtomicU64::from_ptr(p).fetch_add(1, AtomicOrdering::Relaxed);
+        }
+    }
+
+    /// Counts one persistence template on real server `dest_id` (PersistConn).
+    pub fn count_template(&self, dest_id: u32) {
+        let Some(c) = self.slot(dest_id) else { return };
+        // SAFETY: as in `uncount`.
+        unsafe { AtomicU64::from_ptr(&raw mut (*c).persist).fetch_add(1, AtomicOrdering::Relaxed) };
+    }
+
     /// Takes one persistence template away from real server `dest_id` (PersistConn).
     pub fn uncount_template(&self, dest_id: u32) {
         let Some(c) = self.slot(dest_id) else { return };
         // SAFETY: as in `uncount`.
         unsafe { AtomicU64::from_ptr(&raw mut (*c).persist).fetch_sub(1, AtomicOrdering::Relaxed) };
+    }
+
+    /// Every connection counted on any real server: the number of entries in the connection
+    /// table (each counts in exactly one ActiveConn/InActConn), without walking it.
+    pub fn total_connections(&self) -> u64 {
+        let mut total = 0u64;
+        for i in 0..MAX_DESTS {
+            let c = self.slot(i).expect("in range");
+            // SAFETY: as in `uncount`.
+            unsafe {
+                total = total
+                    .wrapping_add(AtomicU64::from_ptr(&raw mut (*c).active).load(AtomicOrdering::Relaxed))
+                    .wrapping_add(AtomicU64::from_ptr(&raw mut (*c).inactive).load(AtomicOrdering::Relaxed));
+            }
+        }
+        // A transiently negative sum (a decrement seen before its increment) reads as 0.
+        if total > i64::MAX as u64 { 0 } else { total }
     }
 
     /// Clears real server `dest_id`'s OVERLOAD mark.

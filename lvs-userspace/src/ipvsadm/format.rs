@@ -115,11 +115,13 @@ pub fn service_entry(s: &ServiceStatus, f: &Format, names: &dyn Names) -> String
     let spec = &s.spec;
     let proto = serv_proto(&spec.key);
     let svc_name = match spec.key {
-        ServiceKey::Fwmark { mark, ipv6 } => match (f.rule, ipv6) {
-            (true, false) => format!("-f {mark}"),
-            (true, true) => format!("-f {mark} -6"),
-            (false, false) => format!("FWM  {mark}"),
-            (false, true) => format!("FWM  {mark} IPv6"),
+        // ipvsadm 1.31 as Debian ships it (the oracle's) prints the mark with `%d`: marks of
+        // 2^31 and more come out negative, `FWM  -1` for 4294967295, in listings and `-S`.
+        ServiceKey::Fwmark { mark, ipv6 } => match (f.rule, ipv6, mark as i32) {
+            (true, false, mark) => format!("-f {mark}"),
+            (true, true, mark) => format!("-f {mark} -6"),
+            (false, false, mark) => format!("FWM  {mark}"),
+            (false, true, mark) => format!("FWM  {mark} IPv6"),
         },
         ServiceKey::Addr { protocol, addr, port } => {
             let vname = addr_port(addr, port, Some(proto), f, names);
@@ -155,6 +157,18 @@ pub fn service_entry(s: &ServiceStatus, f: &Format, names: &dyn Names) -> String
         }
         if spec.flags & SCHED_BITS != 0 {
             write!(out, " -b {}", sched_flags(&spec.scheduler, spec.flags)).unwrap();
+        }
+    } else if f.stats {
+        let st = &s.stats;
+        write!(out, "{svc_name:<33}").unwrap();
+        for v in [st.conns, st.inpkts, st.outpkts, st.inbytes, st.outbytes] {
+            out.push_str(&largenum(v, f.exact));
+        }
+    } else if f.rate {
+        let st = &s.stats;
+        write!(out, "{svc_name:<33}").unwrap();
+        for v in [st.cps, st.inpps, st.outpps, st.inbps, st.outbps] {
+            out.push_str(&largenum(v, f.exact));
         }
     } else {
         write!(out, "{svc_name} {}", spec.scheduler).unwrap();
@@ -195,7 +209,25 @@ fn dest_line(d: &DestStatus, svc_name: &str, proto: &str, f: &Format, names: &dy
         let tun = if spec.forward == Forward::Tunnel { " --tun-type ipip" } else { "" };
         return format!("-a {svc_name} -r {dname} {switch} -w {}{tun}\n", spec.weight);
     }
-    if f.thresholds {
+    if f.stats {
+        let st = &d.stats;
+        let mut line = format!("  -> {dname:<28}");
+        for v in [st.conns, st.inpkts, st.outpkts, st.inbytes, st.outbytes] {
+            line.push_str(&largenum(v, f.exact));
+        }
+        line + "\n"
+    } else if f.rate {
+        // The packet and connection rates are printed whole here, unlike on the service line.
+        let st = &d.stats;
+        format!(
+            "  -> {dname:<28} {:8} {:8} {:8}{}{}\n",
+            st.cps,
+            st.inpps,
+            st.outpps,
+            largenum(st.inbps, f.exact),
+            largenum(st.outbps, f.exact)
+        )
+    } else if f.thresholds {
         format!(
             "  -> {dname:<28} {:<10} {:<10} {:<10} {:<10}\n",
             spec.u_threshold, spec.l_threshold, d.active_conns, d.inact_conns
@@ -222,6 +254,23 @@ fn dest_line(d: &DestStatus, svc_name: &str, proto: &str, f: &Format, names: &dy
             d.active_conns,
             d.inact_conns
         )
+    }
+}
+
+/// ipvsadm's `print_largenum`: a 9-character column, abbreviated with decimal K/M/G/T
+/// (truncating) unless `--exact`, where wider numbers get one leading blank.
+pub fn largenum(i: u64, exact: bool) -> String {
+    if exact {
+        let digits = i.to_string();
+        let width = if digits.len() <= 8 { 9 } else { digits.len() + 1 };
+        return format!("{digits:>width$}");
+    }
+    match i {
+        0..100_000_000 => format!("{i:9}"),
+        100_000_000..1_000_000_000 => format!("{:8}K", i / 1_000),
+        1_000_000_000..100_000_000_000 => format!("{:8}M", i / 1_000_000),
+        100_000_000_000..100_000_000_000_000 => format!("{:8}G", i / 1_000_000_000),
+        _ => format!("{:8}T", i / 1_000_000_000_000),
     }
 }
 
@@ -291,7 +340,7 @@ pub mod tests {
     use super::*;
     use crate::{
         ipvsadm::{names::fake::FakeNames, sort::sort_all},
-        model::{DestSpec, ServiceSpec},
+        model::{DestSpec, ServiceSpec, Stats},
     };
 
     fn key(proto: Protocol, addr: &str, port: u16) -> ServiceKey {
@@ -299,7 +348,7 @@ pub mod tests {
     }
 
     fn dest(addr: &str, port: u16, fwd: Forward, w: i32, act: u32, inact: u32) -> DestStatus {
-        DestStatus { spec: DestSpec::new(addr.parse().unwrap(), port, fwd, w), active_conns: act, inact_conns: inact, persist_conns: 0 }
+        DestStatus { spec: DestSpec::new(addr.parse().unwrap(), port, fwd, w), active_conns: act, inact_conns: inact, persist_conns: 0, stats: Default::default() }
     }
 
     /// The rich state of 05-listings/d-listings.txt, in an arbitrary (kernel-like) order.
@@ -314,7 +363,7 @@ pub mod tests {
             if let Some(m) = netmask {
                 spec.netmask = m;
             }
-            ServiceStatus { spec, dests }
+            ServiceStatus { spec, dests, stats: Default::default() }
         };
         let p = svc_flags::PERSISTENT;
         let mut thr = dest("192.0.2.12", 80, Masq, 4, 1, 8);
@@ -419,6 +468,77 @@ pub mod tests {
         assert_eq!(render(&f, false), without_pe(golden_block(LISTINGS, "ipvsadm -S")));
     }
 
+    /// The golden state with the counters (or rates) of a recorded `--exact` listing, which
+    /// lists the objects in the sorted order, one line each.
+    fn with_numbers(exact_block: &str, rates: bool) -> Vec<ServiceStatus> {
+        let mut state = golden_state();
+        sort_all(&mut state);
+        let mut rows = exact_block.lines().skip(3).map(|l| {
+            let n: Vec<u64> = l.split_whitespace().rev().take(5).map(|w| w.parse().unwrap()).collect();
+            let (a, b, c, d, e) = (n[4], n[3], n[2], n[1], n[0]);
+            if rates {
+                Stats { cps: a, inpps: b, outpps: c, inbps: d, outbps: e, ..Default::default() }
+            } else {
+                Stats { conns: a, inpkts: b, outpkts: c, inbytes: d, outbytes: e, ..Default::default() }
+            }
+        });
+        for s in &mut state {
+            s.stats = rows.next().unwrap();
+            for d in &mut s.dests {
+                d.stats = rows.next().unwrap();
+            }
+        }
+        assert!(rows.next().is_none());
+        state
+    }
+
+    fn render_state(state: &[ServiceStatus], f: &Format) -> String {
+        let mut out = header(&Info { version_code: 0x010201, conn_table_size: 4096 }) + &title(f);
+        for s in state {
+            out.push_str(&service_entry(s, f, &FakeNames));
+        }
+        out
+    }
+
+    #[test]
+    fn stats_match_golden() {
+        // After the transfers ended: a 115 MB download abbreviates to `115513K`.
+        let after = &LISTINGS[LISTINGS.find("### after it finished").unwrap()..];
+        let exact = golden_block(after, "ipvsadm -L -n --stats --exact");
+        let state = with_numbers(&exact, false);
+        let f = Format { numeric: true, stats: true, ..Default::default() };
+        assert_eq!(render_state(&state, &f), golden_block(after, "ipvsadm -L -n --stats"));
+        let f = Format { exact: true, ..f };
+        assert_eq!(render_state(&state, &f), exact);
+    }
+
+    #[test]
+    fn rates_match_golden() {
+        let after = &LISTINGS[LISTINGS.find("### after it finished").unwrap()..];
+        let exact = golden_block(after, "ipvsadm -L -n --rate --exact");
+        let state = with_numbers(&exact, true);
+        let f = Format { numeric: true, rate: true, ..Default::default() };
+        assert_eq!(render_state(&state, &f), golden_block(after, "ipvsadm -L -n --rate"));
+        let f = Format { exact: true, ..f };
+        assert_eq!(render_state(&state, &f), exact);
+    }
+
+    #[test]
+    fn largenum_columns() {
+        let cases: [(u64, &str, &str); 7] = [
+            (0, "        0", "        0"),
+            (99_999_999, " 99999999", " 99999999"),
+            (100_000_000, "  100000K", " 100000000"),
+            (999_999_999, "  999999K", " 999999999"),
+            (1_000_000_000, "    1000M", " 1000000000"),
+            (123_456_789_012, "     123G", " 123456789012"),
+            (123_456_789_012_345, "     123T", " 123456789012345"),
+        ];
+        for (n, short, exact) in cases {
+            assert_eq!((largenum(n, false).as_str(), largenum(n, true).as_str()), (short, exact), "{n}");
+        }
+    }
+
     #[test]
     fn tun_info_columns() {
         let f = Format { numeric: true, tun_info: true, ..Default::default() };
@@ -453,11 +573,56 @@ pub mod tests {
         let s = ServiceStatus {
             spec: ServiceSpec::new(key(Protocol::Tcp, "10.0.0.1", 80), "rr"),
             dests: vec![dest("10.0.0.2", 80, Forward::Masq, 1, 0, 0)],
+            stats: Default::default(),
         };
         let out = service_entry(&s, &Format::default(), &Long);
         assert_eq!(
             out,
             "TCP  a-very-long-host-name.exampl rr\n  -> a-very-long-host-name.exampl Masq    1      0          0         \n"
         );
+    }
+}
+
+/// One `-L --daemon` line (`print_daemon`): the optional fields appear when they are non-zero
+/// or set, which for a daemon lvsd runs is always (it fills in the defaults as the kernel does).
+pub fn daemon(d: &crate::control::SyncDaemon) -> String {
+    let mut s = format!("{} sync daemon (mcast={}, syncid={}", d.role.name(), d.mcast_ifn, d.syncid);
+    if d.sync_maxlen != 0 {
+        s.push_str(&format!(", maxlen={}", d.sync_maxlen));
+    }
+    if let Some(g) = d.mcast_group {
+        s.push_str(&format!(", group={g}"));
+    }
+    if d.mcast_port != 0 {
+        s.push_str(&format!(", port={}", d.mcast_port));
+    }
+    if d.mcast_ttl != 0 {
+        s.push_str(&format!(", ttl={}", d.mcast_ttl));
+    }
+    s.push_str(")\n");
+    s
+}
+
+#[cfg(test)]
+mod daemon_tests {
+    use crate::control::{SyncDaemon, SyncRole};
+
+    #[test]
+    fn daemon_line_as_ipvsadm_prints_it() {
+        let d = SyncDaemon {
+            role: SyncRole::Master,
+            mcast_ifn: "to-clients".into(),
+            syncid: 7,
+            sync_maxlen: 1472,
+            mcast_group: Some("224.0.0.81".parse().unwrap()),
+            mcast_port: 8848,
+            mcast_ttl: 1,
+        };
+        assert_eq!(
+            super::daemon(&d),
+            "master sync daemon (mcast=to-clients, syncid=7, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
+        );
+        let d = SyncDaemon { role: SyncRole::Backup, sync_maxlen: 0, mcast_group: None, mcast_port: 0, mcast_ttl: 0, ..d };
+        assert_eq!(super::daemon(&d), "backup sync daemon (mcast=to-clients, syncid=7)\n");
     }
 }

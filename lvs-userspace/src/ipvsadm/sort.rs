@@ -114,7 +114,7 @@ mod tests {
 
     fn svc(addr: &str, port: u16) -> ServiceStatus {
         let key = ServiceKey::Addr { protocol: Protocol::Tcp, addr: addr.parse().unwrap(), port };
-        ServiceStatus { spec: ServiceSpec::new(key, "rr"), dests: vec![] }
+        ServiceStatus { spec: ServiceSpec::new(key, "rr"), dests: vec![], stats: Default::default() }
     }
 
     fn names(v: &[ServiceStatus]) -> Vec<String> {
@@ -134,6 +134,7 @@ mod tests {
         let fw = |mark, ipv6| ServiceStatus {
             spec: ServiceSpec::new(ServiceKey::Fwmark { mark, ipv6 }, "rr"),
             dests: vec![],
+            stats: Default::default(),
         };
         let mut udp = svc("203.0.113.10", 53);
         udp.spec.key = ServiceKey::Addr { protocol: Protocol::Udp, addr: "203.0.113.10".parse().unwrap(), port: 53 };
@@ -164,6 +165,7 @@ mod tests {
             active_conns: 0,
             inact_conns: 0,
             persist_conns: 0,
+            stats: Default::default(),
         };
         let mut s = svc("10.0.0.1", 80);
         s.dests = vec![d("192.0.2.13", 80), d("192.0.2.11", 81), d("192.0.2.11", 80)];

@@ -112,10 +112,20 @@ pub fn udp(ip: &Ip, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
 /// source, TOS of the original with precedence "internetwork control", TTL 64, ID 0, no DF,
 /// quoting the original IP header and the first 8 bytes after it.
 pub fn icmp_port_unreachable(orig: &[u8]) -> Vec<u8> {
+    icmp_unreachable(orig, 3, 0)
+}
+
+/// The same with code 4, fragmentation needed, and `mtu` as the next-hop MTU (RFC 1191).
+pub fn icmp_frag_needed(orig: &[u8], mtu: u16) -> Vec<u8> {
+    icmp_unreachable(orig, 4, mtu)
+}
+
+fn icmp_unreachable(orig: &[u8], code: u8, mtu: u16) -> Vec<u8> {
     let ip = &orig[14..];
     let ihl = ((ip[0] & 0x0f) as usize) * 4;
     let quote = &ip[..ihl + 8];
-    let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    let m = mtu.to_be_bytes();
+    let mut icmp = vec![3, code, 0, 0, 0, 0, m[0], m[1]];
     icmp.extend_from_slice(quote);
     let c = csum::checksum(&icmp);
     icmp[2..4].copy_from_slice(&c.to_ne_bytes());
@@ -131,6 +141,28 @@ pub fn icmp_port_unreachable(orig: &[u8]) -> Vec<u8> {
     f.extend_from_slice(&[0x08, 0x00]);
     f.extend_from_slice(&h);
     f.extend_from_slice(&icmp);
+    f
+}
+
+/// `inner` (an Ethernet/IPv4 frame) encapsulated in IP-in-IP as the director sends it towards
+/// a TUN real server: new MACs, an outer IPv4 header from `src` to `dst` (protocol 4, no
+/// options) with `ttl`, `id`, the inner TOS and the inner DF bit, full checksum.
+pub fn ipip_frame(dst_mac: [u8; 6], src_mac: [u8; 6], src: [u8; 4], dst: [u8; 4], ttl: u8, id: u16, inner: &[u8]) -> Vec<u8> {
+    let ip = &inner[14..];
+    let tot = 20 + ip.len();
+    let df = ip[6] & 0x40;
+    let idb = id.to_be_bytes();
+    let mut h = vec![0x45, ip[1], (tot >> 8) as u8, tot as u8, idb[0], idb[1], df, 0, ttl, 4, 0, 0];
+    h.extend_from_slice(&src);
+    h.extend_from_slice(&dst);
+    let c = csum::checksum(&h);
+    h[10..12].copy_from_slice(&c.to_ne_bytes());
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&h);
+    f.extend_from_slice(ip);
     f
 }
 

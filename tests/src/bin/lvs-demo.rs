@@ -1,6 +1,6 @@
 //! The demo (`cargo xtask demo`): a NAT director in network namespaces in front of two real
 //! servers, driven by configs/demo.yaml. Builds the rig, starts lvsd, sends HTTP and UDP
-//! through the VIP, shows `ipvsadm -L -n`, and tears everything down (also on Ctrl-C or error).
+//! through the VIP, shows `ipvsadm -L -n` and `--stats`, and tears everything down (also on Ctrl-C or error).
 //! Writes nothing into the repository.
 
 use anyhow::{bail, Context, Result};
@@ -137,16 +137,18 @@ fn run(config: &Path) -> Result<bool> {
     println!("  real servers counted HTTP {:?}, UDP {:?} (rs1, rs2)", topo.rs_http_hits(), topo.rs_udp_hits());
     check_interrupt()?;
 
-    println!("\n== ipvsadm -L -n (LVS_SOCKET={}) ==", lvsd.socket().display());
-    match lvsd.ipvsadm(&["-L", "-n"]) {
-        Ok(o) if o.success() => print!("{}", indent(&o.stdout_str())),
-        Ok(o) => {
-            ok = false;
-            println!("  ipvsadm failed ({}):\n{}", o.status, indent(&o.stderr_str()));
-        }
-        Err(e) => {
-            ok = false;
-            println!("  ipvsadm: {e:#}");
+    for args in [&["-L", "-n"][..], &["-L", "-n", "--stats"][..]] {
+        println!("\n== ipvsadm {} (LVS_SOCKET={}) ==", args.join(" "), lvsd.socket().display());
+        match lvsd.ipvsadm(args) {
+            Ok(o) if o.success() => print!("{}", indent(&o.stdout_str())),
+            Ok(o) => {
+                ok = false;
+                println!("  ipvsadm failed ({}):\n{}", o.status, indent(&o.stderr_str()));
+            }
+            Err(e) => {
+                ok = false;
+                println!("  ipvsadm: {e:#}");
+            }
         }
     }
 

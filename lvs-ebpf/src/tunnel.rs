@@ -1,0 +1,134 @@
+//! IP-in-IP tunnelling (`-i`, `--tun-type ipip`), IPv4 in IPv4, as IPVS's `ip_vs_tunnel_xmit`:
+//! - outer source: the source address of the director's route towards the real server
+//!   (`bpf_fib_lookup` with `BPF_FIB_LOOKUP_SRC`, the address IPVS's route lookup picks);
+//! - outer destination: the real server; protocol 4; no options;
+//! - TOS copied from the inner header; DF copied from the inner header;
+//! - TTL: the inner TTL after its decrement (IPVS decrements the inner TTL, then copies it);
+//! - ID: zero when DF is set (as Linux's `ip_select_ident` for packets without a socket),
+//!   the inner packet's ID otherwise (unique enough for the outer fragments' reassembly);
+//! - PMTU: a packet with DF that would exceed the route's MTU once encapsulated is answered
+//!   with ICMP fragmentation needed carrying MTU - 20, and not forwarded; one without DF is
+//!   encapsulated and handed to the kernel, which fragments the outer packet.
+
+use aya_ebpf::{helpers::bpf_xdp_adjust_head, programs::XdpContext};
+use lvs_common::{
+    counters::Counter,
+    csum::fold,
+    fwd::{IPIP_OVERHEAD, IPPROTO_IPIP},
+};
+use network_types::eth::EthHdr;
+
+use crate::{
+    forward::{
+        decrement_ttl, lookup, redirect, FibParams, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH,
+        BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_SRC,
+    },
+    icmp,
+    parse::{ptr_at, Packet},
+};
+
+const IP_DF: u16 = 0x4000;
+
+/// Encapsulates the client's packet towards real server `rip` (network order) and forwards it.
+#[inline(always)]
+pub fn encapsulate(ctx: &XdpContext, pkt: &Packet, rip: u32) -> Counter {
+    let ip = pkt.ip;
+    let (tot_len, tos, ttl, frags, id) = unsafe {
+        (
+            u16::from_be_bytes((*ip).tot_len),
+            (*ip).tos,
+            (*ip).ttl,
+            u16::from_be_bytes((*ip).frags),
+            (*ip).id,
+        )
+    };
+    let df = frags & IP_DF;
+    let outer_len = tot_len.saturating_add(IPIP_OVERHEAD);
+    let Some((mut rc, mut p)) = lookup(ctx, IPPROTO_IPIP, [0; 4], outer_len, tos, 0, rip, BPF_FIB_LOOKUP_SRC) else {
+        return Counter::DropNoRoute;
+    };
+    if rc == BPF_FIB_LKUP_RET_FRAG_NEEDED {
+        // `tot_len` now holds the route's MTU.
+        if df != 0 {
+            return icmp::frag_needed(ctx, pkt, p.tot_len.saturating_sub(IPIP_OVERHEAD));
+        }
+        // No DF: the kernel may fragment the outer packet. Look the route up again without
+        // the MTU check for its source address and next hop.
+        let Some((rc2, p2)) = lookup(ctx, IPPROTO_IPIP, [0; 4], 0, tos, 0, rip, BPF_FIB_LOOKUP_SRC) else {
+            return Counter::DropNoRoute;
+        };
+        (rc, p) = (if rc2 == BPF_FIB_LKUP_RET_SUCCESS { BPF_FIB_LKUP_RET_NO_NEIGH } else { rc2 }, p2);
+    }
+    let to_kernel = match rc {
+        BPF_FIB_LKUP_RET_SUCCESS => false,
+        // The encapsulated packet is addressed to the real server, so the kernel can forward
+        // it (and resolve the neighbour) as it would any other.
+        BPF_FIB_LKUP_RET_NO_NEIGH => true,
+        _ => return Counter::DropNoRoute,
+    };
+    if ttl <= 1 {
+        return Counter::DropTtlExceeded;
+    }
+    decrement_ttl(pkt, ttl);
+    let (orig_dst, orig_src) = unsafe { ((*pkt.eth).dst_addr, (*pkt.eth).src_addr) };
+    if push_header(ctx, p, tos, outer_len, if df != 0 { [0, 0] } else { id }, df, ttl - 1, rip).is_none() {
+        return Counter::DropNoRoute;
+    }
+    // Every pointer into the frame is derived again after `adjust_head`.
+    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else { return Counter::DropNoRoute };
+    if to_kernel {
+        // The stack only takes frames addressed to our own MAC: keep the received ones.
+        unsafe {
+            (*eth).dst_addr = orig_dst;
+            (*eth).src_addr = orig_src;
+        }
+        return Counter::PassFibFallback;
+    }
+    let outer = Packet { eth, ..*pkt };
+    redirect(&outer, p)
+}
+
+/// Prepends the outer IPv4 header (and a fresh Ethernet header in front of it).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn push_header(
+    ctx: &XdpContext,
+    p: &FibParams,
+    tos: u8,
+    outer_len: u16,
+    id: [u8; 2],
+    df: u16,
+    ttl: u8,
+    rip: u32,
+) -> Option<()> {
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(IPIP_OVERHEAD as i32)) } != 0 {
+        return None;
+    }
+    let eth: *mut EthHdr = ptr_at(ctx, 0)?;
+    let outer: *mut [u8; 20] = ptr_at(ctx, EthHdr::LEN)?;
+    let mut h = [0u8; 20];
+    h[0] = 0x45;
+    h[1] = tos;
+    h[2..4].copy_from_slice(&outer_len.to_be_bytes());
+    h[4] = id[0];
+    h[5] = id[1];
+    h[6..8].copy_from_slice(&df.to_be_bytes());
+    h[8] = ttl;
+    h[9] = IPPROTO_IPIP;
+    h[12..16].copy_from_slice(&p.src[0].to_ne_bytes());
+    h[16..20].copy_from_slice(&rip.to_ne_bytes());
+    let mut sum = 0u32;
+    let mut i = 0;
+    while i < 20 {
+        sum += u16::from_ne_bytes([h[i], h[i + 1]]) as u32;
+        i += 2;
+    }
+    let c = (!fold(sum)).to_ne_bytes();
+    h[10] = c[0];
+    h[11] = c[1];
+    unsafe {
+        *outer = h;
+        (*eth).ether_type = 0x0800u16.to_be();
+    }
+    Some(())
+}

@@ -1,0 +1,157 @@
+//! Resolving the link-layer addresses of direct-routing next hops.
+//!
+//! XDP cannot ask the kernel to resolve a neighbour, and a DR packet cannot be handed to the
+//! stack instead (it is addressed to the director's own VIP). So lvsd asks the kernel itself,
+//! with an `RTM_NEWNEIGH` carrying `NTF_USE` (what `ip neigh replace ADDR dev DEV nud none
+//! use` sends): the kernel creates the entry if needed and starts resolving it, without
+//! fixing any state. It does so
+//! - when a DR or TUN real server is written to the dataplane, for the on-link interfaces
+//!   whose subnet holds its address (so the first packet already finds the neighbour), and
+//! - for every next hop the dataplane reports in `NEIGH_MISS` (a packet was dropped), polled
+//!   every 20 ms: neighbours that failed or were forgotten since.
+
+use std::{
+    net::Ipv4Addr,
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread,
+    time::Duration,
+};
+
+use aya::maps::{HashMap, Map, MapData};
+use lvs_common::{fwd::NeighKey, map_names, AF_INET};
+use tracing::{debug, warn};
+
+const RTM_NEWNEIGH: u16 = 28;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_ACK: u16 = 0x4;
+const NLM_F_REPLACE: u16 = 0x100;
+const NLM_F_EXCL: u16 = 0x200;
+const NLM_F_CREATE: u16 = 0x400;
+const NTF_USE: u8 = 0x1;
+const NDA_DST: u16 = 1;
+
+/// Asks the kernel to resolve `addr` on interface `ifindex`. Errors are the kernel's.
+///
+/// The kernel first sets an existing entry to the request's state (NUD_NONE) and only then
+/// starts resolving, so a valid entry (even a permanent one) would be thrown away: without
+/// `replace` only a missing entry is created (`NLM_F_EXCL`; an existing one is left alone and
+/// `EEXIST` is not an error). `replace` is for next hops the dataplane found not valid.
+pub fn kick(ifindex: u32, addr: Ipv4Addr, replace: bool) -> std::io::Result<()> {
+    let mode = if replace { NLM_F_REPLACE } else { NLM_F_EXCL };
+    // nlmsghdr (16) + ndmsg (12) + NDA_DST attribute (4 + 4).
+    let mut msg = [0u8; 36];
+    msg[0..4].copy_from_slice(&36u32.to_ne_bytes());
+    msg[4..6].copy_from_slice(&RTM_NEWNEIGH.to_ne_bytes());
+    msg[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | mode).to_ne_bytes());
+    msg[8..12].copy_from_slice(&1u32.to_ne_bytes()); // sequence
+    msg[16] = libc::AF_INET as u8; // ndm_family
+    msg[20..24].copy_from_slice(&(ifindex as i32).to_ne_bytes());
+    // ndm_state NUD_NONE (0): NTF_USE leaves the state to the resolution it starts.
+    msg[26] = NTF_USE;
+    msg[28..30].copy_from_slice(&8u16.to_ne_bytes());
+    msg[30..32].copy_from_slice(&NDA_DST.to_ne_bytes());
+    msg[32..36].copy_from_slice(&addr.octets());
+    // SAFETY: plain socket calls on buffers of the given sizes; the fd is closed below.
+    unsafe {
+        let fd = libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let result = (|| {
+            if libc::send(fd, msg.as_ptr().cast(), msg.len(), 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The ACK: an NLMSG_ERROR whose error field (after the 16-byte header) is 0 or -errno.
+            let mut buf = [0u8; 256];
+            let n = libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
+            if n < 20 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let errno = i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]);
+            if errno < 0 && (errno != -libc::EEXIST || replace) {
+                return Err(std::io::Error::from_raw_os_error(-errno));
+            }
+            Ok(())
+        })();
+        libc::close(fd);
+        result
+    }
+}
+
+/// The interfaces (index) with an IPv4 subnet (shorter than /32) holding `addr`.
+pub fn onlink_interfaces(addr: Ipv4Addr) -> Vec<u32> {
+    let mut out = Vec::new();
+    // SAFETY: getifaddrs' list is walked read-only and freed once.
+    unsafe {
+        let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
+        if libc::getifaddrs(&mut ifap) != 0 {
+            return out;
+        }
+        let mut p = ifap;
+        while !p.is_null() {
+            let ifa = &*p;
+            p = ifa.ifa_next;
+            if ifa.ifa_addr.is_null() || ifa.ifa_netmask.is_null() {
+                continue;
+            }
+            if (*ifa.ifa_addr).sa_family as i32 != libc::AF_INET {
+                continue;
+            }
+            let a = u32::from_be((*(ifa.ifa_addr as *const libc::sockaddr_in)).sin_addr.s_addr);
+            let m = u32::from_be((*(ifa.ifa_netmask as *const libc::sockaddr_in)).sin_addr.s_addr);
+            if m == u32::MAX || a & m != u32::from(addr) & m {
+                continue;
+            }
+            let idx = libc::if_nametoindex(ifa.ifa_name);
+            if idx != 0 && !out.contains(&idx) {
+                out.push(idx);
+            }
+        }
+        libc::freeifaddrs(ifap);
+    }
+    out
+}
+
+/// Starts resolving a DR/TUN real server's address on every interface it is on-link with.
+pub fn resolve_real_server(addr: Ipv4Addr) {
+    for idx in onlink_interfaces(addr) {
+        if let Err(e) = kick(idx, addr, false) {
+            warn!(%addr, ifindex = idx, "cannot ask the kernel to resolve the real server: {e}");
+        }
+    }
+}
+
+/// The same for a real server just written to the dataplane, if it is DR or TUN (NAT packets
+/// are handed to the kernel while their neighbour is unresolved).
+pub fn resolve_dest(d: &crate::model::DestSpec) {
+    if let (std::net::IpAddr::V4(a), crate::model::Forward::Route | crate::model::Forward::Tunnel) = (d.addr, d.forward) {
+        resolve_real_server(a);
+    }
+}
+
+/// Starts the thread that serves `NEIGH_MISS`; it stops when `stop` is set.
+pub fn spawn(maps_dir: PathBuf, stop: Arc<AtomicBool>) -> anyhow::Result<thread::JoinHandle<()>> {
+    let data = MapData::from_pin(maps_dir.join(map_names::NEIGH_MISS))?;
+    let mut misses: HashMap<MapData, NeighKey, u32> = HashMap::try_from(Map::LruHashMap(data))?;
+    Ok(thread::Builder::new().name("lvs-neigh".into()).spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            let keys: Vec<NeighKey> = misses.keys().filter_map(Result::ok).collect();
+            for k in keys {
+                let _ = misses.remove(&k);
+                if k.family != AF_INET {
+                    continue;
+                }
+                let addr = Ipv4Addr::from(u32::from_be(k.addr[0]));
+                debug!(%addr, ifindex = k.ifindex, "resolving a next hop the dataplane missed");
+                if let Err(e) = kick(k.ifindex, addr, true) {
+                    warn!(%addr, ifindex = k.ifindex, "cannot ask the kernel to resolve a next hop: {e}");
+                }
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    })?)
+}

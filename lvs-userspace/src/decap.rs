@@ -1,0 +1,232 @@
+//! `lvsd decap`: the IP-in-IP decapsulation program on a real server (TC ingress).
+//!
+//! For TUN (`-i`) real servers on hosts without the ipip module. Per interface, under
+//! `PIN_DIR/<interface>/`: `link` (the TCX attachment, pinned so it outlives the command),
+//! `addrs` (the outer destination addresses decapsulated) and `stats` (counters). Running it
+//! again on an attached interface only replaces the addresses; `--detach` removes it all.
+
+use std::{
+    fs,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{bail, Context};
+use aya::{
+    maps::{HashMap, Map, MapData, PerCpuArray},
+    programs::{links::FdLink, SchedClassifier, TcAttachType},
+    EbpfLoader,
+};
+use lvs_common::{fwd::decap_counter, DECAP_PROGRAM};
+
+/// The compiled decapsulation object (empty when built with `AYA_BUILD_SKIP=1`).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/decap"));
+
+/// Default pin directory of `lvsd decap`.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/lvs-decap";
+
+/// What `lvsd decap` was asked to do.
+pub struct DecapOptions {
+    pub interface: String,
+    pub pin_dir: PathBuf,
+    /// Extra outer addresses to accept besides the interface's own IPv4 addresses.
+    pub addresses: Vec<Ipv4Addr>,
+    pub detach: bool,
+    pub counters: bool,
+}
+
+fn iface_dir(o: &DecapOptions) -> PathBuf {
+    o.pin_dir.join(&o.interface)
+}
+
+/// Runs the subcommand; prints one line saying what it did.
+pub fn run(o: &DecapOptions) -> anyhow::Result<()> {
+    let ifindex = interface_index(&o.interface)?;
+    let dir = iface_dir(o);
+    if o.counters {
+        return print_counters(&dir, &o.interface);
+    }
+    if o.detach {
+        if !dir.join("link").exists() {
+            bail!("no decapsulation program attached to {} (nothing under {})", o.interface, dir.display());
+        }
+        // Detach first, synchronously: dropping the last reference to the link (its pin) would
+        // detach it too, but only once the kernel gets round to freeing it.
+        link_detach(&dir.join("link")).context("cannot detach the pinned link")?;
+        for f in ["link", "addrs", "stats"] {
+            let p = dir.join(f);
+            if p.exists() {
+                fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
+            }
+        }
+        let _ = fs::remove_dir(&dir);
+        println!("decapsulation detached from {}", o.interface);
+        return Ok(());
+    }
+    let mut addrs = interface_addresses(&o.interface);
+    for a in &o.addresses {
+        if !addrs.contains(a) {
+            addrs.push(*a);
+        }
+    }
+    if addrs.is_empty() {
+        bail!("{} has no IPv4 address and no --address was given: nothing to decapsulate for", o.interface);
+    }
+    if dir.join("link").exists() {
+        let mut m = open_addrs(&dir)?;
+        let old: Vec<u32> = m.keys().filter_map(Result::ok).collect();
+        for k in old {
+            let _ = m.remove(&k);
+        }
+        fill(&mut m, &addrs)?;
+        println!("decapsulation already attached to {}; addresses now {}", o.interface, list(&addrs));
+        return Ok(());
+    }
+    attach(o, ifindex, &dir, &addrs)?;
+    println!("decapsulation attached to {} (ingress) for {}", o.interface, list(&addrs));
+    Ok(())
+}
+
+fn list(a: &[Ipv4Addr]) -> String {
+    a.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+fn attach(o: &DecapOptions, _ifindex: u32, dir: &Path, addrs: &[Ipv4Addr]) -> anyhow::Result<()> {
+    if OBJECT.is_empty() {
+        bail!("this lvsd was built without its eBPF objects (AYA_BUILD_SKIP)");
+    }
+    fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create {} (is bpffs mounted on /sys/fs/bpf?)", dir.display()))?;
+    let result = (|| {
+        let mut ebpf = EbpfLoader::new().load(OBJECT).context("cannot load the decapsulation object")?;
+        {
+            let m = ebpf.map_mut("DECAP_ADDRS").context("object has no DECAP_ADDRS")?;
+            if let Map::HashMap(d) = &*m {
+                d.pin(dir.join("addrs"))?;
+            }
+            let mut m: HashMap<&mut MapData, u32, u32> = HashMap::try_from(m)?;
+            for a in addrs {
+                m.insert(u32::from(*a).to_be(), 1, 0)?;
+            }
+        }
+        if let Some(Map::PerCpuArray(m)) = ebpf.map_mut("DECAP_STATS") {
+            m.pin(dir.join("stats"))?;
+        }
+        let prog: &mut SchedClassifier =
+            ebpf.program_mut(DECAP_PROGRAM).context("object has no decapsulation program")?.try_into()?;
+        prog.load().context("the kernel refused the decapsulation program")?;
+        let id = prog
+            .attach(&o.interface, TcAttachType::Ingress)
+            .with_context(|| format!("cannot attach to {} ingress", o.interface))?;
+        let link: FdLink = prog.take_link(id)?.try_into().context("this kernel has no TCX links (6.6 or later needed)")?;
+        link.pin(dir.join("link")).context("cannot pin the link")?;
+        anyhow::Ok(())
+    })();
+    if result.is_err() {
+        // Leave nothing behind.
+        for f in ["link", "addrs", "stats"] {
+            let _ = fs::remove_file(dir.join(f));
+        }
+        let _ = fs::remove_dir(dir);
+    }
+    result
+}
+
+/// `BPF_OBJ_GET` on the pinned link, then `BPF_LINK_DETACH`: the program is off the
+/// interface when this returns.
+fn link_detach(pin: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    const BPF_OBJ_GET: libc::c_long = 7;
+    const BPF_LINK_DETACH: libc::c_long = 34;
+    let path = std::ffi::CString::new(pin.as_os_str().as_bytes())?;
+    // bpf_attr for BPF_OBJ_GET: pathname (u64), bpf_fd (u32), file_flags (u32), path_fd (s32).
+    let mut attr = [0u64; 3];
+    attr[0] = path.as_ptr() as u64;
+    // SAFETY: the attr holds a pointer to a NUL-terminated path that outlives the call.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_GET, attr.as_ptr(), 24u32) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let fd = fd as i32;
+    // bpf_attr for BPF_LINK_DETACH: link_fd (u32).
+    let mut d = [0u64; 1];
+    d[0] = fd as u32 as u64;
+    // SAFETY: a plain attr with the link's fd; the fd is closed right after.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, BPF_LINK_DETACH, d.as_ptr(), 8u32) };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: our own fd from BPF_OBJ_GET.
+    unsafe { libc::close(fd) };
+    if r < 0 {
+        return Err(err);
+    }
+    Ok(())
+}
+
+fn open_addrs(dir: &Path) -> anyhow::Result<HashMap<MapData, u32, u32>> {
+    let data = MapData::from_pin(dir.join("addrs")).context("cannot open the pinned address map")?;
+    Ok(HashMap::try_from(Map::HashMap(data))?)
+}
+
+fn fill(m: &mut HashMap<MapData, u32, u32>, addrs: &[Ipv4Addr]) -> anyhow::Result<()> {
+    for a in addrs {
+        m.insert(u32::from(*a).to_be(), 1, 0)?;
+    }
+    Ok(())
+}
+
+/// The decapsulation counters of an interface, summed over CPUs.
+pub fn counters(dir: &Path) -> anyhow::Result<Vec<(&'static str, u64)>> {
+    let data = MapData::from_pin(dir.join("stats")).with_context(|| format!("nothing attached ({} missing)", dir.display()))?;
+    let m: PerCpuArray<MapData, u64> = PerCpuArray::try_from(Map::PerCpuArray(data))?;
+    let mut out = Vec::new();
+    for (i, name) in decap_counter::NAMES.iter().enumerate() {
+        let v = m.get(&(i as u32), 0)?;
+        out.push((*name, v.iter().sum()));
+    }
+    Ok(out)
+}
+
+fn print_counters(dir: &Path, iface: &str) -> anyhow::Result<()> {
+    let c = counters(dir).with_context(|| format!("no decapsulation program on {iface}"))?;
+    for (n, v) in c {
+        println!("{n} {v}");
+    }
+    Ok(())
+}
+
+fn interface_index(name: &str) -> anyhow::Result<u32> {
+    let c = std::ffi::CString::new(name).map_err(|_| anyhow::anyhow!("--interface {name:?}: not an interface name"))?;
+    // SAFETY: a NUL-terminated name.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if idx == 0 {
+        bail!("--interface {name}: no such interface");
+    }
+    Ok(idx)
+}
+
+/// The IPv4 addresses of one interface.
+fn interface_addresses(name: &str) -> Vec<Ipv4Addr> {
+    let mut out = Vec::new();
+    // SAFETY: getifaddrs' list is walked read-only and freed once.
+    unsafe {
+        let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
+        if libc::getifaddrs(&mut ifap) != 0 {
+            return out;
+        }
+        let mut p = ifap;
+        while !p.is_null() {
+            let ifa = &*p;
+            p = ifa.ifa_next;
+            if ifa.ifa_addr.is_null() || (*ifa.ifa_addr).sa_family as i32 != libc::AF_INET {
+                continue;
+            }
+            if std::ffi::CStr::from_ptr(ifa.ifa_name).to_bytes() != name.as_bytes() {
+                continue;
+            }
+            let a = (*(ifa.ifa_addr as *const libc::sockaddr_in)).sin_addr.s_addr;
+            out.push(Ipv4Addr::from(u32::from_be(a)));
+        }
+        libc::freeifaddrs(ifap);
+    }
+    out
+}
