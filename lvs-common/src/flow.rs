@@ -51,6 +51,8 @@ pub mod conn_flags {
     /// IPVS clears `IP_VS_CONN_F_NOOUTPUT` then, and its client packets use the INPUT table
     /// from then on, not INPUT_ONLY.
     pub const SEEN_OUTPUT: u16 = 0x10;
+    /// Installed by a sync backup from a master's message (IPVS's `IP_VS_CONN_F_SYNC`).
+    pub const SYNCED: u16 = 0x20;
 }
 
 /// One tracked connection (value of `CONNS`). 72 bytes, no hidden padding.

@@ -8,7 +8,7 @@
 /// Capacity of `SERVICES`, `SCHED_STATE` and `SVC_INDEX`.
 pub const MAX_SERVICES: u32 = 16384;
 /// Capacity of `DESTS`.
-pub const MAX_DESTS: u32 = 65536;
+pub const MAX_DESTS: u32 = 131072;
 /// Real servers per service the dataplane can hold. Also bounds the scheduler loop, which the
 /// verifier must see as finite.
 pub const MAX_DESTS_PER_SVC: usize = 256;

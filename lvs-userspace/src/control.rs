@@ -68,6 +68,48 @@ pub enum Request {
         #[serde(default)]
         path: Option<PathBuf>,
     },
+    /// `--start-daemon master|backup`: start a connection synchronisation thread.
+    StartDaemon(SyncDaemon),
+    /// `--stop-daemon master|backup`.
+    StopDaemon(SyncRole),
+    /// `-L --daemon`: the running sync daemons, master first.
+    GetDaemons,
+}
+
+/// Which side of connection synchronisation a daemon is (`IP_VS_STATE_MASTER`/`_BACKUP`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncRole {
+    Master,
+    Backup,
+}
+
+impl SyncRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncRole::Master => "master",
+            SyncRole::Backup => "backup",
+        }
+    }
+}
+
+/// A sync daemon's parameters. In a request, 0 and `None` ask for the kernel's defaults; in
+/// `-L --daemon`'s answer every field holds what the daemon runs with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncDaemon {
+    pub role: SyncRole,
+    /// Interface the multicast goes out of / is joined on (`--mcast-interface`).
+    pub mcast_ifn: String,
+    /// 0..255; a backup with 0 accepts every master's messages.
+    pub syncid: u8,
+    /// Largest message (UDP payload) in bytes; 0: from the MTU.
+    pub sync_maxlen: u16,
+    /// Multicast group; `None`: 224.0.0.81.
+    pub mcast_group: Option<std::net::IpAddr>,
+    /// 0: 8848.
+    pub mcast_port: u16,
+    /// 0: 1.
+    pub mcast_ttl: u8,
 }
 
 /// Errors as IPVS reports them (the errno values of the kernel's setsockopt/netlink replies).
@@ -92,6 +134,8 @@ pub enum Errno {
     OpNotSupp,
     /// EAFNOSUPPORT
     AfNoSupport,
+    /// ENODEV: no such interface (`--mcast-interface`).
+    NoDev,
     /// Kernel IPVS would accept the request but this lvsd does not implement it yet. Not an
     /// IPVS errno: clients print the detail instead of imitating a kernel message.
     NotImplemented,
@@ -110,6 +154,7 @@ impl Errno {
             Errno::Range => libc::ERANGE,
             Errno::OpNotSupp => libc::EOPNOTSUPP,
             Errno::AfNoSupport => libc::EAFNOSUPPORT,
+            Errno::NoDev => libc::ENODEV,
             Errno::NotImplemented => libc::EOPNOTSUPP,
         }
     }
@@ -170,6 +215,8 @@ pub enum Response {
     Conns(Vec<ConnStatus>),
     /// A reload's changes, each as the ipvsadm rule that makes it (`daemon::plan`).
     Changes(Vec<String>),
+    /// The running sync daemons, master first.
+    Daemons(Vec<SyncDaemon>),
 }
 
 /// A blocking client connection to lvsd.

@@ -8,4 +8,5 @@ pub mod daemon;
 pub mod decap;
 pub mod ipvsadm;
 pub mod model;
+pub mod sysbench;
 pub mod testkit;

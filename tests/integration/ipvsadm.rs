@@ -229,3 +229,70 @@ fn set_timeouts_and_list_connections() {
     .unwrap();
     drop(tcp);
 }
+
+/// `ipvsadm -R < FILE` with FILE on stdin; returns (exit code, stdout, stderr).
+fn restore(lvsd: &Lvsd, file: &str) -> (Option<i32>, String, String) {
+    use std::io::Write;
+    let mut c = lvsd.ipvsadm_command();
+    c.arg("-R").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(file.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// A save file as ipvsadm 1.31 writes it (`-S -n`: sorted, spec §4.5), with every option kind
+/// lvsd runs: TCP, UDP and fwmark services, persistence with and without a mask, a port-zero
+/// service, scheduler flags, one-packet scheduling, and each forwarding method with weights
+/// (thresholds are not saved by ipvsadm).
+const SAVE_FILE: &str = "\
+-A -t 203.0.113.10:80 -s wlc -p 360 -M 255.255.255.0
+-a -t 203.0.113.10:80 -r 192.0.2.11:80 -g -w 1
+-a -t 203.0.113.10:80 -r 192.0.2.12:8080 -m -w 2
+-a -t 203.0.113.10:80 -r 198.51.100.30:80 -i -w 0 --tun-type ipip
+-A -t 203.0.113.11:443 -s mh -b mh-fallback,mh-port
+-a -t 203.0.113.11:443 -r 192.0.2.13:443 -m -w 1
+-A -t 203.0.113.12:0 -s rr -p 120
+-a -t 203.0.113.12:0 -r 192.0.2.11:0 -m -w 1
+-A -u 203.0.113.10:53 -s sh -b sh-fallback,sh-port
+-a -u 203.0.113.10:53 -r 192.0.2.13:53 -m -w 3
+-A -u 203.0.113.11:5353 -s rr -o
+-A -f 7 -s rr
+-a -f 7 -r 192.0.2.14:0 -i -w 0 --tun-type ipip
+-A -f 8 -s wrr -p 60
+-a -f 8 -r 192.0.2.15:0 -g -w 5
+";
+
+#[test]
+fn a_save_file_restores_and_saves_back_identically() {
+    if !require_root() {
+        return;
+    }
+    let topo = Topology::builder().real_servers(2).build().unwrap();
+    let tmp = TempDir::new("restore").unwrap();
+    let lvsd = bare_lvsd(&topo, &tmp);
+
+    let (code, out, err) = restore(&lvsd, SAVE_FILE);
+    assert_eq!((code, out.as_str(), err.as_str()), (Some(0), "", ""));
+    assert_eq!(lvsd.ipvsadm_ok(&["-S", "-n"]).unwrap(), SAVE_FILE);
+
+    // ipvsadm-save | ipvsadm -C; ipvsadm -R: the same state again.
+    let saved = lvsd.ipvsadm_ok(&["-S", "-n"]).unwrap();
+    lvsd.ipvsadm_ok(&["-C"]).unwrap();
+    assert_eq!(lvsd.ipvsadm_ok(&["-S", "-n"]).unwrap(), "");
+    assert_eq!(restore(&lvsd, &saved).0, Some(0));
+    assert_eq!(lvsd.ipvsadm_ok(&["-S", "-n"]).unwrap(), SAVE_FILE);
+
+    // ipvsadm's line rules: tokens split on spaces, tabs and CR, a token `ipvsadm` dropped.
+    lvsd.ipvsadm_ok(&["-C"]).unwrap();
+    let typed: String = SAVE_FILE.lines().map(|l| format!("ipvsadm\t{}\r\n", l.replace(' ', "  "))).collect();
+    assert_eq!(restore(&lvsd, &typed).0, Some(0));
+    assert_eq!(lvsd.ipvsadm_ok(&["-S", "-n"]).unwrap(), SAVE_FILE);
+
+    // A kernel-side error prints its message and the restore goes on; the exit code is the
+    // last line's.
+    lvsd.ipvsadm_ok(&["-C"]).unwrap();
+    let (code, _, err) = restore(&lvsd, "-A -t 203.0.113.10:80 -s rr\n-A -t 203.0.113.10:80 -s rr\n-A -t 203.0.113.20:80 -s rr\n");
+    assert_eq!((code, err.as_str()), (Some(0), "Service already exists\n"));
+    assert_eq!(lvsd.ipvsadm_ok(&["-S", "-n"]).unwrap(), "-A -t 203.0.113.10:80 -s rr\n-A -t 203.0.113.20:80 -s rr\n");
+}

@@ -13,5 +13,6 @@ mod persistence;
 mod reload;
 mod sched;
 mod stats;
+mod sync;
 mod fwmark;
 mod ipv6;

@@ -2,7 +2,7 @@
 //! the XDP dataplane on the director.
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::BufReader,
     net::TcpStream,
     time::Duration,
 };
@@ -37,19 +37,7 @@ fn restart_on(topo: &Topology, first: &Lvsd, cfg: &std::path::Path, tag: &str) -
 /// Runs lvsd in the director namespace on `cfg` with its own pin dir, expecting it to refuse
 /// to start; returns its output and whether it left anything in `pin_dir`.
 fn lvsd_refusing(topo: &Topology, tmp: &TempDir, cfg: &std::path::Path, tag: &str) -> (CmdOutput, bool) {
-    let pin_dir = format!("/sys/fs/bpf/lvs-{}-{tag}", std::process::id());
-    let out = topo
-        .director
-        .output_timeout(
-            lvs_bin("lvsd").to_str().unwrap(),
-            ["--config", cfg.to_str().unwrap(), "--pin-dir", &pin_dir, "--socket", tmp.join("s").to_str().unwrap()],
-            Duration::from_secs(20),
-        )
-        .unwrap();
-    let pins_left = std::path::Path::new(&pin_dir).exists();
-    let _ = std::fs::remove_dir_all(&pin_dir);
-    assert!(!out.success(), "lvsd accepted {}", cfg.display());
-    (out, pins_left)
+    Lvsd::refusing(&topo.director, cfg, tmp, tag).unwrap()
 }
 
 /// The rs name in the body of `GET /` (the servers answer with their name).

@@ -409,18 +409,7 @@ fn busy_metrics_address_is_refused_before_anything_is_attached() {
     // Something already listens on the metrics port in the director's namespace.
     let _taken = topo.director.enter(|| std::net::TcpListener::bind("127.0.0.1:9117")).unwrap().unwrap();
     let cfg = tmp.write("lvs.yaml", config()).unwrap();
-    let pin_dir = format!("/sys/fs/bpf/lvs-{}-metrics-busy", std::process::id());
-    let out = topo
-        .director
-        .output_timeout(
-            lvs_bin("lvsd").to_str().unwrap(),
-            ["--config", cfg.to_str().unwrap(), "--pin-dir", &pin_dir, "--socket", tmp.join("s").to_str().unwrap()],
-            Duration::from_secs(20),
-        )
-        .unwrap();
-    let pins_left = std::path::Path::new(&pin_dir).exists();
-    let _ = std::fs::remove_dir_all(&pin_dir);
-    assert!(!out.success(), "lvsd started with its metrics port taken");
+    let (out, pins_left) = Lvsd::refusing(&topo.director, &cfg, &tmp, "metrics-busy").unwrap();
     assert!(
         out.stderr_str().contains("cannot serve metrics on 127.0.0.1:9117 (metrics_address)"),
         "{}",

@@ -234,6 +234,32 @@ impl Lvsd {
         Ok(l)
     }
 
+    /// Runs lvsd in `ns` on `config` with a pin dir of its own (`tag` names it) and a socket in
+    /// `dir`, expecting it to refuse to start: returns its output, and whether it left anything
+    /// in the pin dir (which is removed either way).
+    pub fn refusing(ns: &Netns, config: &Path, dir: &TempDir, tag: &str) -> Result<(CmdOutput, bool)> {
+        let pin_dir = PathBuf::from("/sys/fs/bpf").join(unique_name(tag));
+        let socket = dir.join(&format!("{tag}.sock"));
+        let out = ns.output_timeout(
+            lvs_bin("lvsd").to_str().expect("utf-8 path"),
+            [
+                "--config",
+                config.to_str().expect("utf-8 path"),
+                "--pin-dir",
+                pin_dir.to_str().expect("utf-8 path"),
+                "--socket",
+                socket.to_str().expect("utf-8 path"),
+            ],
+            Duration::from_secs(20),
+        )?;
+        let pins_left = pin_dir.exists();
+        let _ = std::fs::remove_dir_all(&pin_dir);
+        if out.success() {
+            bail!("lvsd accepted {}", config.display());
+        }
+        Ok((out, pins_left))
+    }
+
     pub fn pid(&self) -> u32 {
         self.process.pid()
     }

@@ -22,6 +22,13 @@ const APT_PACKAGES: &[&str] = &[
     "gcc", // linker for cargo install bpf-linker
     "libc6-dev",
     "prometheus", // promtool and a real server scraping lvsd's /metrics in the tests
+    // `cargo xtask bench --only e2e`: HTTP load, the HAProxy baseline, the real server, and
+    // small-packet load (trafgen). Where a service manager runs, Debian starts nginx and
+    // haproxy on install; the benchmark runs its own copies in namespaces either way.
+    "wrk",
+    "haproxy",
+    "nginx",
+    "netsniff-ng",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const DEFAULT_TEST_THREADS: &str = "2";
@@ -35,7 +42,7 @@ fn usage() -> ! {
          binaries, e.g. a name filter; LVS_TEST_THREADS overrides --test-threads={DEFAULT_TEST_THREADS})\n  \
          demo           setup, build, run the demo director in network namespaces\n  \
          bench [ARGS]   setup, build, run the benchmarks as root; results in target/bench/\n                 \
-         (ARGS go to lvs-bench, e.g. --case new_rr_8)\n  \
+         (--only per-packet|e2e|scale, repeatable; other ARGS go to lvs-bench, e.g. --case new_rr_8)\n  \
          oracle ...     the kernel-IPVS oracle VM (`cargo xtask oracle help`)"
     );
     std::process::exit(2)

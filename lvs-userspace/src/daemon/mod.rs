@@ -8,6 +8,7 @@ pub mod plan;
 pub mod reclaim;
 pub mod server;
 pub mod state;
+pub mod sync;
 pub mod tables;
 pub mod timeouts;
 pub mod xdp_mode;
@@ -70,6 +71,8 @@ pub struct Daemon {
     metrics_address: std::net::SocketAddr,
     /// Counters and state for the health metrics.
     pub health: metrics::Health,
+    /// The connection sync threads (`--start-daemon`).
+    pub sync: sync::Daemons,
 }
 
 impl Daemon {
@@ -117,6 +120,9 @@ impl Daemon {
             }
             Request::ListConns => return Response::Conns(connlist::list(t)),
             Request::Zero(k) => self.vs.zero(t, k.as_ref()),
+            Request::StartDaemon(c) => self.sync.start(c),
+            Request::StopDaemon(role) => self.sync.stop(role),
+            Request::GetDaemons => return Response::Daemons(self.sync.list()),
             Request::Reload { dry_run, path } => {
                 let r = if dry_run { self.plan_reload(path.as_deref()) } else { self.reload() };
                 return match r {
@@ -324,6 +330,7 @@ fn start_dataplane(opts: &Options, cfg: &Config) -> anyhow::Result<(Dataplane, A
             last_reload_ok: true,
             ..Default::default()
         },
+        sync: sync::Daemons::new(pins.maps()),
     }));
     Ok((dp, daemon))
 }
@@ -355,6 +362,7 @@ fn serve(
         anyhow::Ok(())
     });
     let _ = std::fs::remove_file(&opts.socket);
+    daemon.lock().expect("daemon lock").sync.stop_all();
     stop.store(true, Ordering::Relaxed);
     let _ = reclaimer.join();
     let _ = estimator.join();

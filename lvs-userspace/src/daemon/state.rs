@@ -142,6 +142,9 @@ struct Service {
 /// The daemon's view of the virtual servers; the maps are always a copy of it.
 pub struct VirtualServers {
     services: BTreeMap<u32, Service>,
+    /// Slot of each service by key: every request names its service by key, and a scan of
+    /// `services` made `ipvsadm -R` of 10 000 services quadratic.
+    by_key: std::collections::HashMap<ServiceKey, u32>,
     next_svc_slot: u32,
     next_dest_slot: u32,
     used_dest_slots: std::collections::HashSet<u32>,
@@ -156,6 +159,7 @@ impl VirtualServers {
     pub fn recover(t: &Tables) -> anyhow::Result<Self> {
         let mut vs = VirtualServers {
             services: BTreeMap::new(),
+            by_key: Default::default(),
             next_svc_slot: 0,
             next_dest_slot: 0,
             used_dest_slots: Default::default(),
@@ -188,6 +192,7 @@ impl VirtualServers {
                 dests.push(Dest { slot: ds, last_weight: spec.weight, spec });
             }
             vs.next_svc_slot = vs.next_svc_slot.max(slot + 1) % MAX_SERVICES;
+            vs.by_key.insert(spec.key, slot);
             vs.services.insert(slot, Service { slot, spec, sched_id: conf.sched, dests });
         }
         // Slots of deleted real servers that connections still count on stay reserved (the
@@ -221,7 +226,7 @@ impl VirtualServers {
     }
 
     fn find(&self, key: &ServiceKey) -> Option<u32> {
-        self.services.values().find(|s| s.spec.key == *key).map(|s| s.slot)
+        self.by_key.get(key).copied()
     }
 
     fn alloc_svc_slot(&mut self) -> Option<u32> {
@@ -350,6 +355,7 @@ impl VirtualServers {
         // Published last: the dataplane can only find a fully written service.
         t.svc_index.insert(key, slot, 0).map_err(internal)?;
         info!(service = %svc.spec.key, scheduler = %svc.spec.scheduler, "service added");
+        self.by_key.insert(svc.spec.key, slot);
         self.services.insert(slot, svc);
         self.count_port0(t)
     }
@@ -382,6 +388,7 @@ impl VirtualServers {
             return err(Errno::Srch, format!("{key} does not exist"));
         };
         let svc = self.services.remove(&slot).expect("found above");
+        self.by_key.remove(key);
         let k = tables::svc_key(key).map_err(internal)?;
         // Unpublish first so no new connection is scheduled while the rest goes away.
         let _ = t.svc_index.remove(&k);

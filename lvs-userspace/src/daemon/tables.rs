@@ -419,6 +419,24 @@ impl CounterMemory {
         }
     }
 
+    /// Counts one connection on its real server as the dataplane does for a new one (a sync
+    /// backup installing a received connection).
+    pub fn count(&self, dest_id: u32, active: bool) {
+        let Some(c) = self.slot(dest_id) else { return };
+        // SAFETY: as in `uncount`.
+        unsafe {
+            let p = if active { &raw mut (*c).active } else { &raw mut (*c).inactive };
+            AtomicU64::from_ptr(p).fetch_add(1, AtomicOrdering::Relaxed);
+        }
+    }
+
+    /// Counts one persistence template on real server `dest_id` (PersistConn).
+    pub fn count_template(&self, dest_id: u32) {
+        let Some(c) = self.slot(dest_id) else { return };
+        // SAFETY: as in `uncount`.
+        unsafe { AtomicU64::from_ptr(&raw mut (*c).persist).fetch_add(1, AtomicOrdering::Relaxed) };
+    }
+
     /// Takes one persistence template away from real server `dest_id` (PersistConn).
     pub fn uncount_template(&self, dest_id: u32) {
         let Some(c) = self.slot(dest_id) else { return };

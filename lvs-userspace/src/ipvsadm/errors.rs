@@ -87,6 +87,7 @@ fn glibc_strerror(e: Errno) -> &'static str {
         Errno::Range => "Numerical result out of range",
         Errno::OpNotSupp => "Operation not supported",
         Errno::AfNoSupport => "Address family not supported by protocol",
+        Errno::NoDev => "No such device",
         Errno::NotImplemented => "Operation not supported",
     }
 }

@@ -11,7 +11,7 @@ use super::{
     Backend, BackendError, Io,
 };
 use crate::{
-    control::{ConnStatus, Errno, Info, Request, Response, Timeouts},
+    control::{ConnStatus, Errno, Info, Request, Response, SyncDaemon, SyncRole, Timeouts},
     model::{DestSpec, Protocol, ServiceKey, ServiceSpec, ServiceStatus},
 };
 
@@ -47,6 +47,7 @@ enum Answer {
     Info(Info),
     Timeouts(Timeouts),
     Conns(Vec<ConnStatus>),
+    Daemons(Vec<SyncDaemon>),
 }
 
 impl Ctx<'_, '_> {
@@ -60,6 +61,7 @@ impl Ctx<'_, '_> {
             Ok(Response::Info(i)) => Ok(Answer::Info(i)),
             Ok(Response::Timeouts(t)) => Ok(Answer::Timeouts(t)),
             Ok(Response::Conns(c)) => Ok(Answer::Conns(c)),
+            Ok(Response::Daemons(d)) => Ok(Answer::Daemons(d)),
             Ok(other) => Err(broken(fail_code, &format!("unexpected answer from lvsd: {other:?}"))),
             Err(BackendError::Unreachable(m)) => Err(init_failure(&m)),
             Err(BackendError::Broken(m)) => Err(broken(fail_code, &m)),
@@ -151,8 +153,21 @@ pub fn execute(ctx: &mut Ctx<'_, '_>, r: &Resolved) -> Result<i32, Stop> {
             let [tcp, tcp_fin, udp] = r.timeouts;
             ctx.set(Call::SetTimeout, Request::SetTimeouts(Timeouts { tcp, tcp_fin, udp }))
         }
-        Cmd::StartDaemon => Ok(ctx.unsupported("the connection sync daemon (--start-daemon)")),
-        Cmd::StopDaemon => Ok(ctx.unsupported("the connection sync daemon (--stop-daemon)")),
+        Cmd::StartDaemon => {
+            let d = &r.daemon;
+            let req = Request::StartDaemon(SyncDaemon {
+                role: role(d.master),
+                mcast_ifn: d.mcast_ifn.clone(),
+                // The parser has checked 0..255.
+                syncid: d.syncid as u8,
+                sync_maxlen: d.sync_maxlen,
+                mcast_group: d.mcast_group,
+                mcast_port: d.mcast_port,
+                mcast_ttl: d.mcast_ttl,
+            });
+            ctx.set(Call::StartDaemon, req)
+        }
+        Cmd::StopDaemon => ctx.set(Call::StopDaemon, Request::StopDaemon(role(r.daemon.master))),
         // Handled by the caller (it needs the line reader).
         Cmd::Restore => unreachable!("restore is dispatched before execute"),
     }
@@ -226,7 +241,7 @@ fn list(ctx: &mut Ctx<'_, '_>, r: &Resolved) -> Result<i32, Stop> {
     match r.list {
         ListWhat::Connections => list_conns(ctx, &r.format)?,
         ListWhat::Timeout => list_timeouts(ctx)?,
-        ListWhat::Daemon => return Ok(ctx.unsupported("listing sync daemons (--daemon)")),
+        ListWhat::Daemon => list_daemons(ctx)?,
         ListWhat::Service => {
             let key = match service_key(&r.svc) {
                 Ok(k) => k,
@@ -319,6 +334,27 @@ fn list_conns(ctx: &mut Ctx<'_, '_>, f: &Format) -> Result<(), Stop> {
     }
     ctx.out(&text);
     Ok(())
+}
+
+fn role(master: bool) -> SyncRole {
+    if master {
+        SyncRole::Master
+    } else {
+        SyncRole::Backup
+    }
+}
+
+/// `-L --daemon`: one line per running daemon, nothing when none runs. Like `-L --timeout`,
+/// ipvsadm exits 1 without a word when the daemons cannot be read.
+fn list_daemons(ctx: &mut Ctx<'_, '_>) -> Result<(), Stop> {
+    match ctx.ask(&Request::GetDaemons, LIST_FAILED)? {
+        Answer::Daemons(ds) => {
+            let text: String = ds.iter().map(format::daemon).collect();
+            ctx.out(&text);
+            Ok(())
+        }
+        _ => Err(Stop { code: LIST_FAILED, stdout: String::new(), stderr: String::new() }),
+    }
 }
 
 /// `-S`: always sorted, no header, no title.

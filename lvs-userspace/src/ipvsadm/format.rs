@@ -582,3 +582,47 @@ pub mod tests {
         );
     }
 }
+
+/// One `-L --daemon` line (`print_daemon`): the optional fields appear when they are non-zero
+/// or set, which for a daemon lvsd runs is always (it fills in the defaults as the kernel does).
+pub fn daemon(d: &crate::control::SyncDaemon) -> String {
+    let mut s = format!("{} sync daemon (mcast={}, syncid={}", d.role.name(), d.mcast_ifn, d.syncid);
+    if d.sync_maxlen != 0 {
+        s.push_str(&format!(", maxlen={}", d.sync_maxlen));
+    }
+    if let Some(g) = d.mcast_group {
+        s.push_str(&format!(", group={g}"));
+    }
+    if d.mcast_port != 0 {
+        s.push_str(&format!(", port={}", d.mcast_port));
+    }
+    if d.mcast_ttl != 0 {
+        s.push_str(&format!(", ttl={}", d.mcast_ttl));
+    }
+    s.push_str(")\n");
+    s
+}
+
+#[cfg(test)]
+mod daemon_tests {
+    use crate::control::{SyncDaemon, SyncRole};
+
+    #[test]
+    fn daemon_line_as_ipvsadm_prints_it() {
+        let d = SyncDaemon {
+            role: SyncRole::Master,
+            mcast_ifn: "to-clients".into(),
+            syncid: 7,
+            sync_maxlen: 1472,
+            mcast_group: Some("224.0.0.81".parse().unwrap()),
+            mcast_port: 8848,
+            mcast_ttl: 1,
+        };
+        assert_eq!(
+            super::daemon(&d),
+            "master sync daemon (mcast=to-clients, syncid=7, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
+        );
+        let d = SyncDaemon { role: SyncRole::Backup, sync_maxlen: 0, mcast_group: None, mcast_port: 0, mcast_ttl: 0, ..d };
+        assert_eq!(super::daemon(&d), "backup sync daemon (mcast=to-clients, syncid=7)\n");
+    }
+}

@@ -16,6 +16,7 @@ use crate::{
 struct FakeIpvs {
     services: Vec<ServiceStatus>,
     requests: Vec<Request>,
+    daemons: Vec<crate::control::SyncDaemon>,
 }
 
 const SCHEDULERS: &[&str] =
@@ -92,6 +93,7 @@ impl Backend for FakeIpvs {
                 None => Response::Error { errno: Errno::Srch, detail: String::new() },
             },
             Request::GetInfo => Response::Info(Info { version_code: 0x010201, conn_table_size: 4096 }),
+            Request::GetDaemons => Response::Daemons(self.daemons.clone()),
             other => match self.reply(other) {
                 Ok(()) => Response::Ok,
                 Err(errno) => Response::Error { errno, detail: String::new() },
@@ -302,8 +304,6 @@ fn requests_carry_resolved_specs() {
 fn unsupported_features_say_so() {
     let mut ipvs = baseline();
     for cmd in [
-        "ipvsadm -L --daemon",
-        "ipvsadm --start-daemon master",
         "ipvsadm -A --sctp-service 10.0.0.1:80",
         "ipvsadm -A -u 10.0.0.1:5060 -p --pe sip",
     ] {
@@ -312,4 +312,55 @@ fn unsupported_features_say_so() {
         assert!(o.stdout.is_empty(), "{cmd}");
         assert!(o.stderr.starts_with("ipvsadm: ") && o.stderr.ends_with(" is not supported by lvsd yet\n"), "{cmd}: {}", o.stderr);
     }
+}
+
+/// `--start-daemon` sends what the command line says, with ipvsadm's one default (eth0) and
+/// zeros for what lvsd fills in; `--stop-daemon` names the role; `-L --daemon` prints one line
+/// per daemon, nothing when none runs.
+#[test]
+fn sync_daemon_commands() {
+    use crate::control::{SyncDaemon, SyncRole};
+    let mut ipvs = FakeIpvs::default();
+    assert_eq!(sh(&mut ipvs, "ipvsadm --start-daemon backup --syncid 9 --mcast-port 8849").code, 0);
+    let want = SyncDaemon {
+        role: SyncRole::Backup,
+        mcast_ifn: "eth0".into(),
+        syncid: 9,
+        sync_maxlen: 0,
+        mcast_group: None,
+        mcast_port: 8849,
+        mcast_ttl: 0,
+    };
+    assert_eq!(ipvs.requests.last(), Some(&Request::StartDaemon(want)));
+    assert_eq!(sh(&mut ipvs, "ipvsadm --stop-daemon master").code, 0);
+    assert_eq!(ipvs.requests.last(), Some(&Request::StopDaemon(SyncRole::Master)));
+    let o = sh(&mut ipvs, "ipvsadm -L --daemon");
+    assert_eq!((o.code, o.stdout.as_str(), o.stderr.as_str()), (0, "", ""));
+    ipvs.daemons = vec![
+        SyncDaemon {
+            role: SyncRole::Master,
+            mcast_ifn: "to-clients".into(),
+            syncid: 0,
+            sync_maxlen: 1472,
+            mcast_group: Some("224.0.0.81".parse().unwrap()),
+            mcast_port: 8848,
+            mcast_ttl: 1,
+        },
+        SyncDaemon {
+            role: SyncRole::Backup,
+            mcast_ifn: "to-servers".into(),
+            syncid: 9,
+            sync_maxlen: 1200,
+            mcast_group: Some("224.0.0.81".parse().unwrap()),
+            mcast_port: 8849,
+            mcast_ttl: 1,
+        },
+    ];
+    let o = sh(&mut ipvs, "ipvsadm -L -n --daemon");
+    assert_eq!(
+        o.stdout,
+        "master sync daemon (mcast=to-clients, syncid=0, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n\
+         backup sync daemon (mcast=to-servers, syncid=9, maxlen=1200, group=224.0.0.81, port=8849, ttl=1)\n"
+    );
+    assert_eq!(o.code, 0);
 }
