@@ -88,6 +88,7 @@ fn udp(src: &[u8; 16], dst: &[u8; 16], sport: u16, dport: u16, payload: &[u8]) -
 
 /// Ethernet + IPv6 header (flow label 0x12345, traffic class 0) + `ext` + payload; `next` is
 /// the header's next header, `ext` already chained to the payload.
+#[allow(clippy::too_many_arguments)]
 fn frame(dmac: [u8; 6], smac: [u8; 6], src: &[u8; 16], dst: &[u8; 16], hop: u8, next: u8, ext: &[u8], payload: &[u8]) -> Vec<u8> {
     let mut f = Vec::new();
     f.extend_from_slice(&dmac);
@@ -103,10 +104,12 @@ fn frame(dmac: [u8; 6], smac: [u8; 6], src: &[u8; 16], dst: &[u8; 16], hop: u8, 
     f
 }
 
+#[allow(clippy::too_many_arguments)]
 fn tcp_frame(dmac: [u8; 6], smac: [u8; 6], src: &[u8; 16], dst: &[u8; 16], hop: u8, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
     frame(dmac, smac, src, dst, hop, TCP, &[], &tcp(src, dst, sport, dport, flags, PAYLOAD))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn udp_frame(dmac: [u8; 6], smac: [u8; 6], src: &[u8; 16], dst: &[u8; 16], hop: u8, sport: u16, dport: u16) -> Vec<u8> {
     frame(dmac, smac, src, dst, hop, UDP, &[], &udp(src, dst, sport, dport, b"ping"))
 }

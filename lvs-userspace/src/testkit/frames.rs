@@ -201,20 +201,6 @@ pub fn hex(b: &[u8]) -> String {
         .join("\n    ")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn checksums_verify_to_zero() {
-        let ip = Ip::new([198, 51, 100, 2], [203, 0, 113, 10]);
-        let f = tcp_frame([2; 6], [4; 6], ip.clone(), 40000, 80, TCP_SYN, b"x");
-        assert_eq!(csum::checksum(&f[14..34]), 0, "IPv4 header");
-        let l4 = &f[34..];
-        assert_eq!(!csum::fold(csum::sum_words(l4, pseudo_sum(&ip, 6, l4.len()))), 0, "TCP");
-    }
-}
-
 /// A whole Ethernet/IPv6/TCP frame (no extension headers, traffic class 0, flow label 0),
 /// the TCP checksum over the IPv6 pseudo-header.
 #[allow(clippy::too_many_arguments)]
@@ -253,4 +239,18 @@ pub fn tcp6_frame(
     f.extend_from_slice(&dst);
     f.extend_from_slice(&t);
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksums_verify_to_zero() {
+        let ip = Ip::new([198, 51, 100, 2], [203, 0, 113, 10]);
+        let f = tcp_frame([2; 6], [4; 6], ip.clone(), 40000, 80, TCP_SYN, b"x");
+        assert_eq!(csum::checksum(&f[14..34]), 0, "IPv4 header");
+        let l4 = &f[34..];
+        assert_eq!(!csum::fold(csum::sum_words(l4, pseudo_sum(&ip, 6, l4.len()))), 0, "TCP");
+    }
 }
