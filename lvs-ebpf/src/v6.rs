@@ -18,7 +18,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lvs_common::{
-    classify::CTL_PORT0_SERVICES,
+    classify::{CTL_PORT0_SERVICES, CTL_RULE_SET, MAX_CLASS_RULES},
     counters::Counter,
     csum::{fold, replace2, replace4},
     flow::{conn_flags, ConnEntry, FlowKey},
@@ -41,7 +41,7 @@ use crate::{
         FibParams, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
         BPF_FIB_LOOKUP_SRC,
     },
-    maps::{DESTS, FIB_SCRATCH, LOOKUP_CTL, NEIGH_MISS, SERVICES, SVC_INDEX, V6_SCRATCH},
+    maps::{CLASSIFIER, DESTS, FIB_SCRATCH, LOOKUP_CTL, NEIGH_MISS, SERVICES, SVC_INDEX, V6_SCRATCH},
     parse::{ptr_at, Packet, IPPROTO_TCP, IPPROTO_UDP},
     persist, schedule, stats, DestState, FWD_MASQ, FWD_ROUTE, FWD_TUNNEL,
 };
@@ -481,12 +481,40 @@ fn to_real_server(pkt: &Packet6, e: *mut ConnEntry, now: u64, new_conns: u64) ->
 
 const NO_SERVICE: u32 = u32::MAX;
 
-/// The service of `key` (address, port, protocol; IPv6), else the port-0 service of its
-/// address and protocol when any exists. Firewall marks come from the IPv4 classifier only,
-/// so `-f MARK -6` services are not looked at. A subprogram for the reason given at
-/// `classify::find_service`.
+/// The packet's firewall mark from the classifier's IPv6 rules: the first matching rule's,
+/// or 0 (`classify::mark_of` for IPv6; the same bounded walk over the live set).
+#[inline(always)]
+fn mark_of(daddr: &[u32; 4], proto: u8, dport: u16) -> u32 {
+    let live = match LOOKUP_CTL.get(CTL_RULE_SET) {
+        Some(v) if *v != 0 => *v - 1,
+        _ => return 0,
+    };
+    let Some(set) = CLASSIFIER.get(live) else { return 0 };
+    let count = set.count as usize;
+    let mut i = 0;
+    while i < MAX_CLASS_RULES && i < count {
+        if let Some(r) = set.rules.get(i) {
+            if r.matches_v6(daddr, proto, dport) {
+                return r.mark;
+            }
+        }
+        i += 1;
+    }
+    0
+}
+
+/// The service of `key` (address, port, protocol; IPv6) in IPVS's order: the IPv6
+/// firewall-mark service (`-f MARK -6`) of the packet's mark, then the address service, then
+/// the port-0 service of its address and protocol when any exists. A subprogram for the
+/// reason given at `classify::find_service`.
 #[inline(never)]
 fn find_service(key: &mut SvcKey) -> u32 {
+    let mark = mark_of(&key.addr, key.proto, u16::from_be(key.port));
+    if mark != 0 {
+        if let Some(id) = unsafe { SVC_INDEX.get(&SvcKey::fwmark(mark, AF_INET6)) } {
+            return *id;
+        }
+    }
     if let Some(id) = unsafe { SVC_INDEX.get(&*key) } {
         return *id;
     }

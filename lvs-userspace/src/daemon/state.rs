@@ -53,8 +53,7 @@ pub fn check_service_supported(spec: &ServiceSpec) -> Result<u32, OpError> {
             ),
         );
     };
-    // IPv6 services are served by the dataplane's IPv6 programs (v6.rs); an IPv6 firewall-mark
-    // service is accepted and listed, but the classifier marks IPv4 packets only.
+    // IPv6 services (address or firewall mark) are served by the dataplane's IPv6 programs.
     // ONEPACKET is accepted on any service, as by the kernel; the dataplane honours it for
     // UDP only, as the kernel does (ipvsadm itself refuses -o on a TCP service).
     Ok(id)
