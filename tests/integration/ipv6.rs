@@ -437,3 +437,42 @@ fn icmpv6_port_unreachable_when_no_server_can_take_it() {
     let sent = counters(&lvsd)["tx_icmp_unreachable"];
     assert!((1..=2).contains(&sent), "ICMPv6 errors sent: {sent}");
 }
+
+#[test]
+fn persistence_over_ipv6_keeps_a_prefix_on_one_server() {
+    if !require_root() {
+        return;
+    }
+    let topo = topology();
+    // A second client address in the same /64.
+    topo.client.ip(&["-6", "addr", "add", "2001:db8:2::3/64", "dev", CLIENT_IF, "nodad"]).unwrap();
+    let _apps = start_apps(&topo, Ipv6Addr::UNSPECIFIED);
+    let tmp = TempDir::new("v6-persist").unwrap();
+    let mut servers = String::new();
+    for i in 1..=topo.n() {
+        servers.push_str(&format!("      - {{ address: '{}', forward: masq }}\n", rs_ip6(i)));
+    }
+    let cfg = format!(
+        "interfaces: [{DIRECTOR_CLIENT_IF}, {DIRECTOR_SERVER_IF}]\nservices:\n  - protocol: tcp\n    address: '{VIP6}'\n    port: 80\n    scheduler: rr\n    persistent: 300\n    netmask: 64\n    real_servers:\n{servers}"
+    );
+    let cfg = tmp.write("lvs.yaml", cfg).unwrap();
+    let lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
+    // GETs from one address, then from another in the same /64: one template, one server
+    // (rr alone would alternate).
+    let get_from = |src: &str| -> String {
+        let url = format!("http://[{VIP6}]:80/");
+        topo.client.curl(&url, &["--globoff", "--interface", src]).unwrap().text()
+    };
+    let names: Vec<String> = ["2001:db8:2::2", "2001:db8:2::2", "2001:db8:2::3", "2001:db8:2::3", "2001:db8:2::2"]
+        .iter()
+        .map(|a| get_from(a))
+        .collect();
+    assert!(names.iter().all(|n| *n == names[0]), "{names:?}");
+    // The template is listed with the client's /64 network and port 0, as the kernel lists it.
+    let c = lvsd.ipvsadm_ok(&["-L", "-n", "-c"]).unwrap();
+    let template: Vec<&str> = c.lines().filter(|l| l.contains("[2001:db8:2::]:0 ")).collect();
+    assert_eq!(template.len(), 1, "{c}");
+    // ASSURED: its connections reached ESTABLISHED (the kernel's IP_VS_CONN_F_TEMPLATE
+    // entries show it so).
+    assert!(template[0].contains(" ASSURED ") && template[0].contains(&format!("[{VIP6}]:80")), "{c}");
+}
