@@ -472,7 +472,6 @@ fn persistence_over_ipv6_keeps_a_prefix_on_one_server() {
     let c = lvsd.ipvsadm_ok(&["-L", "-n", "-c"]).unwrap();
     let template: Vec<&str> = c.lines().filter(|l| l.contains("[2001:db8:2::]:0 ")).collect();
     assert_eq!(template.len(), 1, "{c}");
-    // ASSURED: its connections reached ESTABLISHED (the kernel's IP_VS_CONN_F_TEMPLATE
-    // entries show it so).
+    // ASSURED: its connections reached ESTABLISHED, as the kernel marks a template.
     assert!(template[0].contains(" ASSURED ") && template[0].contains(&format!("[{VIP6}]:80")), "{c}");
 }
