@@ -31,7 +31,7 @@ pub struct DecapOptions {
     pub interface: String,
     pub pin_dir: PathBuf,
     /// Extra outer addresses to accept besides the interface's own addresses.
-    pub addresses: Vec<Ipv4Addr>,
+    pub addresses: Vec<IpAddr>,
     pub detach: bool,
     pub counters: bool,
 }
@@ -66,8 +66,8 @@ pub fn run(o: &DecapOptions) -> anyhow::Result<()> {
     }
     let mut addrs = interface_addresses(&o.interface);
     for a in &o.addresses {
-        if !addrs.contains(&IpAddr::V4(*a)) {
-            addrs.push(IpAddr::V4(*a));
+        if !addrs.contains(a) {
+            addrs.push(*a);
         }
     }
     if addrs.is_empty() {
