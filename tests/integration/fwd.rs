@@ -220,6 +220,7 @@ fn dr_tcp_udp_replies_bypass_the_director() {
     if !require_root() {
         return;
     }
+    let _load = timing_exclusive();
     let topo = dr_topology();
     let _apps = start_apps(&topo);
     let tmp = TempDir::new("fwd-dr").unwrap();
@@ -301,6 +302,7 @@ fn tun_with_our_decap_on_the_real_servers() {
     if !require_root() {
         return;
     }
+    let _load = timing_exclusive();
     let topo = dr_topology();
     let _apps = start_apps(&topo);
     // A bad interface is refused by name, and nothing is pinned.
@@ -347,6 +349,7 @@ fn tun_pmtu_large_transfer_through_smaller_mtu() {
     if !require_root() {
         return;
     }
+    let _load = timing_exclusive();
     let topo = dr_topology();
     let _apps = start_apps(&topo);
     let _decaps: Vec<Decap> = (1..=topo.n()).map(|i| Decap::attach(topo.rs(i), &format!("p{i}"))).collect();

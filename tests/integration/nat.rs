@@ -505,6 +505,7 @@ fn sigkill_and_restart_under_load_keep_a_thousand_connections() {
     if !require_root() {
         return;
     }
+    let _load = timing_exclusive();
     raise_fd_limit(8192);
     let topo = Topology::builder().real_servers(2).with_servers().build().unwrap();
     let tmp = TempDir::new("nat-load").unwrap();

@@ -43,6 +43,8 @@ fn check(name: &str) {
     if !require_root() {
         return;
     }
+    // Expiry is compared within ±1 s: no load test may run meanwhile.
+    let _timing = lvs_tests::timing_shared();
     let golden_path = oracle_dir().join(format!("golden/{name}.txt"));
     let golden = std::fs::read_to_string(&golden_path).unwrap_or_else(|e| panic!("{}: {e}", golden_path.display()));
     let allow = AllowList::load(&oracle_dir().join("allow-list.txt")).expect("allow-list");

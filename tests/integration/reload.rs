@@ -55,6 +55,7 @@ fn reload_applies_only_the_difference_under_traffic() {
     if !require_root() {
         return;
     }
+    let _load = timing_exclusive();
     let topo = Topology::builder().real_servers(3).with_servers().build().unwrap();
     let tmp = TempDir::new("reload").unwrap();
     let cfg = tmp.write("lvs.yaml", &config(&(server(1, 1) + &server(2, 1)), true, "")).unwrap();

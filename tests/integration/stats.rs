@@ -252,6 +252,7 @@ fn prometheus_scrapes_lvsd_and_agrees_with_ipvsadm() {
     if !require_root() {
         return;
     }
+    let _load = timing_exclusive();
     if std::process::Command::new("promtool").arg("--version").output().map(|o| !o.status.success()).unwrap_or(true) {
         assert!(std::env::var_os("CI").is_none(), "promtool missing (Debian package prometheus; cargo xtask setup)");
         eprintln!("skipping: promtool/prometheus not installed (cargo xtask setup installs them)");

@@ -169,3 +169,19 @@ pub fn wait_for<T>(
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Separates tests that compare timing with the kernel's from tests that load the machine.
+///
+/// The oracle scenarios compare connection expiry with kernel IPVS's within ±1 s; on a 2-core
+/// machine a test pushing thousands of connections or megabytes at the same moment delays a
+/// scenario's clients by seconds. Timing-sensitive tests hold [`timing_shared`] (they may run
+/// together), load tests hold [`timing_exclusive`] (they never overlap one of them).
+static TIMING: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+pub fn timing_shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    TIMING.read().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn timing_exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
+    TIMING.write().unwrap_or_else(|e| e.into_inner())
+}

@@ -223,8 +223,13 @@ const SCHEDULERS: [&str; 14] =
 
 fn new_conn_scenario(sched: &'static str, servers: usize) -> Scenario {
     // The weighted schedulers get unequal weights, or they would behave like their plain twins.
-    let (weight, desc): (fn(usize) -> i32, &str) =
-        if matches!(sched, "wrr" | "twos") { (weight_1_to_4, ", weights 1-4") } else { (|_| 1, "") };
+    // ovf sends to one server until its active connections reach its weight and then to none:
+    // a run of a million SYNs needs weights that never overflow.
+    let (weight, desc): (fn(usize) -> i32, &str) = match sched {
+        "wrr" | "twos" => (weight_1_to_4, ", weights 1-4"),
+        "ovf" => (|_| 1 << 30, ", weights 2^30"),
+        _ => (|_| 1, ""),
+    };
     Scenario {
         name: format!("new connections, {sched} over {servers}"),
         setup: Box::new(move |rig| rig.service_with(servers, sched, weight, None).map(|_| ())),
