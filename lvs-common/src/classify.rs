@@ -67,6 +67,19 @@ impl ClassRule {
 
     /// Whether every packet this rule could match is matched by `earlier` too (so with first
     /// match wins, this rule would never match). Userspace refuses such rules.
+    /// The same for an IPv6 destination (four network-order words).
+    #[inline(always)]
+    pub fn matches_v6(&self, daddr: &[u32; 4], proto: u8, dport: u16) -> bool {
+        self.family == AF_INET6
+            && daddr[0] & self.mask[0] == self.addr[0]
+            && daddr[1] & self.mask[1] == self.addr[1]
+            && daddr[2] & self.mask[2] == self.addr[2]
+            && daddr[3] & self.mask[3] == self.addr[3]
+            && (self.proto == PROTO_ANY || self.proto == proto)
+            && dport >= self.port_min
+            && dport <= self.port_max
+    }
+
     pub fn shadowed_by(&self, earlier: &ClassRule) -> bool {
         if self.family != earlier.family {
             return false;
@@ -167,6 +180,31 @@ mod tests {
         assert!(!r.matches_v4(ip([198, 20, 0, 1]), 17, 5001));
         assert!(!r.matches_v4(ip([198, 18, 0, 1]), 17, 5003));
         assert!(!r.matches_v4(ip([198, 18, 0, 1]), 6, 5001));
+    }
+
+    #[test]
+    fn ipv6_rules_match_ipv6_destinations_only() {
+        // 2001:db8:40::/48, TCP 8080: four network-order words, as lvsd writes them.
+        let w = |b: [u8; 4]| u32::from_ne_bytes(b);
+        let r = ClassRule {
+            addr: [w([0x20, 0x01, 0x0d, 0xb8]), w([0, 0x40, 0, 0]), 0, 0],
+            mask: [u32::MAX, w([0xff, 0xff, 0, 0]), 0, 0],
+            port_min: 8080,
+            port_max: 8080,
+            proto: 6,
+            family: AF_INET6,
+            _pad: [0; 2],
+            mark: 8,
+        };
+        let inside = [w([0x20, 0x01, 0x0d, 0xb8]), w([0, 0x40, 0xab, 0xcd]), 0, w([0, 0, 0, 1])];
+        let outside = [w([0x20, 0x01, 0x0d, 0xb8]), w([0, 0x41, 0, 0]), 0, w([0, 0, 0, 1])];
+        assert!(r.matches_v6(&inside, 6, 8080));
+        assert!(!r.matches_v6(&inside, 17, 8080));
+        assert!(!r.matches_v6(&inside, 6, 8081));
+        assert!(!r.matches_v6(&outside, 6, 8080));
+        // Never an IPv4 packet, whatever its address.
+        assert!(!r.matches_v4(inside[0], 6, 8080));
+        assert!(!v4([203, 0, 113, 0], 24, PROTO_ANY, (0, 65535), 1).matches_v6(&inside, 6, 8080));
     }
 
     #[test]

@@ -9,7 +9,9 @@
 pub enum Counter {
     /// Passed: not IPv4 (ARP, IPv6, ...), or an Ethernet frame too short to parse.
     PassNotIp = 0,
-    /// Passed: IPv4 but neither TCP nor UDP.
+    /// Passed: IPv4 or IPv6 but neither TCP nor UDP (ICMP, ICMPv6 and so neighbour discovery),
+    /// or TCP/UDP behind an IPv6 extension header that is not walked (ESP, AH, mobility, more
+    /// than `MAX_EXT_HEADERS` of them).
     PassNotTcpUdp = 1,
     /// Passed: a fragment (not handled yet; the kernel gets it).
     PassFragment = 2,
@@ -61,10 +63,12 @@ pub enum Counter {
     /// Dropped: no route to a DR or TUN real server (IPVS drops these too; handing them to
     /// the kernel would deliver them to the local VIP).
     DropNoRoute = 21,
+    /// Passed: an IPv6 packet with a fragment header (not handled yet; the kernel gets it).
+    PassFragmentV6 = 22,
 }
 
 /// Number of slots in `STATS`.
-pub const COUNTER_COUNT: u32 = 22;
+pub const COUNTER_COUNT: u32 = 23;
 
 impl Counter {
     /// Every counter, in index order.
@@ -91,6 +95,7 @@ impl Counter {
         Counter::DropNoNeigh,
         Counter::DropTtlExceeded,
         Counter::DropNoRoute,
+        Counter::PassFragmentV6,
     ];
 
     /// Stable snake_case name (metric label).
@@ -118,6 +123,7 @@ impl Counter {
             Counter::DropNoNeigh => "drop_no_neigh",
             Counter::DropTtlExceeded => "drop_ttl_exceeded",
             Counter::DropNoRoute => "drop_no_route",
+            Counter::PassFragmentV6 => "pass_fragment_v6",
         }
     }
 }

@@ -50,8 +50,10 @@ pub mod map_names {
     pub const CLASSIFIER: &str = "CLASSIFIER";
     pub const LOOKUP_CTL: &str = "LOOKUP_CTL";
     pub const NEIGH_MISS: &str = "NEIGH_MISS";
+    /// The IPv6 path's programs, tail-called by the XDP entry (`XDP6_SLOT`, `XDP6_NEW_SLOT`, `XDP6_SEND_SLOT`).
+    pub const XDP_PROGS: &str = "XDP_PROGS";
     /// Every map, for pinning.
-    pub const ALL: [&str; 20] = [
+    pub const ALL: [&str; 21] = [
         SVC_INDEX,
         SERVICES,
         SCHED_STATE,
@@ -72,11 +74,28 @@ pub mod map_names {
         CLASSIFIER,
         LOOKUP_CTL,
         NEIGH_MISS,
+        XDP_PROGS,
     ];
 }
 
 /// Name of the XDP program in the object.
 pub const XDP_PROGRAM: &str = "lvs_xdp";
+
+/// Name of the IPv6 XDP program, reached from [`XDP_PROGRAM`] by a tail call through
+/// `map_names::XDP_PROGS`.
+pub const XDP6_PROGRAM: &str = "lvs_xdp6";
+
+/// Its slot in `map_names::XDP_PROGS`.
+pub const XDP6_SLOT: u32 = 0;
+
+/// The IPv6 new-connection program, tail-called by [`XDP6_PROGRAM`], and its slot.
+pub const XDP6_NEW_PROGRAM: &str = "lvs_xdp6_new";
+pub const XDP6_NEW_SLOT: u32 = 1;
+
+/// The IPv6 output program (rewrites, FIB lookups, tunnels, ICMPv6), tail-called by the two
+/// above, and its slot.
+pub const XDP6_SEND_PROGRAM: &str = "lvs_xdp6_send";
+pub const XDP6_SEND_SLOT: u32 = 2;
 
 /// Name of the real servers' decapsulation program (TC ingress) in its own object.
 pub const DECAP_PROGRAM: &str = "lvs_decap";

@@ -90,10 +90,10 @@ fn set_overload(c: *mut DestCounters, v: u64) {
 /// Takes a connection's count away from its real server (the entry is being replaced), and
 /// clears OVERLOAD if the server dropped below its l-threshold (`ip_vs_unbind_dest`).
 #[inline(always)]
-fn uncount(e: &ConnEntry) {
-    let which = if e.active != 0 { Count::Active } else { Count::Inactive };
-    counter_add(e.dest_id, which, MINUS_ONE);
-    let (Some(c), Some(d)) = (DEST_COUNTERS.get_ptr_mut(e.dest_id), DESTS.get(e.dest_id)) else { return };
+fn uncount(active: u64, dest_id: u32) {
+    let which = if active != 0 { Count::Active } else { Count::Inactive };
+    counter_add(dest_id, which, MINUS_ONE);
+    let (Some(c), Some(d)) = (DEST_COUNTERS.get_ptr_mut(dest_id), DESTS.get(dest_id)) else { return };
     unsafe {
         let total = (*c).active.wrapping_add((*c).inactive);
         if (*c).overload != 0 && overload_clears(total, d.u_threshold, d.l_threshold) {
@@ -140,8 +140,31 @@ pub fn one_packet(dest_id: u32, dest: &DestConf) {
 /// between its server's active and inactive counters (`set_tcp_state` in the kernel).
 #[inline(always)]
 pub fn update(entry: *mut ConnEntry, pkt: &Packet, dir: usize, now: u64) {
+    // The client is the source going in, the destination coming back.
+    update_with(entry, pkt.proto, pkt.tcp_flags, dir, now, |dir| {
+        if dir == tcp_state::DIR_OUTPUT {
+            ([pkt.daddr, 0, 0, 0], pkt.dport, AF_INET)
+        } else {
+            ([pkt.saddr, 0, 0, 0], pkt.sport, AF_INET)
+        }
+    })
+}
+
+/// [`update`] for either family: `client(dir)` gives the client's address, port and family
+/// as the connection's key holds them (only asked for when a persistence template is to be
+/// marked assured).
+#[inline(always)]
+pub fn update_with<F: FnOnce(usize) -> ([u32; 4], u16, u8)>(
+    entry: *mut ConnEntry,
+    proto: u8,
+    tcp_flags: u8,
+    dir: usize,
+    now: u64,
+    client: F,
+) {
+    let pkt_proto = proto;
     unsafe {
-        let state = if pkt.proto == IPPROTO_TCP {
+        let state = if pkt_proto == IPPROTO_TCP {
             // DR/TUN connections have no output path: IPVS's INPUT_ONLY table, until a reply
             // has been seen (IPVS clears IP_VS_CONN_F_NOOUTPUT then).
             let dir = if dir == tcp_state::DIR_INPUT
@@ -151,20 +174,19 @@ pub fn update(entry: *mut ConnEntry, pkt: &Packet, dir: usize, now: u64) {
             } else {
                 dir
             };
-            tcp_state::next_state((*entry).state, dir, pkt.tcp_flags)
+            tcp_state::next_state((*entry).state, dir, tcp_flags)
         } else {
             tcp_state::UDP
         };
         if (*entry).flags & conn_flags::CONTROLLED != 0 {
-            let assured = if pkt.proto == IPPROTO_TCP {
+            let assured = if pkt_proto == IPPROTO_TCP {
                 state == tcp_state::ESTABLISHED && state != (*entry).state
             } else {
                 dir == tcp_state::DIR_OUTPUT
             };
             if assured {
-                // The client is the source going in, the destination coming back.
-                let (client, port) = if dir == tcp_state::DIR_OUTPUT { (pkt.daddr, pkt.dport) } else { (pkt.saddr, pkt.sport) };
-                persist::assure(entry, [client, 0, 0, 0], port, pkt.proto, AF_INET);
+                let (addr, port, family) = client(dir);
+                persist::assure(entry, addr, port, pkt_proto, family);
             }
         }
         if state != (*entry).state {
@@ -289,12 +311,14 @@ pub fn create(
         family: key.family,
         _pad: [0; 2],
     };
-    let replaced: Option<ConnEntry> = unsafe { CONNS.get(key) }.copied();
+    // Only what uncounting needs of the entry replaced: a copy of all of it cost 88 bytes of
+    // a stack frame that the IPv6 new-connection program could not spare.
+    let replaced: Option<(u64, u32)> = unsafe { CONNS.get(key) }.map(|o| (o.active, o.dest_id));
     // BPF_ANY: an expired entry with the same key may still sit in the table until userspace
     // reclaims it; the new connection takes its place.
     CONNS.insert(key, &entry, 0).map_err(|_| ())?;
-    if let Some(old) = replaced {
-        uncount(&old);
+    if let Some((active, dest_id)) = replaced {
+        uncount(active, dest_id);
     }
     if nat && CONNS_OUT.insert(&out_key, &ConnRef { in_key: *key }, 0).is_err() {
         let _ = CONNS.remove(key);

@@ -3,7 +3,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray},
 };
 use lvs_common::{
     classify::{ClassRuleSet, CTL_WORDS},
@@ -134,3 +134,45 @@ pub static NEIGH_MISS: LruHashMap<NeighKey, u32> = LruHashMap::with_max_entries(
 /// stack (see `forward::lookup`). Not pinned: it holds nothing between packets.
 #[map]
 pub static FIB_SCRATCH: PerCpuArray<crate::forward::FibParams> = PerCpuArray::with_max_entries(1, 0);
+
+/// The IPv6 programs (`lvs_xdp6`, `lvs_xdp6_new` and `lvs_xdp6_send`, slots
+/// `lvs_common::XDP6_SLOT`, `XDP6_NEW_SLOT`, `XDP6_SEND_SLOT`), filled by lvsd. IPv6 runs in programs of its own, reached by tail
+/// calls, because the IPv4 program alone takes most of the verifier's million-instruction
+/// budget: see `lvs_xdp` and v6.rs.
+#[map]
+pub static XDP_PROGS: ProgramArray = ProgramArray::with_max_entries(3, 0);
+
+/// Tail-calls the program in `XDP_PROGS` slot `slot`; returns only if there is none. The
+/// helper is called here directly, always inlined: aya's `ProgramArray::tail_call`, called
+/// from two places, became a function of its own, and the kernel refuses a tail call from a
+/// subprogram of an object without BTF function information.
+#[inline(always)]
+pub fn tail_call(ctx: &aya_ebpf::programs::XdpContext, slot: u32) {
+    use aya_ebpf::EbpfContext;
+    // The map's definition is the static itself (its only field).
+    let map = &XDP_PROGS as *const ProgramArray as *mut core::ffi::c_void;
+    unsafe { aya_ebpf::helpers::bpf_tail_call(ctx.as_ptr(), map, slot) };
+}
+
+/// Per-CPU room for the IPv6 programs (see v6.rs): the transport-header offset the parser
+/// launders through it, and the new-connection path's keys, kept off the 512-byte stack.
+/// Not pinned: it holds nothing between packets (a tail call stays on its CPU).
+pub struct V6Scratch {
+    pub off: u64,
+    pub key: FlowKey,
+    pub skey: SvcKey,
+    /// The scheduler's view of the packet; its pointers are null (the schedulers only read
+    /// the addresses, ports, protocol and flags).
+    pub view: crate::parse::Packet,
+    /// What `lvs_xdp6_send` is to do (`v6::to_send`).
+    pub addr: [u32; 4],
+    pub port: u16,
+    pub how: u8,
+}
+
+// Per-CPU: only the CPU running the program touches its slot; the raw pointers in `view`
+// are never dereferenced.
+unsafe impl Sync for V6Scratch {}
+
+#[map]
+pub static V6_SCRATCH: PerCpuArray<V6Scratch> = PerCpuArray::with_max_entries(1, 0);

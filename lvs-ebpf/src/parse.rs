@@ -10,6 +10,18 @@ pub const IPPROTO_UDP: u8 = 17;
 /// ETH_P_IP as it sits in the frame (network order); `EthHdr::ether_type` is a raw u16.
 const ETH_P_IP_BE: u16 = 0x0800u16.to_be();
 
+/// ETH_P_IPV6 as it sits in the frame.
+pub const ETH_P_IPV6_BE: u16 = 0x86ddu16.to_be();
+
+/// Whether the frame is IPv6 (for the tail call to the IPv6 program).
+#[inline(always)]
+pub fn is_ipv6(ctx: &XdpContext) -> bool {
+    match ptr_at::<EthHdr>(ctx, 0) {
+        Some(eth) => (unsafe { (*eth).ether_type }) == ETH_P_IPV6_BE,
+        None => false,
+    }
+}
+
 /// A pointer to a `T` at `off` bytes into the frame, if the whole `T` is inside it.
 ///
 /// The verifier needs to see `data + off + size <= data_end` before every dereference; `off`

@@ -2,12 +2,13 @@
 //!
 //! For TUN (`-i`) real servers on hosts without the ipip module. Per interface, under
 //! `PIN_DIR/<interface>/`: `link` (the TCX attachment, pinned so it outlives the command),
-//! `addrs` (the outer destination addresses decapsulated) and `stats` (counters). Running it
+//! `addrs` and `addrs6` (the outer destination addresses decapsulated, IPv4 and IPv6) and
+//! `stats` (counters). Running it
 //! again on an attached interface only replaces the addresses; `--detach` removes it all.
 
 use std::{
     fs,
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr},
     path::{Path, PathBuf},
 };
 
@@ -29,8 +30,8 @@ pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/lvs-decap";
 pub struct DecapOptions {
     pub interface: String,
     pub pin_dir: PathBuf,
-    /// Extra outer addresses to accept besides the interface's own IPv4 addresses.
-    pub addresses: Vec<Ipv4Addr>,
+    /// Extra outer addresses to accept besides the interface's own addresses.
+    pub addresses: Vec<IpAddr>,
     pub detach: bool,
     pub counters: bool,
 }
@@ -53,7 +54,7 @@ pub fn run(o: &DecapOptions) -> anyhow::Result<()> {
         // Detach first, synchronously: dropping the last reference to the link (its pin) would
         // detach it too, but only once the kernel gets round to freeing it.
         link_detach(&dir.join("link")).context("cannot detach the pinned link")?;
-        for f in ["link", "addrs", "stats"] {
+        for f in ["link", "addrs", "addrs6", "stats"] {
             let p = dir.join(f);
             if p.exists() {
                 fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
@@ -70,15 +71,19 @@ pub fn run(o: &DecapOptions) -> anyhow::Result<()> {
         }
     }
     if addrs.is_empty() {
-        bail!("{} has no IPv4 address and no --address was given: nothing to decapsulate for", o.interface);
+        bail!("{} has no IP address and no --address was given: nothing to decapsulate for", o.interface);
     }
     if dir.join("link").exists() {
-        let mut m = open_addrs(&dir)?;
+        let (mut m, mut m6) = open_addrs(&dir)?;
         let old: Vec<u32> = m.keys().filter_map(Result::ok).collect();
         for k in old {
             let _ = m.remove(&k);
         }
-        fill(&mut m, &addrs)?;
+        let old: Vec<[u32; 4]> = m6.keys().filter_map(Result::ok).collect();
+        for k in old {
+            let _ = m6.remove(&k);
+        }
+        fill(&mut m, &mut m6, &addrs)?;
         println!("decapsulation already attached to {}; addresses now {}", o.interface, list(&addrs));
         return Ok(());
     }
@@ -87,11 +92,11 @@ pub fn run(o: &DecapOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn list(a: &[Ipv4Addr]) -> String {
+fn list(a: &[IpAddr]) -> String {
     a.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
 }
 
-fn attach(o: &DecapOptions, _ifindex: u32, dir: &Path, addrs: &[Ipv4Addr]) -> anyhow::Result<()> {
+fn attach(o: &DecapOptions, _ifindex: u32, dir: &Path, addrs: &[IpAddr]) -> anyhow::Result<()> {
     if OBJECT.is_empty() {
         bail!("this lvsd was built without its eBPF objects (AYA_BUILD_SKIP)");
     }
@@ -106,7 +111,21 @@ fn attach(o: &DecapOptions, _ifindex: u32, dir: &Path, addrs: &[Ipv4Addr]) -> an
             }
             let mut m: HashMap<&mut MapData, u32, u32> = HashMap::try_from(m)?;
             for a in addrs {
-                m.insert(u32::from(*a).to_be(), 1, 0)?;
+                if let IpAddr::V4(a) = a {
+                    m.insert(u32::from(*a).to_be(), 1, 0)?;
+                }
+            }
+        }
+        {
+            let m = ebpf.map_mut("DECAP_ADDRS6").context("object has no DECAP_ADDRS6")?;
+            if let Map::HashMap(d) = &*m {
+                d.pin(dir.join("addrs6"))?;
+            }
+            let mut m: HashMap<&mut MapData, [u32; 4], u32> = HashMap::try_from(m)?;
+            for a in addrs {
+                if let IpAddr::V6(a) = a {
+                    m.insert(words6(a), 1, 0)?;
+                }
             }
         }
         if let Some(Map::PerCpuArray(m)) = ebpf.map_mut("DECAP_STATS") {
@@ -124,7 +143,7 @@ fn attach(o: &DecapOptions, _ifindex: u32, dir: &Path, addrs: &[Ipv4Addr]) -> an
     })();
     if result.is_err() {
         // Leave nothing behind.
-        for f in ["link", "addrs", "stats"] {
+        for f in ["link", "addrs", "addrs6", "stats"] {
             let _ = fs::remove_file(dir.join(f));
         }
         let _ = fs::remove_dir(dir);
@@ -162,16 +181,28 @@ fn link_detach(pin: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn open_addrs(dir: &Path) -> anyhow::Result<HashMap<MapData, u32, u32>> {
+type AddrMaps = (HashMap<MapData, u32, u32>, HashMap<MapData, [u32; 4], u32>);
+
+fn open_addrs(dir: &Path) -> anyhow::Result<AddrMaps> {
     let data = MapData::from_pin(dir.join("addrs")).context("cannot open the pinned address map")?;
-    Ok(HashMap::try_from(Map::HashMap(data))?)
+    let data6 = MapData::from_pin(dir.join("addrs6")).context("cannot open the pinned IPv6 address map")?;
+    Ok((HashMap::try_from(Map::HashMap(data))?, HashMap::try_from(Map::HashMap(data6))?))
 }
 
-fn fill(m: &mut HashMap<MapData, u32, u32>, addrs: &[Ipv4Addr]) -> anyhow::Result<()> {
+fn fill(m: &mut HashMap<MapData, u32, u32>, m6: &mut HashMap<MapData, [u32; 4], u32>, addrs: &[IpAddr]) -> anyhow::Result<()> {
     for a in addrs {
-        m.insert(u32::from(*a).to_be(), 1, 0)?;
+        match a {
+            IpAddr::V4(a) => m.insert(u32::from(*a).to_be(), 1, 0)?,
+            IpAddr::V6(a) => m6.insert(words6(a), 1, 0)?,
+        }
     }
     Ok(())
+}
+
+/// An IPv6 address as the program reads it: four network-order words.
+fn words6(a: &std::net::Ipv6Addr) -> [u32; 4] {
+    let o = a.octets();
+    [0, 4, 8, 12].map(|i| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]))
 }
 
 /// The decapsulation counters of an interface, summed over CPUs.
@@ -204,8 +235,16 @@ fn interface_index(name: &str) -> anyhow::Result<u32> {
     Ok(idx)
 }
 
-/// The IPv4 addresses of one interface.
-fn interface_addresses(name: &str) -> Vec<Ipv4Addr> {
+/// The addresses of one interface: IPv4 first, then IPv6 (link-local ones left out: a
+/// director's tunnel is addressed to a routable address).
+fn interface_addresses(name: &str) -> Vec<IpAddr> {
+    let mut v6 = Vec::new();
+    let mut out = interface_addresses_of(name, &mut v6);
+    out.extend(v6);
+    out
+}
+
+fn interface_addresses_of(name: &str, v6: &mut Vec<IpAddr>) -> Vec<IpAddr> {
     let mut out = Vec::new();
     // SAFETY: getifaddrs' list is walked read-only and freed once.
     unsafe {
@@ -217,14 +256,22 @@ fn interface_addresses(name: &str) -> Vec<Ipv4Addr> {
         while !p.is_null() {
             let ifa = &*p;
             p = ifa.ifa_next;
-            if ifa.ifa_addr.is_null() || (*ifa.ifa_addr).sa_family as i32 != libc::AF_INET {
+            if ifa.ifa_addr.is_null() || std::ffi::CStr::from_ptr(ifa.ifa_name).to_bytes() != name.as_bytes() {
                 continue;
             }
-            if std::ffi::CStr::from_ptr(ifa.ifa_name).to_bytes() != name.as_bytes() {
-                continue;
+            match (*ifa.ifa_addr).sa_family as i32 {
+                libc::AF_INET => {
+                    let a = (*(ifa.ifa_addr as *const libc::sockaddr_in)).sin_addr.s_addr;
+                    out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(a))));
+                }
+                libc::AF_INET6 => {
+                    let a = std::net::Ipv6Addr::from((*(ifa.ifa_addr as *const libc::sockaddr_in6)).sin6_addr.s6_addr);
+                    if a.segments()[0] & 0xffc0 != 0xfe80 {
+                        v6.push(IpAddr::V6(a));
+                    }
+                }
+                _ => {}
             }
-            let a = (*(ifa.ifa_addr as *const libc::sockaddr_in)).sin_addr.s_addr;
-            out.push(Ipv4Addr::from(u32::from_be(a)));
         }
         libc::freeifaddrs(ifap);
     }

@@ -15,3 +15,4 @@ mod sched;
 mod stats;
 mod sync;
 mod fwmark;
+mod ipv6;

@@ -13,7 +13,7 @@
 //! real servers' `eth0`, which originate traffic, so XDP-rewritten packets carry full checksums.
 
 use anyhow::{Context, Result};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use crate::netns::{veth_pair, Netns};
 use crate::servers::{HttpServer, UdpEchoServer};
@@ -30,6 +30,23 @@ pub const DIRECTOR_HTTP_PORT: u16 = 8080;
 /// Ports of the real servers' HTTP and UDP echo servers when servers are started.
 pub const RS_HTTP_PORT: u16 = 80;
 pub const RS_UDP_PORT: u16 = 53;
+
+/// IPv6 addressing of the same rig ([`Topology::enable_ipv6`]), all in 2001:db8::/32: the
+/// client side 2001:db8:2::/64, the servers' side 2001:db8:1::/64, the VIP 2001:db8::10.
+pub const CLIENT_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 2);
+pub const DIRECTOR_CLIENT_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 1);
+pub const DIRECTOR_SERVER_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10);
+
+/// IPv6 address of real server `i` (1-based): 2001:db8:1::1<i> (as the oracle rig numbers them).
+pub fn rs_ip6(i: usize) -> Ipv6Addr {
+    assert!((1..=9).contains(&i), "real server index {i} out of range for IPv6 (1-based)");
+    Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x10 + i as u16)
+}
+/// `[VIP6]:port`.
+pub fn vip6(port: u16) -> SocketAddr {
+    SocketAddr::V6(SocketAddrV6::new(VIP6, port, 0, 0))
+}
 
 pub const CLIENT_IF: &str = "eth0";
 pub const DIRECTOR_CLIENT_IF: &str = "to-clients";
@@ -212,6 +229,29 @@ impl Topology {
     /// UDP datagrams answered so far per real server (index 0 = rs1).
     pub fn rs_udp_hits(&self) -> Vec<u64> {
         self.rs_udp.iter().map(|s| s.hits()).collect()
+    }
+
+    /// Adds the IPv6 addressing (see [`CLIENT_IP6`]) to the rig: addresses without duplicate
+    /// address detection (`nodad`, else they stay tentative for a second or more), default
+    /// routes, IPv6 forwarding on the director, and the IPv6 VIP on its `lo`.
+    pub fn enable_ipv6(&self) -> Result<()> {
+        let all: Vec<&Netns> =
+            [&self.client, &self.director].into_iter().chain(self.real_servers.iter()).collect();
+        for ns in &all {
+            ns.sysctls(&[("net.ipv6.conf.all.disable_ipv6", "0"), ("net.ipv6.conf.default.disable_ipv6", "0")])?;
+        }
+        let (c, d) = (&self.client, &self.director);
+        c.ip(&["-6", "addr", "add", &format!("{CLIENT_IP6}/64"), "dev", CLIENT_IF, "nodad"])?;
+        c.ip(&["-6", "route", "add", "default", "via", &DIRECTOR_CLIENT_IP6.to_string()])?;
+        d.ip(&["-6", "addr", "add", &format!("{DIRECTOR_CLIENT_IP6}/64"), "dev", DIRECTOR_CLIENT_IF, "nodad"])?;
+        d.ip(&["-6", "addr", "add", &format!("{DIRECTOR_SERVER_IP6}/64"), "dev", DIRECTOR_SERVER_IF, "nodad"])?;
+        d.ip(&["-6", "addr", "add", &format!("{VIP6}/128"), "dev", "lo", "nodad"])?;
+        d.sysctls(&[("net.ipv6.conf.all.forwarding", "1")])?;
+        for (i, rs) in self.real_servers.iter().enumerate() {
+            rs.ip(&["-6", "addr", "add", &format!("{}/64", rs_ip6(i + 1)), "dev", RS_IF, "nodad"])?;
+            rs.ip(&["-6", "route", "add", "default", "via", &DIRECTOR_SERVER_IP6.to_string()])?;
+        }
+        Ok(())
     }
 
     /// Prepares every real server for direct routing / tunnelling: VIP/32 on `lo`,

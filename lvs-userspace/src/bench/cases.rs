@@ -9,11 +9,11 @@ use lvs_common::counters::Counter;
 
 use super::{
     harness::Vary,
-    rig::{self, Rig, CLIENT0, CLIENT0_PORT, CLIENT_MAC, DIRECTOR_IN_MAC, NOT_A_VIP, VIP, VPORT},
+    rig::{self, Rig, CLIENT0, CLIENT0_PORT, CLIENT6_0, CLIENT_MAC, DIRECTOR_IN_MAC, NOT_A_VIP, VIP, VIP6, VPORT},
 };
 use crate::model::Forward;
 use crate::testkit::{
-    frames::{tcp_frame, Ip, TCP_ACK, TCP_SYN},
+    frames::{tcp6_frame, tcp_frame, Ip, TCP_ACK, TCP_SYN},
     netns::DIRECTOR_RS_MAC,
 };
 
@@ -47,15 +47,20 @@ pub struct Case {
     pub target_ns: Option<f64>,
 }
 
-/// Pads a frame with zeros to a multiple of 8 bytes, as the harness copies it (Ethernet pads
-/// short frames to 60 bytes on the wire anyway; the IPv4 total length ignores the padding).
+/// Length of every case's frame: the harness copies the frame on every iteration, and one
+/// floor is subtracted from all cases, so they must all be the same length. 80 bytes hold the
+/// longest, an IPv6 TCP segment without payload (74); IPv4 frames are padded with zeros to it
+/// (Ethernet pads short frames on the wire anyway; the IP lengths ignore the padding).
+const FRAME_LEN: usize = 80;
+
 fn padded(mut frame: Vec<u8>) -> Vec<u8> {
-    frame.resize(frame.len().next_multiple_of(8), 0);
+    assert!(frame.len() <= FRAME_LEN, "a {}-byte benchmark frame", frame.len());
+    frame.resize(FRAME_LEN, 0);
     frame
 }
 
-/// A client SYN (or ACK) to `dst`, from client 0. Every frame is a 54-byte TCP segment without
-/// payload padded to 56, so the harness copies the same amount in every case.
+/// A client SYN (or ACK) to `dst`, from client 0: a 54-byte TCP segment without payload,
+/// padded to [`FRAME_LEN`].
 fn from_client(dst: [u8; 4], flags: u8) -> Vec<u8> {
     let ip = Ip::new(CLIENT0, dst);
     padded(tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, ip, CLIENT0_PORT, VPORT, flags, &[]))
@@ -73,6 +78,65 @@ fn from_real_server() -> Vec<u8> {
         TCP_ACK,
         &[],
     ))
+}
+
+/// An IPv6 client's ACK to [VIP6]:80, 74 bytes padded to [`FRAME_LEN`].
+fn from_client6() -> Vec<u8> {
+    padded(tcp6_frame(DIRECTOR_IN_MAC, CLIENT_MAC, CLIENT6_0, VIP6, 64, CLIENT0_PORT, VPORT, TCP_ACK, &[]))
+}
+
+/// IPv6 real server 0's reply to IPv6 client 0.
+fn from_real_server6() -> Vec<u8> {
+    padded(tcp6_frame(
+        DIRECTOR_RS_MAC,
+        rig::real_server_mac(0),
+        rig::real_server6(0),
+        CLIENT6_0,
+        64,
+        VPORT,
+        CLIENT0_PORT,
+        TCP_ACK,
+        &[],
+    ))
+}
+
+/// Established IPv6 flows, 1 Ki connections in turn, by forwarding method: the IPv4
+/// program's parse and its tail calls to `lvs_xdp6` and `lvs_xdp6_send` included.
+fn established6_scenario(fwd: Forward) -> Scenario {
+    let (tag, what) = match fwd {
+        Forward::Masq => ("nat", "NAT"),
+        Forward::Route => ("dr", "DR (MACs and hop limit)"),
+        _ => ("tun", "TUN (IPv6-in-IPv6 encapsulation)"),
+    };
+    let mut cases = vec![Case {
+        name: format!("v6_{tag}_in_1k"),
+        what: format!("established IPv6 {what}, client -> real server, 1024 connections in turn"),
+        frame: from_client6(),
+        vary: rig::vary_client6_src((1 << 10) - 1),
+        expect: &[Counter::ConnHit, Counter::Redirect],
+        verdict: XDP_REDIRECT,
+        target_ns: None,
+    }];
+    if fwd == Forward::Masq {
+        cases.push(Case {
+            name: "v6_nat_out_1k".into(),
+            what: "established IPv6 NAT, reply -> client, 1024 connections in turn".into(),
+            frame: from_real_server6(),
+            vary: rig::vary_client6_dst((1 << 10) - 1),
+            expect: &[Counter::ConnHit, Counter::Redirect],
+            verdict: XDP_REDIRECT,
+            target_ns: None,
+        });
+    }
+    Scenario {
+        name: format!("established IPv6 {}, 1 Ki connections", tag.to_uppercase()),
+        setup: Box::new(move |rig| {
+            let key = rig.service6(8, fwd)?;
+            rig.fill_established6(&key, 1 << 10, fwd)
+        }),
+        fresh_per_run: false,
+        cases,
+    }
 }
 
 fn established(rig: &mut Rig, conns: u32) -> anyhow::Result<()> {
@@ -302,5 +366,8 @@ pub fn scenarios() -> Vec<Scenario> {
         }
     }
     all.push(template_hit_scenario());
+    for fwd in [Forward::Masq, Forward::Route, Forward::Tunnel] {
+        all.push(established6_scenario(fwd));
+    }
     all
 }

@@ -1,7 +1,7 @@
 //! The director the benchmarks run against: addresses, the namespace around it, and a freshly
 //! loaded (unpinned) dataplane configured through lvsd's own control-plane code.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use anyhow::Context;
 use aya::{
@@ -14,7 +14,7 @@ use lvs_common::{
     flow::{conn_flags, ConnEntry, ConnRef, FlowKey},
     map_names,
     service::DestCounters,
-    tcp_state, AF_INET, XDP_PROGRAM,
+    tcp_state, AF_INET, AF_INET6, XDP_PROGRAM,
 };
 
 use super::harness::Vary;
@@ -48,6 +48,43 @@ const IP_SRC_OCTET3: u32 = 14 + 12 + 2;
 const IP_DST_OCTET3: u32 = 14 + 16 + 2;
 const L4_SPORT: u32 = 14 + 20;
 const L4_DPORT: u32 = 14 + 20 + 2;
+
+/// The IPv6 cases' service address, TCP [2001:db8::10]:80.
+pub const VIP6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10];
+/// IPv6 client 0, 2001:db8:2::2; client `n` differs in the 7th octet (2001:db8:2:XX00::2) and
+/// the source port. All clients sit behind the router 2001:db8:1f::2.
+pub const CLIENT6_0: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+
+/// Frame offsets (Ethernet + IPv6 header) the harness varies in the IPv6 cases.
+const IP6_SRC_OCTET7: u32 = 14 + 8 + 6;
+const IP6_DST_OCTET7: u32 = 14 + 24 + 6;
+const L4_SPORT6: u32 = 14 + 40;
+const L4_DPORT6: u32 = 14 + 40 + 2;
+
+/// Varies the client of an IPv6 client -> VIP frame.
+pub fn vary_client6_src(mask: u32) -> Vary {
+    Vary { mask, port_off: L4_SPORT6, addr_off: IP6_SRC_OCTET7 }
+}
+
+/// Varies the client of an IPv6 real server -> client reply.
+pub fn vary_client6_dst(mask: u32) -> Vary {
+    Vary { mask, port_off: L4_DPORT6, addr_off: IP6_DST_OCTET7 }
+}
+
+/// IPv6 client `n`, as the harness makes it from iteration `n`.
+pub fn client6(n: u32) -> ([u8; 16], u16) {
+    let mut a = CLIENT6_0;
+    a[6] ^= lvs_common::bench::vary_octet(n);
+    (a, CLIENT0_PORT ^ lvs_common::bench::vary_port(n))
+}
+
+/// IPv6 real server `k` (0-based): 2001:db8:1::1:0, 2001:db8:1::1:1, ... on the `rs` side.
+pub fn real_server6(k: usize) -> [u8; 16] {
+    let mut a = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0];
+    a[14] = (k >> 8) as u8;
+    a[15] = k as u8;
+    a
+}
 
 /// Varies the client of a client -> VIP frame.
 pub fn vary_client_src(mask: u32) -> Vary {
@@ -89,7 +126,18 @@ pub fn extend_namespace() -> anyhow::Result<()> {
         let m = real_server_mac(k).map(|b| format!("{b:02x}")).join(":");
         cmds.push(format!("neigh replace {a} lladdr {m} dev rs nud permanent"));
     }
-    netns::ip_batch(&cmds)
+    // The IPv6 side: real servers on 2001:db8:1::/64, clients behind 2001:db8:1f::2.
+    cmds.push("addr add 2001:db8:1::1/64 dev rs nodad".into());
+    cmds.push("addr add 2001:db8:1f::1/64 dev cl nodad".into());
+    cmds.push("neigh replace 2001:db8:1f::2 lladdr 02:00:00:00:00:02 dev cl nud permanent".into());
+    cmds.push("route add 2001:db8:2::/48 via 2001:db8:1f::2 dev cl".into());
+    for k in 0..8 {
+        let a = Ipv6Addr::from(real_server6(k));
+        let m = real_server_mac(k).map(|b| format!("{b:02x}")).join(":");
+        cmds.push(format!("neigh replace {a} lladdr {m} dev rs nud permanent"));
+    }
+    netns::ip_batch(&cmds)?;
+    std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1").context("enabling IPv6 forwarding")
 }
 
 /// A loaded dataplane with its maps, nothing pinned.
@@ -215,6 +263,26 @@ impl Rig {
         Ok(key)
     }
 
+    /// An IPv6 service, TCP [VIP6]:80, rr over `servers` IPv6 real servers forwarding by `fwd`.
+    pub fn service6(&mut self, servers: usize, fwd: Forward) -> anyhow::Result<ServiceKey> {
+        let key = ServiceKey::Addr { protocol: Protocol::Tcp, addr: IpAddr::from(VIP6), port: VPORT };
+        self.vs.add_service(&mut self.tables, ServiceSpec::new(key, "rr")).map_err(op)?;
+        for k in 0..servers {
+            let d = DestSpec::new(IpAddr::from(real_server6(k)), VPORT, fwd, 1);
+            self.vs.add_dest(&mut self.tables, &key, d).map_err(op)?;
+        }
+        Ok(key)
+    }
+
+    /// [`Rig::fill_established_fwd`] for the IPv6 service: IPv6 clients `0..count` to IPv6
+    /// real server 0.
+    pub fn fill_established6(&mut self, key: &ServiceKey, count: u32, fwd: Forward) -> anyhow::Result<()> {
+        self.fill_at(key, count, fwd, IpAddr::from(VIP6), IpAddr::from(real_server6(0)), AF_INET6, |n| {
+            let (a, p) = client6(n);
+            (IpAddr::from(a), p)
+        })
+    }
+
     /// Fills the connection table with `count` established NAT connections, clients `0..count`
     /// to real server 0, in both directions (`CONNS` and `CONNS_OUT`) and counted as its active
     /// connections, as the dataplane would have created them.
@@ -225,27 +293,44 @@ impl Rig {
     /// The same for DR or TUN connections: `CONNS` only (no reverse entry), as the dataplane
     /// creates them.
     pub fn fill_established_fwd(&mut self, key: &ServiceKey, count: u32, fwd: Forward) -> anyhow::Result<()> {
+        self.fill_at(key, count, fwd, IpAddr::from(VIP), IpAddr::from(real_server(0)), AF_INET, |n| {
+            let (a, p) = client(n);
+            (IpAddr::from(a), p)
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fill_at(
+        &mut self,
+        key: &ServiceKey,
+        count: u32,
+        fwd: Forward,
+        vip: IpAddr,
+        rs0: IpAddr,
+        family: u8,
+        client: impl Fn(u32) -> (IpAddr, u16),
+    ) -> anyhow::Result<()> {
         let nat = fwd == Forward::Masq;
         let svc_key = tables::svc_key(key)?;
         let svc_id = self.tables.svc_index.get(&svc_key, 0).context("service not in SVC_INDEX")?;
         let conf = self.tables.services.get(&svc_id, 0)?;
-        let (rs0, _) = addr_words(IpAddr::from(real_server(0)));
+        let (rs0, _) = addr_words(rs0);
         let dest_id = conf.dests[..conf.dest_count as usize]
             .iter()
             .copied()
             .find(|slot| self.tables.dests.get(slot, 0).is_ok_and(|d| d.addr == rs0))
             .context("real server 0 not in the service")?;
         let now = tables::monotonic_ns();
-        let (vip, _) = addr_words(IpAddr::from(VIP));
+        let (vip, _) = addr_words(vip);
         for n in 0..count {
             let (addr, port) = client(n);
             let in_key = FlowKey {
-                src: addr_words(IpAddr::from(addr)).0,
+                src: addr_words(addr).0,
                 dst: vip,
                 sport: port.to_be(),
                 dport: VPORT.to_be(),
                 proto: 6,
-                family: AF_INET,
+                family,
                 _pad: [0; 2],
             };
             let e = ConnEntry {

@@ -43,17 +43,17 @@ struct Args {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// On a real server of -i (tunnel) services: attach the IP-in-IP decapsulation program to
-    /// an interface's ingress (pinned, so it stays after this command exits), for hosts
-    /// without the ipip module. Again on an attached interface: replace its addresses.
+    /// On a real server of -i (tunnel) services: attach the IP-in-IP (and IPv6-in-IPv6)
+    /// decapsulation program to an interface's ingress (pinned, so it stays after this
+    /// command exits), for hosts without the ipip / ip6_tunnel modules. Again on an attached interface: replace its addresses.
     Decap {
         /// Interface the tunnelled packets arrive on.
         #[arg(long, value_name = "IF")]
         interface: String,
-        /// Also decapsulate packets whose outer destination is this address (repeatable);
-        /// the interface's own IPv4 addresses always are.
+        /// Also decapsulate packets whose outer destination is this address, IPv4 or IPv6
+        /// (repeatable); the interface's own addresses always are (IPv6 link-local ones not).
         #[arg(long, value_name = "ADDR")]
-        address: Vec<std::net::Ipv4Addr>,
+        address: Vec<std::net::IpAddr>,
         /// bpffs directory of the decapsulation pins.
         #[arg(long, value_name = "DIR", default_value = decap::DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,

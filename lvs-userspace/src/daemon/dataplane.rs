@@ -13,10 +13,14 @@ use std::{
 
 use anyhow::{bail, Context};
 use aya::{
+    maps::ProgramArray,
     programs::{links::FdLink, links::PinnedLink, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
-use lvs_common::{map_names, MAP_ABI_VERSION, XDP_PROGRAM};
+use lvs_common::{
+    map_names, MAP_ABI_VERSION, XDP6_NEW_PROGRAM, XDP6_NEW_SLOT, XDP6_PROGRAM, XDP6_SEND_PROGRAM, XDP6_SEND_SLOT, XDP6_SLOT,
+    XDP_PROGRAM,
+};
 use tracing::{info, warn};
 
 use crate::config::XdpMode as ConfigXdpMode;
@@ -214,6 +218,25 @@ fn load_object(loader: &mut EbpfLoader, conn_table_size: u32) -> anyhow::Result<
         .context("XDP program missing from the object")?
         .try_into()?;
     prog.load().context("the verifier rejected the XDP program")?;
+    if let Some(n) = prog.info().ok().and_then(|i| i.verified_instruction_count()) {
+        info!(program = XDP_PROGRAM, verified_insns = n, "XDP program loaded");
+    }
+    // The IPv6 programs are reached by tail calls through XDP_PROGS (see `lvs_xdp`). Setting
+    // a slot swaps it atomically: with pinned maps reused, packets go from the previous
+    // lvsd's IPv6 programs to this one's without a gap. They go in from the last of the
+    // chain to the first, so none tail-calls into an older one than itself.
+    for (name, slot) in [(XDP6_SEND_PROGRAM, XDP6_SEND_SLOT), (XDP6_NEW_PROGRAM, XDP6_NEW_SLOT), (XDP6_PROGRAM, XDP6_SLOT)] {
+        let p: &mut Xdp =
+            ebpf.program_mut(name).with_context(|| format!("{name} missing from the object"))?.try_into()?;
+        p.load().with_context(|| format!("the verifier rejected the IPv6 XDP program {name}"))?;
+        if let Some(n) = p.info().ok().and_then(|i| i.verified_instruction_count()) {
+            info!(program = name, verified_insns = n, "XDP program loaded");
+        }
+        let fd = p.fd()?.try_clone()?;
+        let mut progs =
+            ProgramArray::try_from(ebpf.map_mut(map_names::XDP_PROGS).context("XDP_PROGS map missing")?)?;
+        progs.set(slot, &fd, 0).with_context(|| format!("installing {name}"))?;
+    }
     Ok(ebpf)
 }
 

@@ -230,9 +230,10 @@ fn apply_classifier(t: &mut Tables, cfg: &Config) -> anyhow::Result<()> {
     }
     // Only the classifier marks packets, so such a service would never see one.
     for sc in &cfg.services {
-        if let ServiceKey::Fwmark { mark, ipv6: false } = sc.spec.key {
-            if !cfg.classifier.iter().any(|r| r.mark == mark && r.addr.is_ipv4()) {
-                warn!(service = %sc.spec.key, "no IPv4 classifier rule gives this mark: the service gets no traffic");
+        if let ServiceKey::Fwmark { mark, ipv6 } = sc.spec.key {
+            if !cfg.classifier.iter().any(|r| r.mark == mark && r.addr.is_ipv6() == ipv6) {
+                let family = if ipv6 { "IPv6" } else { "IPv4" };
+                warn!(service = %sc.spec.key, "no {family} classifier rule gives this mark: the service gets no traffic");
             }
         }
     }

@@ -11,7 +11,7 @@
 //!   every 20 ms: neighbours that failed or were forgotten since.
 
 use std::{
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -22,7 +22,7 @@ use std::{
 };
 
 use aya::maps::{HashMap, Map, MapData};
-use lvs_common::{fwd::NeighKey, map_names, AF_INET};
+use lvs_common::{fwd::NeighKey, map_names, AF_INET, AF_INET6};
 use tracing::{debug, warn};
 
 const RTM_NEWNEIGH: u16 = 28;
@@ -40,21 +40,26 @@ const NDA_DST: u16 = 1;
 /// starts resolving, so a valid entry (even a permanent one) would be thrown away: without
 /// `replace` only a missing entry is created (`NLM_F_EXCL`; an existing one is left alone and
 /// `EEXIST` is not an error). `replace` is for next hops the dataplane found not valid.
-pub fn kick(ifindex: u32, addr: Ipv4Addr, replace: bool) -> std::io::Result<()> {
+pub fn kick(ifindex: u32, addr: IpAddr, replace: bool) -> std::io::Result<()> {
     let mode = if replace { NLM_F_REPLACE } else { NLM_F_EXCL };
-    // nlmsghdr (16) + ndmsg (12) + NDA_DST attribute (4 + 4).
-    let mut msg = [0u8; 36];
-    msg[0..4].copy_from_slice(&36u32.to_ne_bytes());
+    // nlmsghdr (16) + ndmsg (12) + NDA_DST attribute (4 + 4 or 16).
+    let (family, octets): (u8, Vec<u8>) = match addr {
+        IpAddr::V4(a) => (libc::AF_INET as u8, a.octets().to_vec()),
+        IpAddr::V6(a) => (libc::AF_INET6 as u8, a.octets().to_vec()),
+    };
+    let len = 32 + octets.len();
+    let mut msg = vec![0u8; len];
+    msg[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
     msg[4..6].copy_from_slice(&RTM_NEWNEIGH.to_ne_bytes());
     msg[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | mode).to_ne_bytes());
     msg[8..12].copy_from_slice(&1u32.to_ne_bytes()); // sequence
-    msg[16] = libc::AF_INET as u8; // ndm_family
+    msg[16] = family; // ndm_family
     msg[20..24].copy_from_slice(&(ifindex as i32).to_ne_bytes());
     // ndm_state NUD_NONE (0): NTF_USE leaves the state to the resolution it starts.
     msg[26] = NTF_USE;
-    msg[28..30].copy_from_slice(&8u16.to_ne_bytes());
+    msg[28..30].copy_from_slice(&(4 + octets.len() as u16).to_ne_bytes());
     msg[30..32].copy_from_slice(&NDA_DST.to_ne_bytes());
-    msg[32..36].copy_from_slice(&addr.octets());
+    msg[32..].copy_from_slice(&octets);
     // SAFETY: plain socket calls on buffers of the given sizes; the fd is closed below.
     unsafe {
         let fd = libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE);
@@ -82,8 +87,8 @@ pub fn kick(ifindex: u32, addr: Ipv4Addr, replace: bool) -> std::io::Result<()> 
     }
 }
 
-/// The interfaces (index) with an IPv4 subnet (shorter than /32) holding `addr`.
-pub fn onlink_interfaces(addr: Ipv4Addr) -> Vec<u32> {
+/// The interfaces (index) with a subnet (shorter than /32, /128) holding `addr`.
+pub fn onlink_interfaces(addr: IpAddr) -> Vec<u32> {
     let mut out = Vec::new();
     // SAFETY: getifaddrs' list is walked read-only and freed once.
     unsafe {
@@ -98,12 +103,20 @@ pub fn onlink_interfaces(addr: Ipv4Addr) -> Vec<u32> {
             if ifa.ifa_addr.is_null() || ifa.ifa_netmask.is_null() {
                 continue;
             }
-            if (*ifa.ifa_addr).sa_family as i32 != libc::AF_INET {
-                continue;
-            }
-            let a = u32::from_be((*(ifa.ifa_addr as *const libc::sockaddr_in)).sin_addr.s_addr);
-            let m = u32::from_be((*(ifa.ifa_netmask as *const libc::sockaddr_in)).sin_addr.s_addr);
-            if m == u32::MAX || a & m != u32::from(addr) & m {
+            let on_link = match (addr, (*ifa.ifa_addr).sa_family as i32) {
+                (IpAddr::V4(addr), libc::AF_INET) => {
+                    let a = u32::from_be((*(ifa.ifa_addr as *const libc::sockaddr_in)).sin_addr.s_addr);
+                    let m = u32::from_be((*(ifa.ifa_netmask as *const libc::sockaddr_in)).sin_addr.s_addr);
+                    m != u32::MAX && a & m == u32::from(addr) & m
+                }
+                (IpAddr::V6(addr), libc::AF_INET6) => {
+                    let a = u128::from_be_bytes((*(ifa.ifa_addr as *const libc::sockaddr_in6)).sin6_addr.s6_addr);
+                    let m = u128::from_be_bytes((*(ifa.ifa_netmask as *const libc::sockaddr_in6)).sin6_addr.s6_addr);
+                    m != u128::MAX && a & m == u128::from(addr) & m
+                }
+                _ => false,
+            };
+            if !on_link {
                 continue;
             }
             let idx = libc::if_nametoindex(ifa.ifa_name);
@@ -117,7 +130,7 @@ pub fn onlink_interfaces(addr: Ipv4Addr) -> Vec<u32> {
 }
 
 /// Starts resolving a DR/TUN real server's address on every interface it is on-link with.
-pub fn resolve_real_server(addr: Ipv4Addr) {
+pub fn resolve_real_server(addr: IpAddr) {
     for idx in onlink_interfaces(addr) {
         if let Err(e) = kick(idx, addr, false) {
             warn!(%addr, ifindex = idx, "cannot ask the kernel to resolve the real server: {e}");
@@ -128,8 +141,8 @@ pub fn resolve_real_server(addr: Ipv4Addr) {
 /// The same for a real server just written to the dataplane, if it is DR or TUN (NAT packets
 /// are handed to the kernel while their neighbour is unresolved).
 pub fn resolve_dest(d: &crate::model::DestSpec) {
-    if let (std::net::IpAddr::V4(a), crate::model::Forward::Route | crate::model::Forward::Tunnel) = (d.addr, d.forward) {
-        resolve_real_server(a);
+    if matches!(d.forward, crate::model::Forward::Route | crate::model::Forward::Tunnel) {
+        resolve_real_server(d.addr);
     }
 }
 
@@ -142,10 +155,18 @@ pub fn spawn(maps_dir: PathBuf, stop: Arc<AtomicBool>) -> anyhow::Result<thread:
             let keys: Vec<NeighKey> = misses.keys().filter_map(Result::ok).collect();
             for k in keys {
                 let _ = misses.remove(&k);
-                if k.family != AF_INET {
-                    continue;
-                }
-                let addr = Ipv4Addr::from(u32::from_be(k.addr[0]));
+                // Network-order words, as the dataplane's keys hold addresses.
+                let addr = match k.family {
+                    AF_INET => IpAddr::V4(Ipv4Addr::from(k.addr[0].to_ne_bytes())),
+                    AF_INET6 => {
+                        let mut o = [0u8; 16];
+                        for (i, w) in k.addr.iter().enumerate() {
+                            o[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+                        }
+                        IpAddr::V6(Ipv6Addr::from(o))
+                    }
+                    _ => continue,
+                };
                 debug!(%addr, ifindex = k.ifindex, "resolving a next hop the dataplane missed");
                 if let Err(e) = kick(k.ifindex, addr, true) {
                     warn!(%addr, ifindex = k.ifindex, "cannot ask the kernel to resolve a next hop: {e}");

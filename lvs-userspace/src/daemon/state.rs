@@ -53,14 +53,7 @@ pub fn check_service_supported(spec: &ServiceSpec) -> Result<u32, OpError> {
             ),
         );
     };
-    // Firewall-mark services of both families are accepted (an IPv6 one can be listed, but
-    // takes no IPv6 real server and the classifier marks IPv4 packets only).
-    match spec.key {
-        ServiceKey::Addr { addr, .. } if addr.is_ipv6() => {
-            return err(Errno::NotImplemented, "IPv6 services are not supported by lvsd yet")
-        }
-        _ => {}
-    }
+    // IPv6 services (address or firewall mark) are served by the dataplane's IPv6 programs.
     // ONEPACKET is accepted on any service, as by the kernel; the dataplane honours it for
     // UDP only, as the kernel does (ipvsadm itself refuses -o on a TCP service).
     Ok(id)
@@ -83,8 +76,19 @@ pub fn check_dest_supported(svc: &ServiceKey, d: &DestSpec) -> Result<(), OpErro
             return err(Errno::Inval, format!("{a} is not a unicast address"));
         }
     }
-    if d.addr.is_ipv6() != svc.is_ipv6() || d.addr.is_ipv6() {
-        return err(Errno::NotImplemented, "IPv6 real servers are not supported by lvsd yet");
+    // The kernel takes a real server of the other family for a tunnel only (ip_vs_ctl.c;
+    // ipvsadm refuses the rest itself). Those mixed tunnels (IPv4-in-IPv6, IPv6-in-IPv4) need
+    // an encapsulation the dataplane does not have: refused, so that no IPv4 packet is ever
+    // scheduled to an IPv6 address.
+    if d.addr.is_ipv6() != svc.is_ipv6() {
+        return if d.forward == Forward::Tunnel {
+            err(
+                Errno::NotImplemented,
+                "a tunnel to a real server of the other address family is not supported by lvsd yet",
+            )
+        } else {
+            err(Errno::Inval, "a real server's address family must be the service's (except for tunnels)")
+        };
     }
     if !matches!(d.forward, Forward::Masq | Forward::Route | Forward::Tunnel) {
         return err(
@@ -339,6 +343,7 @@ impl VirtualServers {
         let Some(slot) = self.alloc_svc_slot() else {
             return err(Errno::NoMem, format!("service table full ({MAX_SERVICES})"));
         };
+
         let svc = Service { slot, spec, sched_id, dests: Vec::new() };
         let key = tables::svc_key(&svc.spec.key).map_err(internal)?;
         // A reused slot's counters belong to an earlier service.

@@ -201,6 +201,46 @@ pub fn hex(b: &[u8]) -> String {
         .join("\n    ")
 }
 
+/// A whole Ethernet/IPv6/TCP frame (no extension headers, traffic class 0, flow label 0),
+/// the TCP checksum over the IPv6 pseudo-header.
+#[allow(clippy::too_many_arguments)]
+pub fn tcp6_frame(
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    src: [u8; 16],
+    dst: [u8; 16],
+    hop_limit: u8,
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut t = Vec::new();
+    t.extend_from_slice(&sport.to_be_bytes());
+    t.extend_from_slice(&dport.to_be_bytes());
+    t.extend_from_slice(&1000u32.to_be_bytes());
+    t.extend_from_slice(&(if flags & TCP_ACK != 0 { 2000u32 } else { 0 }).to_be_bytes());
+    t.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    t.extend_from_slice(payload);
+    let mut ph = Vec::new();
+    ph.extend_from_slice(&src);
+    ph.extend_from_slice(&dst);
+    ph.extend_from_slice(&(t.len() as u32).to_be_bytes());
+    ph.extend_from_slice(&[0, 0, 0, 6]);
+    let c = !csum::fold(csum::sum_words(&t, csum::sum_words(&ph, 0)));
+    t[16..18].copy_from_slice(&c.to_ne_bytes());
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+    f.extend_from_slice(&(t.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[6, hop_limit]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&t);
+    f
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

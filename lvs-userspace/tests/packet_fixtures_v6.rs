@@ -1,0 +1,336 @@
+//! IPv6 packet fixtures run through the real XDP programs with BPF_PROG_TEST_RUN: the IPv4
+//! entry program is run, and tail-calls the IPv6 ones as on a live interface.
+//!
+//! Expected frames are built from scratch here, with full checksums over the IPv6
+//! pseudo-header (not the incremental updates the programs use), so a wrong checksum update
+//! shows up as a byte mismatch. The test thread runs in a private namespace shaped like a
+//! director (see `testkit::netns`), with IPv6 addresses and static neighbours added.
+
+use std::{net::IpAddr, path::PathBuf};
+
+use aya::programs::{TestRun, TestRunOptions, Xdp};
+use lvs_common::{counters::Counter, csum, XDP_PROGRAM};
+use lvs_userspace::{
+    daemon::{
+        dataplane::{self, Dataplane, PinLayout},
+        state::VirtualServers,
+        tables::Tables,
+    },
+    model::{DestSpec, Forward, Protocol, ServiceKey, ServiceSpec},
+    testkit::{
+        frames::hex,
+        netns::{self, ip_batch, DIRECTOR_CL_MAC, DIRECTOR_RS_MAC},
+    },
+};
+
+const XDP_PASS: u32 = 2;
+const XDP_REDIRECT: u32 = 4;
+
+const fn v6(last: u8, net: u8) -> [u8; 16] {
+    [0x20, 0x01, 0x0d, 0xb8, 0, net, 0, 0, 0, 0, 0, 0, 0, 0, 0, last]
+}
+const CLIENT: [u8; 16] = v6(2, 2);
+const VIP: [u8; 16] = v6(0x10, 0);
+const RS1: [u8; 16] = v6(0x11, 1);
+const RS2: [u8; 16] = v6(0x12, 1);
+const DIRECTOR_RS_IP: [u8; 16] = v6(1, 1);
+const RS1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x11];
+const RS2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x12];
+const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+const DIRECTOR_IN_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+const PAYLOAD: &[u8] = b"GET / HTTP/1.1\r\n\r\n";
+
+// ---- frames (full checksums) ----
+
+/// One's-complement sum of the IPv6 pseudo-header (RFC 8200 8.1).
+fn pseudo(src: &[u8; 16], dst: &[u8; 16], len: usize, next: u8) -> u32 {
+    let mut ph = Vec::new();
+    ph.extend_from_slice(src);
+    ph.extend_from_slice(dst);
+    ph.extend_from_slice(&(len as u32).to_be_bytes());
+    ph.extend_from_slice(&[0, 0, 0, next]);
+    csum::sum_words(&ph, 0)
+}
+
+fn finish(seg: &mut [u8], at: usize, src: &[u8; 16], dst: &[u8; 16], next: u8) {
+    let c = !csum::fold(csum::sum_words(seg, pseudo(src, dst, seg.len(), next)));
+    let c = if next == UDP && c == 0 { 0xffff } else { c };
+    seg[at..at + 2].copy_from_slice(&c.to_ne_bytes());
+}
+
+fn tcp(src: &[u8; 16], dst: &[u8; 16], sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut t = Vec::new();
+    t.extend_from_slice(&sport.to_be_bytes());
+    t.extend_from_slice(&dport.to_be_bytes());
+    t.extend_from_slice(&1000u32.to_be_bytes());
+    t.extend_from_slice(&(if flags & ACK != 0 { 2000u32 } else { 0 }).to_be_bytes());
+    t.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    t.extend_from_slice(payload);
+    finish(&mut t, 16, src, dst, TCP);
+    t
+}
+
+fn udp(src: &[u8; 16], dst: &[u8; 16], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut u = Vec::new();
+    u.extend_from_slice(&sport.to_be_bytes());
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(payload);
+    finish(&mut u, 6, src, dst, UDP);
+    u
+}
+
+/// Ethernet + IPv6 header (flow label 0x12345, traffic class 0) + `ext` + payload; `next` is
+/// the header's next header, `ext` already chained to the payload.
+#[allow(clippy::too_many_arguments)]
+fn frame(dmac: [u8; 6], smac: [u8; 6], src: &[u8; 16], dst: &[u8; 16], hop: u8, next: u8, ext: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dmac);
+    f.extend_from_slice(&smac);
+    f.extend_from_slice(&[0x86, 0xdd]);
+    f.extend_from_slice(&[0x60, 0x01, 0x23, 0x45]);
+    f.extend_from_slice(&((ext.len() + payload.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[next, hop]);
+    f.extend_from_slice(src);
+    f.extend_from_slice(dst);
+    f.extend_from_slice(ext);
+    f.extend_from_slice(payload);
+    f
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tcp_frame(dmac: [u8; 6], smac: [u8; 6], src: &[u8; 16], dst: &[u8; 16], hop: u8, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    frame(dmac, smac, src, dst, hop, TCP, &[], &tcp(src, dst, sport, dport, flags, PAYLOAD))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn udp_frame(dmac: [u8; 6], smac: [u8; 6], src: &[u8; 16], dst: &[u8; 16], hop: u8, sport: u16, dport: u16) -> Vec<u8> {
+    frame(dmac, smac, src, dst, hop, UDP, &[], &udp(src, dst, sport, dport, b"ping"))
+}
+
+/// The ICMPv6 error the director sends back to the client for `orig` (a frame from the
+/// client): from the VIP, hop limit 64, quoting the IPv6 packet up to 1232 bytes.
+fn icmp6_error(orig: &[u8], ty: u8, code: u8, info: u32) -> Vec<u8> {
+    let ip = &orig[14..];
+    let quote = &ip[..ip.len().min(1232)];
+    let mut m = vec![ty, code, 0, 0];
+    m.extend_from_slice(&info.to_be_bytes());
+    m.extend_from_slice(quote);
+    finish(&mut m, 2, &VIP, &CLIENT, 58);
+    let mut f = Vec::new();
+    f.extend_from_slice(&CLIENT_MAC);
+    f.extend_from_slice(&DIRECTOR_IN_MAC);
+    f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+    f.extend_from_slice(&(m.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[58, 64]);
+    f.extend_from_slice(&VIP);
+    f.extend_from_slice(&CLIENT);
+    f.extend_from_slice(&m);
+    f
+}
+
+/// `inner` (an IPv6 frame) in an outer IPv6 header from the director's route source to `rs`.
+fn ip6ip6_frame(dmac: [u8; 6], rs: &[u8; 16], hop: u8, inner: &[u8]) -> Vec<u8> {
+    let ip = &inner[14..];
+    let mut f = Vec::new();
+    f.extend_from_slice(&dmac);
+    f.extend_from_slice(&DIRECTOR_RS_MAC);
+    f.extend_from_slice(&[0x86, 0xdd]);
+    // Traffic class and flow label copied from the inner header.
+    f.extend_from_slice(&ip[0..4]);
+    f.extend_from_slice(&(ip.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[41, hop]);
+    f.extend_from_slice(&DIRECTOR_RS_IP);
+    f.extend_from_slice(rs);
+    f.extend_from_slice(ip);
+    f
+}
+
+// ---- the rig ----
+
+struct PinDir(PathBuf);
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        dataplane::unpin_all(&PinLayout::new(&self.0));
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Rig {
+    dp: Dataplane,
+    tables: Tables,
+    vs: VirtualServers,
+    _pins: PinDir,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let pins = PinDir(PathBuf::from(format!("/sys/fs/bpf/lvs-fixture6-{}", std::process::id())));
+        let dp = Dataplane::load(&pins.0, 4096).expect("load dataplane");
+        let mut tables = Tables::open(&dp.pins.maps()).expect("open maps");
+        tables.write_timeouts(&lvs_common::tcp_state::DEFAULT_TIMEOUTS).unwrap();
+        let vs = VirtualServers::recover(&tables).unwrap();
+        Rig { dp, tables, vs, _pins: pins }
+    }
+
+    fn service(&mut self, proto: Protocol, port: u16, server: [u8; 16], fwd: Forward, weight: i32) {
+        let key = ServiceKey::Addr { protocol: proto, addr: IpAddr::from(VIP), port };
+        self.vs.add_service(&mut self.tables, ServiceSpec::new(key, "rr")).unwrap();
+        self.vs.add_dest(&mut self.tables, &key, DestSpec::new(IpAddr::from(server), port, fwd, weight)).unwrap();
+    }
+
+    fn run(&mut self, input: &[u8]) -> (u32, Vec<u8>) {
+        let prog: &mut Xdp = self.dp.ebpf.program_mut(XDP_PROGRAM).unwrap().try_into().unwrap();
+        let mut out = vec![0u8; input.len() + 256];
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(input);
+        opts.data_out = Some(&mut out);
+        let r = prog.test_run(opts).expect("BPF_PROG_TEST_RUN");
+        out.truncate(r.data_size_out as usize);
+        (r.return_value, out)
+    }
+
+    fn counter(&self, c: Counter) -> u64 {
+        self.tables.counters().unwrap().into_iter().find(|(k, _)| *k == c).unwrap().1
+    }
+}
+
+/// The private director namespace plus its IPv6 side: 2001:db8:2::1/64 on `cl`,
+/// 2001:db8:1::1/64 on `rs`, static neighbours for the client and rs1..rs2, forwarding on.
+fn private_director_netns6() {
+    netns::enter_private_director().expect("private director namespace");
+    let cmds = [
+        "addr add 2001:db8:2::1/64 dev cl nodad".to_string(),
+        "addr add 2001:db8:1::1/64 dev rs nodad".to_string(),
+        "neigh replace 2001:db8:2::2 lladdr 02:00:00:00:00:02 dev cl nud permanent".to_string(),
+        "neigh replace 2001:db8:1::11 lladdr 02:00:00:00:00:11 dev rs nud permanent".to_string(),
+        "neigh replace 2001:db8:1::12 lladdr 02:00:00:00:00:12 dev rs nud permanent".to_string(),
+    ];
+    ip_batch(&cmds).expect("IPv6 addresses and neighbours");
+    std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1").expect("IPv6 forwarding");
+}
+
+struct Fixture {
+    name: &'static str,
+    input: Vec<u8>,
+    verdict: u32,
+    output: Option<Vec<u8>>,
+}
+
+#[test]
+fn ipv6_fixtures() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(std::env::var_os("CI").is_none(), "packet fixture tests need root");
+        eprintln!("skipping: packet fixture tests need root");
+        return;
+    }
+    std::thread::spawn(|| {
+        private_director_netns6();
+        let mut rig = Rig::new();
+        rig.service(Protocol::Tcp, 80, RS1, Forward::Masq, 1);
+        rig.service(Protocol::Udp, 53, RS2, Forward::Masq, 1);
+        rig.service(Protocol::Tcp, 81, RS1, Forward::Route, 1);
+        rig.service(Protocol::Tcp, 8080, RS2, Forward::Tunnel, 1);
+        rig.service(Protocol::Tcp, 82, RS1, Forward::Masq, 0);
+
+        let from_client = |hop: u8, sport: u16, dport: u16, flags: u8| {
+            tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, &CLIENT, &VIP, hop, sport, dport, flags)
+        };
+        // A destination-options header (8 bytes: next header TCP, length 0, PadN of 4) in
+        // front of the TCP header.
+        let dstopts = [TCP, 0, 1, 4, 0, 0, 0, 0];
+        let syn_opts = |dst: &[u8; 16], hop: u8, dmac: [u8; 6], smac: [u8; 6]| {
+            frame(dmac, smac, &CLIENT, dst, hop, 60, &dstopts, &tcp(&CLIENT, dst, 40100, 80, SYN, PAYLOAD))
+        };
+        // 40 + 20 + 1440 = 1500 bytes: fits the link, not once 40 more are added.
+        let big = frame(DIRECTOR_IN_MAC, CLIENT_MAC, &CLIENT, &VIP, 64, TCP, &[], &tcp(&CLIENT, &VIP, 42001, 8080, SYN, &[0x5a; 1440]));
+        let tun_syn = from_client(64, 42000, 8080, SYN);
+        let unreach = from_client(64, 43000, 82, SYN);
+        let frag = frame(DIRECTOR_IN_MAC, CLIENT_MAC, &CLIENT, &VIP, 64, 44, &[TCP, 0, 0, 1, 0, 0, 0, 7], &tcp(&CLIENT, &VIP, 40200, 80, SYN, PAYLOAD));
+        let ns = frame(DIRECTOR_IN_MAC, CLIENT_MAC, &CLIENT, &VIP, 255, 58, &[], &[135, 0, 0, 0, 0, 0, 0, 0]);
+
+        let fixtures = vec![
+            Fixture {
+                name: "NAT: SYN to [VIP]:80 becomes client -> rs1, hop limit 63, to rs1's MAC",
+                input: from_client(64, 40000, 80, SYN),
+                verdict: XDP_REDIRECT,
+                output: Some(tcp_frame(RS1_MAC, DIRECTOR_RS_MAC, &CLIENT, &RS1, 63, 40000, 80, SYN)),
+            },
+            Fixture {
+                name: "NAT: rs1's reply becomes VIP -> client, to the client's MAC",
+                input: tcp_frame(DIRECTOR_RS_MAC, RS1_MAC, &RS1, &CLIENT, 64, 80, 40000, SYN | ACK),
+                verdict: XDP_REDIRECT,
+                output: Some(tcp_frame(CLIENT_MAC, DIRECTOR_CL_MAC, &VIP, &CLIENT, 63, 80, 40000, SYN | ACK)),
+            },
+            Fixture {
+                name: "NAT: UDP to [VIP]:53 goes to rs2, its checksum over the new pseudo-header",
+                input: udp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, &CLIENT, &VIP, 64, 5300, 53),
+                verdict: XDP_REDIRECT,
+                output: Some(udp_frame(RS2_MAC, DIRECTOR_RS_MAC, &CLIENT, &RS2, 63, 5300, 53)),
+            },
+            Fixture {
+                name: "NAT: a destination-options header is walked and kept",
+                input: syn_opts(&VIP, 64, DIRECTOR_IN_MAC, CLIENT_MAC),
+                verdict: XDP_REDIRECT,
+                output: Some(syn_opts(&RS1, 63, RS1_MAC, DIRECTOR_RS_MAC)),
+            },
+            Fixture {
+                name: "DR: SYN to [VIP]:81 keeps its addresses, to rs1's MAC, hop limit 63",
+                input: from_client(64, 40300, 81, SYN),
+                verdict: XDP_REDIRECT,
+                output: Some(tcp_frame(RS1_MAC, DIRECTOR_RS_MAC, &CLIENT, &VIP, 63, 40300, 81, SYN)),
+            },
+            Fixture {
+                name: "TUN: SYN in IPv6-in-IPv6 from the director's route source to rs2, hop limit 63 inside and out",
+                input: tun_syn.clone(),
+                verdict: XDP_REDIRECT,
+                output: Some(ip6ip6_frame(RS2_MAC, &RS2, 63, &from_client(63, 42000, 8080, SYN))),
+            },
+            Fixture {
+                name: "TUN: 1500 bytes would be 1540: ICMPv6 packet too big, MTU 1460, from the VIP",
+                input: big.clone(),
+                verdict: XDP_REDIRECT,
+                output: Some(icmp6_error(&big, 2, 0, 1460)),
+            },
+            Fixture {
+                name: "no real server can take it: ICMPv6 port unreachable quoting the SYN",
+                input: unreach.clone(),
+                verdict: XDP_REDIRECT,
+                output: Some(icmp6_error(&unreach, 1, 4, 0)),
+            },
+            Fixture { name: "a fragment passes to the stack untouched", input: frag, verdict: XDP_PASS, output: None },
+            Fixture { name: "neighbour solicitation passes untouched", input: ns, verdict: XDP_PASS, output: None },
+        ];
+        let mut failures = Vec::new();
+        for f in fixtures {
+            let (verdict, out) = rig.run(&f.input);
+            let want = f.output.clone().unwrap_or_else(|| f.input.clone());
+            if verdict != f.verdict || out != want {
+                failures.push(format!(
+                    "{}: verdict {verdict} (want {})\n  in:   {}\n  got:  {}\n  want: {}",
+                    f.name,
+                    f.verdict,
+                    hex(&f.input),
+                    hex(&out),
+                    hex(&want)
+                ));
+            }
+        }
+        assert!(failures.is_empty(), "fixtures failed:\n{}", failures.join("\n"));
+        assert_eq!(rig.counter(Counter::PassFragmentV6), 1);
+        assert_eq!(rig.counter(Counter::PassNotTcpUdp), 1);
+        assert_eq!(rig.counter(Counter::TxIcmpFragNeeded), 1);
+        assert_eq!(rig.counter(Counter::TxIcmpUnreachable), 1);
+        assert_eq!(rig.counter(Counter::Redirect), 6);
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+}
