@@ -8,7 +8,7 @@
 
 use std::{
     fs,
-    net::{IpAddr, Ipv4Addr},
+    net::IpAddr,
     path::{Path, PathBuf},
 };
 
@@ -238,42 +238,9 @@ fn interface_index(name: &str) -> anyhow::Result<u32> {
 /// The addresses of one interface: IPv4 first, then IPv6 (link-local ones left out: a
 /// director's tunnel is addressed to a routable address).
 fn interface_addresses(name: &str) -> Vec<IpAddr> {
-    let mut v6 = Vec::new();
-    let mut out = interface_addresses_of(name, &mut v6);
-    out.extend(v6);
-    out
-}
-
-fn interface_addresses_of(name: &str, v6: &mut Vec<IpAddr>) -> Vec<IpAddr> {
-    let mut out = Vec::new();
-    // SAFETY: getifaddrs' list is walked read-only and freed once.
-    unsafe {
-        let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
-        if libc::getifaddrs(&mut ifap) != 0 {
-            return out;
-        }
-        let mut p = ifap;
-        while !p.is_null() {
-            let ifa = &*p;
-            p = ifa.ifa_next;
-            if ifa.ifa_addr.is_null() || std::ffi::CStr::from_ptr(ifa.ifa_name).to_bytes() != name.as_bytes() {
-                continue;
-            }
-            match (*ifa.ifa_addr).sa_family as i32 {
-                libc::AF_INET => {
-                    let a = (*(ifa.ifa_addr as *const libc::sockaddr_in)).sin_addr.s_addr;
-                    out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(a))));
-                }
-                libc::AF_INET6 => {
-                    let a = std::net::Ipv6Addr::from((*(ifa.ifa_addr as *const libc::sockaddr_in6)).sin6_addr.s6_addr);
-                    if a.segments()[0] & 0xffc0 != 0xfe80 {
-                        v6.push(IpAddr::V6(a));
-                    }
-                }
-                _ => {}
-            }
-        }
-        libc::freeifaddrs(ifap);
-    }
-    out
+    let mine: Vec<IpAddr> =
+        crate::ifaddrs::all().into_iter().filter(|i| i.interface == name).map(|i| i.addr).collect();
+    let v4 = mine.iter().filter(|a| a.is_ipv4());
+    let v6 = mine.iter().filter(|a| matches!(a, IpAddr::V6(v) if v.segments()[0] & 0xffc0 != 0xfe80));
+    v4.chain(v6).copied().collect()
 }

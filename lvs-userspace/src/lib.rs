@@ -6,6 +6,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod decap;
+pub mod ifaddrs;
 pub mod ipvsadm;
 pub mod model;
 pub mod sysbench;

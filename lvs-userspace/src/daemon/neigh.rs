@@ -90,41 +90,13 @@ pub fn kick(ifindex: u32, addr: IpAddr, replace: bool) -> std::io::Result<()> {
 /// The interfaces (index) with a subnet (shorter than /32, /128) holding `addr`.
 pub fn onlink_interfaces(addr: IpAddr) -> Vec<u32> {
     let mut out = Vec::new();
-    // SAFETY: getifaddrs' list is walked read-only and freed once.
-    unsafe {
-        let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
-        if libc::getifaddrs(&mut ifap) != 0 {
-            return out;
+    for i in crate::ifaddrs::all().into_iter().filter(|i| i.on_link(addr)) {
+        let Ok(name) = std::ffi::CString::new(i.interface) else { continue };
+        // SAFETY: a NUL-terminated name.
+        let idx = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        if idx != 0 && !out.contains(&idx) {
+            out.push(idx);
         }
-        let mut p = ifap;
-        while !p.is_null() {
-            let ifa = &*p;
-            p = ifa.ifa_next;
-            if ifa.ifa_addr.is_null() || ifa.ifa_netmask.is_null() {
-                continue;
-            }
-            let on_link = match (addr, (*ifa.ifa_addr).sa_family as i32) {
-                (IpAddr::V4(addr), libc::AF_INET) => {
-                    let a = u32::from_be((*(ifa.ifa_addr as *const libc::sockaddr_in)).sin_addr.s_addr);
-                    let m = u32::from_be((*(ifa.ifa_netmask as *const libc::sockaddr_in)).sin_addr.s_addr);
-                    m != u32::MAX && a & m == u32::from(addr) & m
-                }
-                (IpAddr::V6(addr), libc::AF_INET6) => {
-                    let a = u128::from_be_bytes((*(ifa.ifa_addr as *const libc::sockaddr_in6)).sin6_addr.s6_addr);
-                    let m = u128::from_be_bytes((*(ifa.ifa_netmask as *const libc::sockaddr_in6)).sin6_addr.s6_addr);
-                    m != u128::MAX && a & m == u128::from(addr) & m
-                }
-                _ => false,
-            };
-            if !on_link {
-                continue;
-            }
-            let idx = libc::if_nametoindex(ifa.ifa_name);
-            if idx != 0 && !out.contains(&idx) {
-                out.push(idx);
-            }
-        }
-        libc::freeifaddrs(ifap);
     }
     out
 }
