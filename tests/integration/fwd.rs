@@ -89,64 +89,6 @@ impl Drop for EchoServer {
     }
 }
 
-/// Sends `n` pattern bytes to VIP:ECHO_PORT from the client and checks that exactly the same
-/// bytes come back (written and read concurrently so neither side's buffers fill up).
-fn echo_exact(topo: &Topology, n: u64) {
-    let s = topo.client.tcp_connect(vip(ECHO_PORT), Duration::from_secs(10)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut w = s.try_clone().unwrap();
-    let writer = std::thread::spawn(move || {
-        w.write_all(&expected_bytes(n)).unwrap();
-        w.shutdown(std::net::Shutdown::Write).unwrap();
-    });
-    let mut got = Vec::with_capacity(n as usize);
-    let mut r = s;
-    r.read_to_end(&mut got).unwrap();
-    writer.join().unwrap();
-    assert_eq!(got.len() as u64, n, "echoed byte count");
-    assert!(got == expected_bytes(n), "echoed bytes differ from those sent");
-}
-
-/// One UDP datagram to VIP:53 on a socket *connected* to the VIP, so only an answer from the
-/// VIP itself is received; checks the echo byte for byte and returns the server's name.
-fn udp_exact(topo: &Topology, payload: &[u8]) -> String {
-    let sock = topo.client.udp_socket("0.0.0.0:0".parse().unwrap()).unwrap();
-    sock.connect(vip(RS_UDP_PORT)).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    let mut buf = [0u8; 4096];
-    // The first datagram may find the real server's neighbour unresolved (dropped, reported,
-    // resolved by lvsd); one retry covers it, as a client's own retransmission would.
-    for _ in 0..2 {
-        sock.send(payload).unwrap();
-        if let Ok(n) = sock.recv(&mut buf) {
-            let reply = &buf[..n];
-            let colon = reply.iter().position(|&b| b == b':').expect("name:payload");
-            assert_eq!(&reply[colon + 1..], payload, "UDP payload echoed byte for byte");
-            return String::from_utf8(reply[..colon].to_vec()).unwrap();
-        }
-    }
-    panic!("no UDP answer from the VIP");
-}
-
-/// rx packets of an interface in a namespace (`ip -j -s link`).
-fn rx_packets(ns: &Netns, dev: &str) -> u64 {
-    let out = ns.run("ip", ["-j", "-s", "link", "show", "dev", dev]).unwrap().stdout_str();
-    let rx = out.split("\"rx\":{").nth(1).expect("rx stats");
-    let p = rx.split("\"packets\":").nth(1).expect("rx packets");
-    p.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
-}
-
-fn counters(lvsd: &Lvsd) -> std::collections::HashMap<String, u64> {
-    let out = std::process::Command::new(lvs_bin("lvsd")).arg("--counters").arg("--socket").arg(lvsd.socket()).output().unwrap();
-    assert!(out.status.success(), "lvsd --counters: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(k, v)| (k.to_string(), v.trim().parse().unwrap()))
-        .collect()
-}
-
 /// Services on the VIP: HTTP 80, echo 9000 (TCP) and 53 (UDP), rr, every real server with
 /// `forward`.
 fn config(topo: &Topology, forward: &str) -> String {
@@ -188,8 +130,8 @@ fn start_apps(topo: &Topology) -> Apps {
 /// both servers, 1 MiB echoed byte for byte, a 2 MiB download byte for byte, UDP both ways.
 /// Returns (director's to-servers rx packets, client's eth1 rx packets) during the traffic.
 fn exercise(topo: &Topology) -> (u64, u64) {
-    let dir_rx0 = rx_packets(&topo.director, DIRECTOR_SERVER_IF);
-    let cli_rx0 = rx_packets(&topo.client, "eth1");
+    let dir_rx0 = topo.director.rx_packets(DIRECTOR_SERVER_IF).unwrap();
+    let cli_rx0 = topo.client.rx_packets("eth1").unwrap();
     let mut seen: Vec<String> = (0..4).map(|_| topo.client.http_get(vip(80), "/").unwrap().text()).collect();
     assert_ne!(seen[0], seen[1], "rr alternates between the real servers");
     assert_eq!(seen[0], seen[2]);
@@ -197,15 +139,15 @@ fn exercise(topo: &Topology) -> (u64, u64) {
     seen.dedup();
     assert_eq!(seen, ["rs1", "rs2"]);
 
-    echo_exact(topo, 1 << 20);
+    lvs_tests::client::echo_exact(&topo.client, vip(ECHO_PORT), 1 << 20);
     const N: u64 = 2 * 1024 * 1024 + 7;
     let r = topo.client.http_get(vip(80), &format!("/bytes/{N}")).unwrap();
     assert!(r.body == expected_bytes(N), "download differs from the expected pattern");
 
-    let mut names: Vec<String> = (0..2).map(|i| udp_exact(topo, &vec![b'a' + i as u8; 1200])).collect();
+    let mut names: Vec<String> = (0..2).map(|i| lvs_tests::client::udp_exact(&topo.client, vip(RS_UDP_PORT), &vec![b'a' + i as u8; 1200])).collect();
     names.sort();
     assert_eq!(names, ["rs1", "rs2"]);
-    (rx_packets(&topo.director, DIRECTOR_SERVER_IF) - dir_rx0, rx_packets(&topo.client, "eth1") - cli_rx0)
+    (topo.director.rx_packets(DIRECTOR_SERVER_IF).unwrap() - dir_rx0, topo.client.rx_packets("eth1").unwrap() - cli_rx0)
 }
 
 fn assert_replies_bypass_director(dir_rx: u64, cli_rx: u64) {
@@ -226,10 +168,10 @@ fn dr_tcp_udp_replies_bypass_the_director() {
     let tmp = TempDir::new("fwd-dr").unwrap();
     let cfg = tmp.write("lvs.yaml", config(&topo, "route")).unwrap();
     let lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
-    let before = counters(&lvsd);
+    let before = lvsd.counters().unwrap();
     let (dir_rx, cli_rx) = exercise(&topo);
     assert_replies_bypass_director(dir_rx, cli_rx);
-    let after = counters(&lvsd);
+    let after = lvsd.counters().unwrap();
     let d = |k: &str| after[k] - before[k];
     // Every packet the director saw was the client's, forwarded by redirect; none passed to
     // its stack as "no service" (which replies would have been).
@@ -248,10 +190,10 @@ fn dr_tcp_udp_replies_bypass_the_director() {
     // SYN cannot be sent and is dropped, the dataplane reports the real server, lvsd has the
     // kernel resolve it, and the client's retransmitted SYN goes through.
     topo.director.ip(&["neigh", "flush", "dev", DIRECTOR_SERVER_IF]).unwrap();
-    let before = counters(&lvsd);
+    let before = lvsd.counters().unwrap();
     let t0 = std::time::Instant::now();
     assert!(topo.client.http_get(vip(80), "/").unwrap().text().starts_with("rs"));
-    let after = counters(&lvsd);
+    let after = lvsd.counters().unwrap();
     assert_eq!(after["drop_no_neigh"] - before["drop_no_neigh"], 1, "one SYN dropped for want of a neighbour");
     assert!(t0.elapsed() < Duration::from_secs(3), "took {:?}: the neighbour was not resolved for the first retransmission", t0.elapsed());
 }
@@ -317,10 +259,10 @@ fn tun_with_our_decap_on_the_real_servers() {
     let tmp = TempDir::new("fwd-tun").unwrap();
     let cfg = tmp.write("lvs.yaml", config(&topo, "tunnel")).unwrap();
     let lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
-    let before = counters(&lvsd);
+    let before = lvsd.counters().unwrap();
     let (dir_rx, cli_rx) = exercise(&topo);
     assert_replies_bypass_director(dir_rx, cli_rx);
-    let after = counters(&lvsd);
+    let after = lvsd.counters().unwrap();
     assert_eq!(after["pass_no_service"] - before["pass_no_service"], 0);
     // Every client packet reached a real server through the tunnel: the 1 MiB upload alone is
     // over 700 segments (fewer skbs where GRO merged them before TC ingress), and both servers
@@ -360,8 +302,8 @@ fn tun_pmtu_large_transfer_through_smaller_mtu() {
     let tmp = TempDir::new("fwd-pmtu").unwrap();
     let cfg = tmp.write("lvs.yaml", config(&topo, "tunnel")).unwrap();
     let lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
-    echo_exact(&topo, 4 << 20);
-    let c = counters(&lvsd);
+    lvs_tests::client::echo_exact(&topo.client, vip(ECHO_PORT), 4 << 20);
+    let c = lvsd.counters().unwrap();
     assert!(c["tx_icmp_frag_needed"] >= 1, "no ICMP fragmentation needed was sent: {c:?}");
     // The client learnt the MTU our ICMP carried: 1400 minus the 20-byte outer header.
     let r = topo.client.run("ip", ["route", "get", &VIP.to_string()]).unwrap().stdout_str();

@@ -54,17 +54,6 @@ fn udp_who(topo: &Topology, port: u16) -> String {
     text.strip_suffix(":q").unwrap_or_else(|| panic!("echo {text}")).to_string()
 }
 
-fn counters(lvsd: &Lvsd) -> std::collections::HashMap<String, u64> {
-    let out = std::process::Command::new(lvs_bin("lvsd")).arg("--counters").arg("--socket").arg(lvsd.socket()).output().unwrap();
-    assert!(out.status.success(), "lvsd --counters: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(k, v)| (k.to_string(), v.trim().parse().unwrap()))
-        .collect()
-}
-
 /// Rewrites the config, sends SIGHUP and waits until lvsd says it applied it.
 fn reload(lvsd: &mut Lvsd, cfg: &std::path::Path, text: &str) {
     let before = lvsd.stderr().matches("configuration reloaded").count();
@@ -111,7 +100,7 @@ fn two_ports_one_mark_tcp_and_udp_and_reloads_change_the_rules() {
     assert!(refused(&topo, 82));
     let r = topo.client.curl(&format!("http://{DIRECTOR_CLIENT_IP}:{DIRECTOR_HTTP_PORT}/"), &[]).unwrap();
     assert_eq!((r.status, r.text().as_str()), (200, "director"));
-    let c = counters(&lvsd);
+    let c = lvsd.counters().unwrap();
     assert_eq!(c["new_conn"], 8, "{c:?}");
     assert!(c["pass_no_service"] > 0, "{c:?}");
 

@@ -169,67 +169,11 @@ fn config(topo: &Topology, forward: &str) -> String {
     )
 }
 
-/// Sends `n` pattern bytes to [VIP6]:9000 and checks exactly the same bytes come back.
-fn echo_exact(topo: &Topology, n: u64) {
-    let s = topo.client.tcp_connect(vip6(ECHO_PORT), Duration::from_secs(10)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut w = s.try_clone().unwrap();
-    let writer = std::thread::spawn(move || {
-        w.write_all(&expected_bytes(n)).unwrap();
-        w.shutdown(std::net::Shutdown::Write).unwrap();
-    });
-    let mut got = Vec::with_capacity(n as usize);
-    let mut r = s;
-    r.read_to_end(&mut got).unwrap();
-    writer.join().unwrap();
-    assert_eq!(got.len() as u64, n, "echoed byte count");
-    assert!(got == expected_bytes(n), "echoed bytes differ from those sent");
-}
-
-/// One datagram to [VIP6]:53 on a socket connected to the VIP (only the VIP's answer is
-/// received); checks the echo byte for byte and returns the server's name.
-fn udp_exact(topo: &Topology, payload: &[u8]) -> String {
-    let sock = topo.client.udp_socket("[::]:0".parse().unwrap()).unwrap();
-    sock.connect(vip6(RS_UDP_PORT)).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    let mut buf = [0u8; 4096];
-    // The first datagram may find a neighbour unresolved (DR drops it and lvsd resolves it);
-    // one retry covers that, as a client's own retransmission would.
-    for _ in 0..2 {
-        sock.send(payload).unwrap();
-        if let Ok(n) = sock.recv(&mut buf) {
-            let reply = &buf[..n];
-            let colon = reply.iter().position(|&b| b == b':').expect("name:payload");
-            assert_eq!(&reply[colon + 1..], payload, "UDP payload echoed byte for byte");
-            return String::from_utf8(reply[..colon].to_vec()).unwrap();
-        }
-    }
-    panic!("no UDP answer from the IPv6 VIP");
-}
-
-fn rx_packets(ns: &Netns, dev: &str) -> u64 {
-    let out = ns.run("ip", ["-j", "-s", "link", "show", "dev", dev]).unwrap().stdout_str();
-    let rx = out.split("\"rx\":{").nth(1).expect("rx stats");
-    let p = rx.split("\"packets\":").nth(1).expect("rx packets");
-    p.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
-}
-
-fn counters(lvsd: &Lvsd) -> std::collections::HashMap<String, u64> {
-    let out = std::process::Command::new(lvs_bin("lvsd")).arg("--counters").arg("--socket").arg(lvsd.socket()).output().unwrap();
-    assert!(out.status.success(), "lvsd --counters: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(k, v)| (k.to_string(), v.trim().parse().unwrap()))
-        .collect()
-}
-
 /// rr over both servers, 1 MiB echoed and a 2 MiB download byte for byte, UDP both ways.
 /// Returns (director's to-servers rx packets, client's eth1 rx packets, if it has one).
 fn exercise(topo: &Topology, lan_link: bool) -> (u64, u64) {
-    let dir_rx0 = rx_packets(&topo.director, DIRECTOR_SERVER_IF);
-    let cli_rx0 = if lan_link { rx_packets(&topo.client, "eth1") } else { 0 };
+    let dir_rx0 = topo.director.rx_packets(DIRECTOR_SERVER_IF).unwrap();
+    let cli_rx0 = if lan_link { topo.client.rx_packets("eth1").unwrap() } else { 0 };
     let mut seen: Vec<String> = (0..4).map(|_| topo.client.http_get(vip6(80), "/").unwrap().text()).collect();
     assert_ne!(seen[0], seen[1], "rr alternates between the real servers");
     assert_eq!(seen[0], seen[2]);
@@ -237,16 +181,16 @@ fn exercise(topo: &Topology, lan_link: bool) -> (u64, u64) {
     seen.dedup();
     assert_eq!(seen, ["rs1", "rs2"]);
 
-    echo_exact(topo, 1 << 20);
+    lvs_tests::client::echo_exact(&topo.client, vip6(ECHO_PORT), 1 << 20);
     const N: u64 = 2 * 1024 * 1024 + 7;
     let r = topo.client.http_get(vip6(80), &format!("/bytes/{N}")).unwrap();
     assert!(r.body == expected_bytes(N), "download differs from the expected pattern");
 
-    let mut names: Vec<String> = (0..2).map(|i| udp_exact(topo, &vec![b'a' + i as u8; 1200])).collect();
+    let mut names: Vec<String> = (0..2).map(|i| lvs_tests::client::udp_exact(&topo.client, vip6(RS_UDP_PORT), &vec![b'a' + i as u8; 1200])).collect();
     names.sort();
     assert_eq!(names, ["rs1", "rs2"]);
-    let cli_rx = if lan_link { rx_packets(&topo.client, "eth1") - cli_rx0 } else { 0 };
-    (rx_packets(&topo.director, DIRECTOR_SERVER_IF) - dir_rx0, cli_rx)
+    let cli_rx = if lan_link { topo.client.rx_packets("eth1").unwrap() - cli_rx0 } else { 0 };
+    (topo.director.rx_packets(DIRECTOR_SERVER_IF).unwrap() - dir_rx0, cli_rx)
 }
 
 #[test]
@@ -261,9 +205,9 @@ fn nat_tcp_udp_over_ipv6() {
     let tmp = TempDir::new("v6-nat").unwrap();
     let cfg = tmp.write("lvs.yaml", config(&topo, "masq")).unwrap();
     let lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
-    let before = counters(&lvsd);
+    let before = lvsd.counters().unwrap();
     let (dir_rx, _) = exercise(&topo, false);
-    let after = counters(&lvsd);
+    let after = lvsd.counters().unwrap();
     let d = |k: &str| after[k] - before[k];
     // Both directions went through the dataplane: the replies too (over 2000 segments of the
     // download came in on to-servers and were redirected, not passed to the stack).
@@ -301,10 +245,10 @@ fn dr_tcp_udp_over_ipv6_replies_bypass_the_director() {
     let tmp = TempDir::new("v6-dr").unwrap();
     let cfg = tmp.write("lvs.yaml", config(&topo, "route")).unwrap();
     let lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
-    let before = counters(&lvsd);
+    let before = lvsd.counters().unwrap();
     let (dir_rx, cli_rx) = exercise(&topo, true);
     assert_replies_bypass_director(dir_rx, cli_rx);
-    let after = counters(&lvsd);
+    let after = lvsd.counters().unwrap();
     let d = |k: &str| after[k] - before[k];
     assert!(d("redirect") > 500, "redirects: {}", d("redirect"));
     assert_eq!(d("pass_no_service"), 0, "the director saw packets for no service (replies?)");
@@ -316,9 +260,9 @@ fn dr_tcp_udp_over_ipv6_replies_bypass_the_director() {
     // Forgotten neighbours: the next SYN is dropped and reported, lvsd has the kernel resolve
     // the real server (neighbour discovery), and the retransmitted SYN goes through.
     topo.director.ip(&["-6", "neigh", "flush", "dev", DIRECTOR_SERVER_IF]).unwrap();
-    let before = counters(&lvsd);
+    let before = lvsd.counters().unwrap();
     assert!(topo.client.http_get(vip6(80), "/").unwrap().text().starts_with("rs"));
-    let after = counters(&lvsd);
+    let after = lvsd.counters().unwrap();
     assert!(after["drop_no_neigh"] - before["drop_no_neigh"] <= 1, "more than one SYN dropped for want of a neighbour");
 }
 
@@ -379,10 +323,10 @@ fn tun_ipv6_in_ipv6_with_our_decap() {
     let tmp = TempDir::new("v6-tun").unwrap();
     let cfg = tmp.write("lvs.yaml", config(&topo, "tunnel")).unwrap();
     let lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
-    let before = counters(&lvsd);
+    let before = lvsd.counters().unwrap();
     let (dir_rx, cli_rx) = exercise(&topo, true);
     assert_replies_bypass_director(dir_rx, cli_rx);
-    let after = counters(&lvsd);
+    let after = lvsd.counters().unwrap();
     assert_eq!(after["pass_no_service"] - before["pass_no_service"], 0);
     let dec: Vec<u64> = decaps.iter().map(Decap::decapsulated).collect();
     assert!(dec.iter().sum::<u64>() > 300, "decapsulated per real server: {dec:?}");
@@ -407,8 +351,8 @@ fn tun_ipv6_pmtu_packet_too_big() {
     let tmp = TempDir::new("v6-pmtu").unwrap();
     let cfg = tmp.write("lvs.yaml", config(&topo, "tunnel")).unwrap();
     let lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
-    echo_exact(&topo, 4 << 20);
-    let c = counters(&lvsd);
+    lvs_tests::client::echo_exact(&topo.client, vip6(ECHO_PORT), 4 << 20);
+    let c = lvsd.counters().unwrap();
     assert!(c["tx_icmp_frag_needed"] >= 1, "no ICMPv6 packet too big was sent: {c:?}");
     // The client learnt the MTU our ICMPv6 carried: 1400 minus the 40-byte outer header.
     let r = topo.client.run("ip", ["-6", "route", "get", &VIP6.to_string()]).unwrap().stdout_str();
@@ -442,7 +386,7 @@ fn icmpv6_port_unreachable_when_no_server_can_take_it() {
     // lock, and TCP then keeps it only as a soft error; the error for the retransmitted SYN
     // (one second later) ends the attempt. One or two errors, no third SYN.
     assert!(took < Duration::from_secs(2), "took {took:?}");
-    let sent = counters(&lvsd)["tx_icmp_unreachable"];
+    let sent = lvsd.counters().unwrap()["tx_icmp_unreachable"];
     assert!((1..=2).contains(&sent), "ICMPv6 errors sent: {sent}");
 }
 

@@ -45,22 +45,6 @@ fn who(topo: &Topology) -> String {
     topo.client.http_get(vip(80), "/").unwrap().text()
 }
 
-fn counters(lvsd: &Lvsd) -> std::collections::HashMap<String, u64> {
-    let out = topo_counters_cmd(lvsd);
-    out.lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(k, v)| (k.to_string(), v.trim().parse().unwrap()))
-        .collect()
-}
-
-fn topo_counters_cmd(lvsd: &Lvsd) -> String {
-    let mut c = std::process::Command::new(lvs_bin("lvsd"));
-    c.arg("--counters").arg("--socket").arg(lvsd.socket());
-    let out = c.output().unwrap();
-    assert!(out.status.success(), "lvsd --counters: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// The exact `ipvsadm -L -n` text for the NAT config with the given InActConn counts.
 fn listing(tcp_inact: [u32; 2], udp_inact: [u32; 2]) -> String {
     let line = |ip: &str, port: u16, inact: u32| {
@@ -109,7 +93,7 @@ fn rr_alternates_exactly_and_listing_counts_connections() {
     });
     assert!(ok.is_ok(), "ipvsadm -L -n:\n{last}\nwant:\n{want}");
 
-    let c = counters(&lvsd);
+    let c = lvsd.counters().unwrap();
     assert_eq!(c["new_conn"], N as u64 + 1);
     assert!(c["redirect"] + c["pass_fib_fallback"] >= 4 * (N as u64 + 1), "{c:?}");
     assert_eq!(c["drop_no_dest"], 0);
@@ -129,7 +113,7 @@ fn long_transfer_arrives_intact_through_nat() {
     assert_eq!(r.body.len() as u64, N);
     assert!(r.body == expected_bytes(N), "body differs from the expected pattern");
     // The bulk went through the XDP fast path, not the kernel fallback.
-    let c = counters(&lvsd);
+    let c = lvsd.counters().unwrap();
     assert!(c["redirect"] > 1000, "{c:?}");
 }
 
@@ -177,7 +161,7 @@ fn traffic_not_for_a_vip_is_untouched() {
     // A port on the VIP without a service reaches the director's stack: nothing listens.
     let refused = topo.client.tcp_connect(vip(81), Duration::from_secs(2)).unwrap_err();
     assert!(format!("{refused:#}").contains("refused"), "{refused:#}");
-    let c = counters(&lvsd);
+    let c = lvsd.counters().unwrap();
     assert!(c["pass_no_service"] > 0, "{c:?}");
     assert_eq!(c["new_conn"], 0, "{c:?}");
 }

@@ -160,3 +160,44 @@ pub fn keepalive_get(s: &mut std::io::BufReader<TcpStream>, path: &str) -> std::
     s.read_exact(&mut body)?;
     Ok(String::from_utf8_lossy(&body).trim().to_string())
 }
+
+/// Sends `n` pattern bytes (`servers::expected_bytes`) to `dst` from `ns` and checks that exactly
+/// the same bytes come back from the echo server behind it (written and read concurrently so
+/// neither side's buffers fill up).
+pub fn echo_exact(ns: &Netns, dst: SocketAddr, n: u64) {
+    let s = ns.tcp_connect(dst, Duration::from_secs(10)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        w.write_all(&crate::servers::expected_bytes(n)).unwrap();
+        w.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut got = Vec::with_capacity(n as usize);
+    let mut r = s;
+    r.read_to_end(&mut got).unwrap();
+    writer.join().unwrap();
+    assert_eq!(got.len() as u64, n, "echoed byte count");
+    assert!(got == crate::servers::expected_bytes(n), "echoed bytes differ from those sent");
+}
+
+/// One UDP datagram to `dst` on a socket *connected* to it, so only an answer from that
+/// address is received; checks the `name:payload` echo byte for byte and returns the name.
+/// The first datagram may find a real server's neighbour unresolved (dropped and resolved by
+/// lvsd); one retry covers it, as a client's own retransmission would.
+pub fn udp_exact(ns: &Netns, dst: SocketAddr, payload: &[u8]) -> String {
+    let any: SocketAddr = if dst.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().unwrap();
+    let sock = ns.udp_socket(any).unwrap();
+    sock.connect(dst).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut buf = [0u8; 4096];
+    for _ in 0..2 {
+        sock.send(payload).unwrap();
+        if let Ok(n) = sock.recv(&mut buf) {
+            let reply = &buf[..n];
+            let colon = reply.iter().position(|&b| b == b':').expect("name:payload");
+            assert_eq!(&reply[colon + 1..], payload, "UDP payload echoed byte for byte");
+            return String::from_utf8(reply[..colon].to_vec()).unwrap();
+        }
+    }
+    panic!("no UDP answer from {dst}");
+}

@@ -319,6 +319,16 @@ impl Netns {
     }
 }
 
+impl Netns {
+    /// Packets received so far on `dev` (`ip -j -s link`).
+    pub fn rx_packets(&self, dev: &str) -> Result<u64> {
+        let out = self.run("ip", ["-j", "-s", "link", "show", "dev", dev])?.stdout_str();
+        let rx = out.split("\"rx\":{").nth(1).context("no rx statistics")?;
+        let p = rx.split("\"packets\":").nth(1).context("no rx packets")?;
+        Ok(p.split(|c: char| !c.is_ascii_digit()).next().unwrap_or("").parse()?)
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         match run_with_timeout(Command::new("ip").args(["netns", "del", &self.name]), CMD_TIMEOUT) {

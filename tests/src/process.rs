@@ -260,6 +260,19 @@ impl Lvsd {
         Ok((out, pins_left))
     }
 
+    /// The dataplane's verdict counters (`lvsd --counters`), by name.
+    pub fn counters(&self) -> Result<std::collections::HashMap<String, u64>> {
+        let out = Command::new(lvs_bin("lvsd")).arg("--counters").arg("--socket").arg(&self.socket).output()?;
+        if !out.status.success() {
+            bail!("lvsd --counters: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        String::from_utf8(out.stdout)?
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(k, v)| Ok((k.to_string(), v.trim().parse().with_context(|| format!("counter line {k} {v}"))?)))
+            .collect()
+    }
+
     pub fn pid(&self) -> u32 {
         self.process.pid()
     }
