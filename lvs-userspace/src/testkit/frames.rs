@@ -241,20 +241,6 @@ pub fn tcp6_frame(
     f
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn checksums_verify_to_zero() {
-        let ip = Ip::new([198, 51, 100, 2], [203, 0, 113, 10]);
-        let f = tcp_frame([2; 6], [4; 6], ip.clone(), 40000, 80, TCP_SYN, b"x");
-        assert_eq!(csum::checksum(&f[14..34]), 0, "IPv4 header");
-        let l4 = &f[34..];
-        assert_eq!(!csum::fold(csum::sum_words(l4, pseudo_sum(&ip, 6, l4.len()))), 0, "TCP");
-    }
-}
-
 /// An ICMP error frame: type `ty`, `code`, the header's last four bytes `rest` (the next-hop
 /// MTU of fragmentation needed, else zero), quoting `quote`, with full ICMP and IP checksums.
 pub fn icmp_error_frame(dst_mac: [u8; 6], src_mac: [u8; 6], ip: &Ip, ty: u8, code: u8, rest: [u8; 4], quote: &[u8]) -> Vec<u8> {
@@ -292,4 +278,18 @@ pub fn requote(quote: &[u8], src: Option<([u8; 4], u16)>, dst: Option<([u8; 4], 
     let c = csum::checksum(&q[..ihl]);
     q[10..12].copy_from_slice(&c.to_ne_bytes());
     q
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksums_verify_to_zero() {
+        let ip = Ip::new([198, 51, 100, 2], [203, 0, 113, 10]);
+        let f = tcp_frame([2; 6], [4; 6], ip.clone(), 40000, 80, TCP_SYN, b"x");
+        assert_eq!(csum::checksum(&f[14..34]), 0, "IPv4 header");
+        let l4 = &f[34..];
+        assert_eq!(!csum::fold(csum::sum_words(l4, pseudo_sum(&ip, 6, l4.len()))), 0, "TCP");
+    }
 }
