@@ -97,6 +97,11 @@ pub const XDP6_NEW_SLOT: u32 = 1;
 pub const XDP6_SEND_PROGRAM: &str = "lvs_xdp6_send";
 pub const XDP6_SEND_SLOT: u32 = 2;
 
+/// The program relaying ICMP errors about tracked IPv4 connections, tail-called by the XDP
+/// entry for packets that are neither TCP nor UDP, and its slot.
+pub const XDP_ICMP_PROGRAM: &str = "lvs_xdp_icmp";
+pub const XDP_ICMP_SLOT: u32 = 3;
+
 /// Name of the real servers' decapsulation program (TC ingress) in its own object.
 pub const DECAP_PROGRAM: &str = "lvs_decap";
 

@@ -13,6 +13,7 @@ mod classify;
 mod conntrack;
 mod forward;
 mod icmp;
+mod icmp_relay;
 mod maps;
 mod nat;
 mod parse;
@@ -28,7 +29,7 @@ use lvs_common::{
     flow::{conn_flags, ConnEntry},
     service::{dest_flags, SVC_F_ONEPACKET},
     tcp_state::{DIR_INPUT, DIR_OUTPUT, TCP_RST, TCP_SYN},
-    XDP6_SLOT,
+    XDP6_SLOT, XDP_ICMP_SLOT,
 };
 
 use crate::{
@@ -55,6 +56,11 @@ pub fn lvs_xdp(ctx: XdpContext) -> u32 {
     if matches!(c, Counter::PassNotIp) && parse::is_ipv6(&ctx) {
         maps::tail_call(&ctx, XDP6_SLOT);
         // Only reached when lvsd has not filled the slot (yet): the kernel gets the packet.
+    }
+    // ICMP errors about our connections (icmp_relay.rs), in a program of their own for the
+    // same reason; only reached if that program's slot is empty.
+    if matches!(c, Counter::PassNotTcpUdp) {
+        maps::tail_call(&ctx, XDP_ICMP_SLOT);
     }
     stats::count(c);
     verdict(c)
@@ -83,6 +89,15 @@ pub fn lvs_xdp6_new(ctx: XdpContext) -> u32 {
 #[inline(always)]
 pub fn lvs_xdp6_send(ctx: XdpContext) -> u32 {
     let c = v6::process_send(&ctx);
+    stats::count(c);
+    verdict(c)
+}
+
+/// ICMP errors about tracked connections, tail-called from `lvs_xdp`: see icmp_relay.rs.
+#[xdp]
+#[inline(always)]
+pub fn lvs_xdp_icmp(ctx: XdpContext) -> u32 {
+    let c = icmp_relay::process(&ctx);
     stats::count(c);
     verdict(c)
 }

@@ -136,11 +136,12 @@ pub static NEIGH_MISS: LruHashMap<NeighKey, u32> = LruHashMap::with_max_entries(
 pub static FIB_SCRATCH: PerCpuArray<crate::forward::FibParams> = PerCpuArray::with_max_entries(1, 0);
 
 /// The IPv6 programs (`lvs_xdp6`, `lvs_xdp6_new` and `lvs_xdp6_send`, slots
-/// `lvs_common::XDP6_SLOT`, `XDP6_NEW_SLOT`, `XDP6_SEND_SLOT`), filled by lvsd. IPv6 runs in programs of its own, reached by tail
+/// `lvs_common::XDP6_SLOT`, `XDP6_NEW_SLOT`, `XDP6_SEND_SLOT`) and the ICMP error relay
+/// (`lvs_xdp_icmp`, `XDP_ICMP_SLOT`), filled by lvsd. IPv6 runs in programs of its own, reached by tail
 /// calls, because the IPv4 program alone takes most of the verifier's million-instruction
 /// budget: see `lvs_xdp` and v6.rs.
 #[map]
-pub static XDP_PROGS: ProgramArray = ProgramArray::with_max_entries(3, 0);
+pub static XDP_PROGS: ProgramArray = ProgramArray::with_max_entries(4, 0);
 
 /// Tail-calls the program in `XDP_PROGS` slot `slot`; returns only if there is none. The
 /// helper is called here directly, always inlined: aya's `ProgramArray::tail_call`, called

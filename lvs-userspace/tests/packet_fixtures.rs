@@ -803,3 +803,163 @@ fn dr_and_tun_fixtures() {
     .join()
     .unwrap_or_else(|e| std::panic::resume_unwind(e));
 }
+
+/// ICMP errors about tracked connections (IPVS `ip_vs_in_icmp` / `ip_vs_out_icmp`): relayed
+/// to the real server (NAT rewritten, DR re-addressed, TUN encapsulated) or, from the real
+/// servers' side of a NAT connection, to the client; everything else ICMP untouched.
+#[test]
+fn icmp_error_fixtures() {
+    if !require_root() {
+        return;
+    }
+    std::thread::spawn(|| {
+        private_director_netns();
+        let mut rig = Rig::new("icmp");
+        // NAT real servers on other ports than the virtual ones, so the quoted ports change.
+        for (proto, port, rport) in [(Protocol::Tcp, 80, 8000), (Protocol::Udp, 53, 5353)] {
+            let key = ServiceKey::Addr { protocol: proto, addr: IpAddr::from(VIP), port };
+            rig.vs.add_service(&mut rig.tables, ServiceSpec::new(key, "rr")).unwrap();
+            rig.vs.add_dest(&mut rig.tables, &key, DestSpec::new(IpAddr::from(RS1), rport, Forward::Masq, 1)).unwrap();
+        }
+        rig.service_fwd(Protocol::Tcp, 81, &[RS2], Forward::Route);
+        rig.service_fwd(Protocol::Tcp, 8080, &[RS1], Forward::Tunnel);
+        const DIRECTOR_RS_IP: [u8; 4] = [192, 0, 2, 1];
+        const ROUTER_CL: [u8; 4] = [198, 51, 100, 254];
+        const ROUTER_RS: [u8; 4] = [192, 0, 2, 254];
+
+        // The connections the errors are about.
+        for (f, what) in [
+            (tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 40000, 80, SYN), "NAT TCP"),
+            (udp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 5300, 53), "NAT UDP"),
+            (tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 40001, 81, SYN), "DR"),
+            (tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 40002, 8080, SYN), "TUN"),
+        ] {
+            assert_eq!(rig.run(&f).0, XDP_REDIRECT, "{what} connection not created");
+        }
+        let mtu1400 = [0, 0, 0x05, 0x78];
+        let ttl63 = |mut o: Vec<u8>| {
+            o[14 + 8] = 63;
+            o[14 + 10] = 0;
+            o[14 + 11] = 0;
+            let c = lvs_common::csum::checksum(&o[14..34]);
+            o[14 + 10..14 + 12].copy_from_slice(&c.to_ne_bytes());
+            o
+        };
+        // What the director sent to the client (the NAT reply, VIP:80 -> client) and to rs1
+        // (client -> rs1:53), as the errors quote them.
+        let nat_reply = frames::quote_of(&tcp_frame(CLIENT_MAC, DIRECTOR_CL_MAC, Ip::new(VIP, CLIENT).with_ttl(63), 80, 40000, ACK));
+        let nat_udp_out = frames::quote_of(&udp_frame(RS1_MAC, DIRECTOR_RS_MAC, Ip::new(CLIENT, RS1).with_ttl(63), 5300, 5353));
+        let nat_tcp_out = frames::quote_of(&tcp_frame(RS1_MAC, DIRECTOR_RS_MAC, Ip::new(CLIENT, RS1).with_ttl(63), 40000, 8000, ACK));
+        let dr_reply = frames::quote_of(&tcp_frame(CLIENT_MAC, RS2_MAC, Ip::new(VIP, CLIENT), 81, 40001, ACK));
+        let tun_reply = frames::quote_of(&tcp_frame(CLIENT_MAC, RS1_MAC, Ip::new(VIP, CLIENT), 8080, 40002, ACK));
+        let udp_reply = frames::quote_of(&udp_frame(CLIENT_MAC, DIRECTOR_CL_MAC, Ip::new(VIP, CLIENT), 53, 5300));
+
+        let err = |dmac, smac, ip: Ip, ty, code, rest, q: &[u8]| frames::icmp_error_frame(dmac, smac, &ip, ty, code, rest, q);
+        let dr_in = err(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(ROUTER_CL, VIP), 3, 4, mtu1400, &dr_reply);
+        let tun_in = err(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(ROUTER_CL, VIP), 11, 0, [0; 4], &tun_reply);
+        let mut echo = frames::frame(DIRECTOR_IN_MAC, CLIENT_MAC, &Ip::new(CLIENT, VIP), 1, vec![8, 0, 0xf7, 0xfe, 0, 1, 0, 0]);
+        let c = lvs_common::csum::checksum(&echo[34..]);
+        echo[36..38].copy_from_slice(&c.to_ne_bytes());
+
+        let fixtures = vec![
+            Fixture {
+                name: "NAT, client side: fragmentation needed about VIP:80 -> client goes to rs1, quoting rs1:8000 as the source",
+                input: err(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(ROUTER_CL, VIP), 3, 4, mtu1400, &nat_reply),
+                verdict: XDP_REDIRECT,
+                output: Some(err(
+                    RS1_MAC,
+                    DIRECTOR_RS_MAC,
+                    Ip::new(ROUTER_CL, RS1).with_ttl(63),
+                    3,
+                    4,
+                    mtu1400,
+                    &frames::requote(&nat_reply, Some((RS1, 8000)), None),
+                )),
+            },
+            Fixture {
+                name: "NAT, client side: port unreachable about a UDP reply, the quoted UDP checksum left as it was",
+                input: err(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 3, 3, [0; 4], &udp_reply),
+                verdict: XDP_REDIRECT,
+                output: Some(err(
+                    RS1_MAC,
+                    DIRECTOR_RS_MAC,
+                    Ip::new(CLIENT, RS1).with_ttl(63),
+                    3,
+                    3,
+                    [0; 4],
+                    &frames::requote(&udp_reply, Some((RS1, 5353)), None),
+                )),
+            },
+            Fixture {
+                name: "NAT, server side: rs1's port unreachable about client -> rs1:5353 reaches the client from the VIP, quoting VIP:53",
+                input: err(DIRECTOR_RS_MAC, RS1_MAC, Ip::new(RS1, CLIENT), 3, 3, [0; 4], &nat_udp_out),
+                verdict: XDP_REDIRECT,
+                output: Some(err(
+                    CLIENT_MAC,
+                    DIRECTOR_CL_MAC,
+                    Ip::new(VIP, CLIENT).with_ttl(63),
+                    3,
+                    3,
+                    [0; 4],
+                    &frames::requote(&nat_udp_out, None, Some((VIP, 53))),
+                )),
+            },
+            Fixture {
+                name: "NAT, server side: a router's fragmentation needed also leaves with the VIP as its source (as ip_vs_nat_icmp)",
+                input: err(DIRECTOR_RS_MAC, RS1_MAC, Ip::new(ROUTER_RS, CLIENT), 3, 4, mtu1400, &nat_tcp_out),
+                verdict: XDP_REDIRECT,
+                output: Some(err(
+                    CLIENT_MAC,
+                    DIRECTOR_CL_MAC,
+                    Ip::new(VIP, CLIENT).with_ttl(63),
+                    3,
+                    4,
+                    mtu1400,
+                    &frames::requote(&nat_tcp_out, None, Some((VIP, 80))),
+                )),
+            },
+            Fixture {
+                name: "DR, client side: the error goes to rs2's MAC, addresses unchanged, TTL 63",
+                input: dr_in.clone(),
+                verdict: XDP_REDIRECT,
+                output: Some({
+                    let mut o = ttl63(dr_in);
+                    o[0..6].copy_from_slice(&RS2_MAC);
+                    o[6..12].copy_from_slice(&DIRECTOR_RS_MAC);
+                    o
+                }),
+            },
+            Fixture {
+                name: "TUN, client side: time exceeded encapsulated to rs1 as any packet of the connection",
+                input: tun_in.clone(),
+                verdict: XDP_REDIRECT,
+                output: Some(frames::ipip_frame(RS1_MAC, DIRECTOR_RS_MAC, DIRECTOR_RS_IP, RS1, 63, 0, &ttl63(tun_in))),
+            },
+            Fixture {
+                name: "error about a flow we do not track passes untouched",
+                input: err(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(ROUTER_CL, VIP), 3, 4, mtu1400, &frames::requote(&nat_reply, None, Some((CLIENT, 40999)))),
+                verdict: XDP_PASS,
+                output: None,
+            },
+            Fixture {
+                name: "parameter problem about a tracked flow passes untouched (IPVS relays only unreachable, quench, time exceeded)",
+                input: err(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(ROUTER_CL, VIP), 12, 0, [0; 4], &nat_reply),
+                verdict: XDP_PASS,
+                output: None,
+            },
+            Fixture {
+                name: "server-side error addressed elsewhere than the quoted source passes untouched",
+                input: err(DIRECTOR_RS_MAC, RS1_MAC, Ip::new(RS1, ROUTER_CL), 3, 3, [0; 4], &nat_udp_out),
+                verdict: XDP_PASS,
+                output: None,
+            },
+            Fixture { name: "echo request to the VIP passes untouched", input: echo, verdict: XDP_PASS, output: None },
+        ];
+        let hits = rig.counter(Counter::ConnHit);
+        check(&mut rig, fixtures);
+        // The six relayed errors each found their connection.
+        assert_eq!(rig.counter(Counter::ConnHit) - hits, 6);
+    })
+    .join()
+    .unwrap();
+}

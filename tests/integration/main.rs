@@ -16,3 +16,4 @@ mod stats;
 mod sync;
 mod fwmark;
 mod ipv6;
+mod icmp;

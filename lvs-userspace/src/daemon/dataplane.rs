@@ -19,6 +19,7 @@ use aya::{
 };
 use lvs_common::{
     map_names, MAP_ABI_VERSION, XDP6_NEW_PROGRAM, XDP6_NEW_SLOT, XDP6_PROGRAM, XDP6_SEND_PROGRAM, XDP6_SEND_SLOT, XDP6_SLOT,
+    XDP_ICMP_PROGRAM, XDP_ICMP_SLOT,
     XDP_PROGRAM,
 };
 use tracing::{info, warn};
@@ -225,10 +226,12 @@ fn load_object(loader: &mut EbpfLoader, conn_table_size: u32) -> anyhow::Result<
     // a slot swaps it atomically: with pinned maps reused, packets go from the previous
     // lvsd's IPv6 programs to this one's without a gap. They go in from the last of the
     // chain to the first, so none tail-calls into an older one than itself.
-    for (name, slot) in [(XDP6_SEND_PROGRAM, XDP6_SEND_SLOT), (XDP6_NEW_PROGRAM, XDP6_NEW_SLOT), (XDP6_PROGRAM, XDP6_SLOT)] {
+    for (name, slot) in [
+        (XDP_ICMP_PROGRAM, XDP_ICMP_SLOT),
+        (XDP6_SEND_PROGRAM, XDP6_SEND_SLOT), (XDP6_NEW_PROGRAM, XDP6_NEW_SLOT), (XDP6_PROGRAM, XDP6_SLOT)] {
         let p: &mut Xdp =
             ebpf.program_mut(name).with_context(|| format!("{name} missing from the object"))?.try_into()?;
-        p.load().with_context(|| format!("the verifier rejected the IPv6 XDP program {name}"))?;
+        p.load().with_context(|| format!("the verifier rejected the XDP program {name}"))?;
         if let Some(n) = p.info().ok().and_then(|i| i.verified_instruction_count()) {
             info!(program = name, verified_insns = n, "XDP program loaded");
         }

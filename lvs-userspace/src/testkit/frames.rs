@@ -241,6 +241,45 @@ pub fn tcp6_frame(
     f
 }
 
+/// An ICMP error frame: type `ty`, `code`, the header's last four bytes `rest` (the next-hop
+/// MTU of fragmentation needed, else zero), quoting `quote`, with full ICMP and IP checksums.
+pub fn icmp_error_frame(dst_mac: [u8; 6], src_mac: [u8; 6], ip: &Ip, ty: u8, code: u8, rest: [u8; 4], quote: &[u8]) -> Vec<u8> {
+    let mut icmp = vec![ty, code, 0, 0];
+    icmp.extend_from_slice(&rest);
+    icmp.extend_from_slice(quote);
+    let c = csum::checksum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_ne_bytes());
+    frame(dst_mac, src_mac, ip, 1, icmp)
+}
+
+/// What an ICMP error about the Ethernet/IPv4 frame `f` quotes: its IP header and the first
+/// 8 bytes after it.
+pub fn quote_of(f: &[u8]) -> Vec<u8> {
+    let ihl = ((f[14] & 0x0f) as usize) * 4;
+    f[14..14 + ihl + 8].to_vec()
+}
+
+/// `quote` with its source (`src`) or destination (`dst`) address and port replaced and its IP
+/// header checksum recomputed in full; the transport bytes after the ports stay as they are
+/// (the quoted TCP/UDP checksum is not updated, as by the kernel).
+pub fn requote(quote: &[u8], src: Option<([u8; 4], u16)>, dst: Option<([u8; 4], u16)>) -> Vec<u8> {
+    let mut q = quote.to_vec();
+    let ihl = ((q[0] & 0x0f) as usize) * 4;
+    if let Some((a, p)) = src {
+        q[12..16].copy_from_slice(&a);
+        q[ihl..ihl + 2].copy_from_slice(&p.to_be_bytes());
+    }
+    if let Some((a, p)) = dst {
+        q[16..20].copy_from_slice(&a);
+        q[ihl + 2..ihl + 4].copy_from_slice(&p.to_be_bytes());
+    }
+    q[10] = 0;
+    q[11] = 0;
+    let c = csum::checksum(&q[..ihl]);
+    q[10..12].copy_from_slice(&c.to_ne_bytes());
+    q
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
