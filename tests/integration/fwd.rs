@@ -7,16 +7,7 @@
 //!           eth1 192.0.2.100 ----------/              route to the client via 192.0.2.100
 //! ```
 
-use std::{
-    io::{Read, Write},
-    net::{Ipv4Addr, TcpListener},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
-    thread::JoinHandle,
-    time::Duration,
-};
+use std::{net::Ipv4Addr, time::Duration};
 
 use lvs_tests::*;
 
@@ -45,50 +36,6 @@ fn dr_topology() -> Topology {
     topo
 }
 
-/// A TCP echo server on `ns` (every byte read is written back), until dropped.
-struct EchoServer {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl EchoServer {
-    fn start(ns: &Netns, port: u16) -> EchoServer {
-        let l = ns.enter(|| TcpListener::bind(("0.0.0.0", port))).unwrap().unwrap();
-        l.set_nonblocking(true).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::SeqCst) {
-                match l.accept() {
-                    Ok((mut c, _)) => {
-                        c.set_nonblocking(false).unwrap();
-                        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-                        std::thread::spawn(move || {
-                            let mut buf = [0u8; 65536];
-                            while let Ok(n) = c.read(&mut buf) {
-                                if n == 0 || c.write_all(&buf[..n]).is_err() {
-                                    break;
-                                }
-                            }
-                        });
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                }
-            }
-        });
-        EchoServer { stop, thread: Some(thread) }
-    }
-}
-
-impl Drop for EchoServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// Services on the VIP: HTTP 80, echo 9000 (TCP) and 53 (UDP), rr, every real server with
 /// `forward`.
 fn config(topo: &Topology, forward: &str) -> String {
@@ -112,7 +59,7 @@ fn config(topo: &Topology, forward: &str) -> String {
 struct Apps {
     _http: Vec<HttpServer>,
     _udp: Vec<UdpEchoServer>,
-    _echo: Vec<EchoServer>,
+    _echo: Vec<TcpEchoServer>,
 }
 
 fn start_apps(topo: &Topology) -> Apps {
@@ -121,7 +68,7 @@ fn start_apps(topo: &Topology) -> Apps {
         let rs = topo.rs(i);
         a._http.push(HttpServer::start(rs, sa(Ipv4Addr::UNSPECIFIED, RS_HTTP_PORT), &rs_name(i)).unwrap());
         a._udp.push(UdpEchoServer::start(rs, sa(VIP, RS_UDP_PORT), &rs_name(i)).unwrap());
-        a._echo.push(EchoServer::start(rs, ECHO_PORT));
+        a._echo.push(TcpEchoServer::start(rs, sa(Ipv4Addr::UNSPECIFIED, ECHO_PORT)).unwrap());
     }
     a
 }

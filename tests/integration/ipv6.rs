@@ -10,8 +10,7 @@
 //! ```
 
 use std::{
-    io::{Read, Write},
-    net::{Ipv6Addr, SocketAddr, TcpListener},
+    net::{Ipv6Addr, SocketAddr},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -50,50 +49,6 @@ fn dr_topology() -> Topology {
         topo.rs(i).ip(&["-6", "route", "add", "2001:db8:2::/64", "via", CLIENT_LAN_IP6]).unwrap();
     }
     topo
-}
-
-/// A TCP echo server on `[::]:port` in `ns`, until dropped.
-struct EchoServer {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl EchoServer {
-    fn start(ns: &Netns, port: u16) -> EchoServer {
-        let l = ns.enter(|| TcpListener::bind(("::", port))).unwrap().unwrap();
-        l.set_nonblocking(true).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::SeqCst) {
-                match l.accept() {
-                    Ok((mut c, _)) => {
-                        c.set_nonblocking(false).unwrap();
-                        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-                        std::thread::spawn(move || {
-                            let mut buf = [0u8; 65536];
-                            while let Ok(n) = c.read(&mut buf) {
-                                if n == 0 || c.write_all(&buf[..n]).is_err() {
-                                    break;
-                                }
-                            }
-                        });
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                }
-            }
-        });
-        EchoServer { stop, thread: Some(thread) }
-    }
-}
-
-impl Drop for EchoServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 /// A UDP echo server on `bind` in `ns` answering `<name>:<payload>` (the harness's
@@ -136,7 +91,7 @@ impl Drop for UdpEcho6 {
 struct Apps {
     _http: Vec<HttpServer>,
     _udp: Vec<UdpEcho6>,
-    _echo: Vec<EchoServer>,
+    _echo: Vec<TcpEchoServer>,
 }
 
 fn start_apps(topo: &Topology, udp_bind: Ipv6Addr) -> Apps {
@@ -146,7 +101,7 @@ fn start_apps(topo: &Topology, udp_bind: Ipv6Addr) -> Apps {
         let any: SocketAddr = (Ipv6Addr::UNSPECIFIED, RS_HTTP_PORT).into();
         a._http.push(HttpServer::start(rs, any, &rs_name(i)).unwrap());
         a._udp.push(UdpEcho6::start(rs, (udp_bind, RS_UDP_PORT).into(), &rs_name(i)));
-        a._echo.push(EchoServer::start(rs, ECHO_PORT));
+        a._echo.push(TcpEchoServer::start(rs, SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), ECHO_PORT)).unwrap());
     }
     a
 }

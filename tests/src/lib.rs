@@ -33,6 +33,6 @@ pub mod util;
 pub use client::HttpResponse;
 pub use netns::{veth_pair, CmdOutput, Netns};
 pub use process::{Lvsd, Spawned};
-pub use servers::{expected_bytes, pattern_byte, HttpServer, ServerThread, UdpEchoServer};
+pub use servers::{expected_bytes, pattern_byte, HttpServer, ServerThread, TcpEchoServer, UdpEchoServer};
 pub use topology::*;
 pub use util::{lvs_bin, require_root, timing_exclusive, timing_shared, wait_for, TempDir};

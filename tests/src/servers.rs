@@ -381,3 +381,49 @@ fn send_from(sock: &UdpSocket, data: &[u8], peer: SocketAddr, src: Option<libc::
     }
     Ok(())
 }
+
+/// A TCP echo server on `bind` in a namespace (every byte read is written back, one thread per
+/// connection), until dropped.
+pub struct TcpEchoServer {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TcpEchoServer {
+    pub fn start(ns: &Netns, bind: SocketAddr) -> Result<TcpEchoServer> {
+        let l = ns.enter(|| TcpListener::bind(bind))?.with_context(|| format!("binding echo server {bind}"))?;
+        l.set_nonblocking(true)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                match l.accept() {
+                    Ok((mut c, _)) => {
+                        if c.set_nonblocking(false).is_err() || c.set_read_timeout(Some(Duration::from_secs(30))).is_err() {
+                            continue;
+                        }
+                        std::thread::spawn(move || {
+                            let mut buf = [0u8; 65536];
+                            while let Ok(n) = c.read(&mut buf) {
+                                if n == 0 || c.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Ok(TcpEchoServer { stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for TcpEchoServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
