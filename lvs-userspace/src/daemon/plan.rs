@@ -15,7 +15,7 @@ use std::{collections::HashSet, fmt, net::IpAddr};
 
 use crate::{
     config::Config,
-    model::{svc_flags, DestSpec, Forward, Protocol, ServiceKey, ServiceSpec},
+    model::{svc_flags, DestSpec, Forward, Protocol, ServiceKey, ServiceSpec, TunType},
 };
 
 /// One operation of a reload.
@@ -129,6 +129,10 @@ fn dest_options(d: &DestSpec) -> String {
     let mut o = format!(" -r {} {fwd} -w {}", addr_port(d.addr, d.port), d.weight);
     if d.u_threshold != 0 || d.l_threshold != 0 {
         o.push_str(&format!(" -x {} -y {}", d.u_threshold, d.l_threshold));
+    }
+    // IP-in-IP is ipvsadm's default: only the other encapsulations are spelled out.
+    if d.forward == Forward::Tunnel && d.tun_type != TunType::Ipip {
+        o.push_str(&d.tun_save());
     }
     o
 }

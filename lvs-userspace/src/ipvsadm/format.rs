@@ -205,9 +205,7 @@ fn dest_line(d: &DestStatus, svc_name: &str, proto: &str, f: &Format, names: &dy
             Forward::Tunnel => "-i",
             Forward::Route | Forward::Local => "-g",
         };
-        // Every tunnel dest lvsd holds is IP-in-IP: the model has no other tunnel type.
-        let tun = if spec.forward == Forward::Tunnel { " --tun-type ipip" } else { "" };
-        return format!("-a {svc_name} -r {dname} {switch} -w {}{tun}\n", spec.weight);
+        return format!("-a {svc_name} -r {dname} {switch} -w {}{}\n", spec.weight, spec.tun_save());
     }
     if f.stats {
         let st = &d.stats;
@@ -238,7 +236,7 @@ fn dest_line(d: &DestStatus, svc_name: &str, proto: &str, f: &Format, names: &dy
             spec.weight as u32, d.persist_conns, d.active_conns, d.inact_conns
         )
     } else if f.tun_info {
-        let ti = if spec.forward == Forward::Tunnel { "ipip" } else { "n/a" };
+        let ti = spec.tun_info();
         format!(
             "  -> {dname:<28} {:<7} {ti:<13} {:<6} {:<10} {:<10}\n",
             spec.forward.ipvs_name(),
