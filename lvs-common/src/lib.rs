@@ -102,6 +102,11 @@ pub const XDP6_SEND_SLOT: u32 = 2;
 pub const XDP_ICMP_PROGRAM: &str = "lvs_xdp_icmp";
 pub const XDP_ICMP_SLOT: u32 = 3;
 
+/// The tunnel program (every `-i` encapsulation: IP-in-IP, GUE, GRE, of either family),
+/// tail-called by the XDP entry and the IPv6 output program, and its slot.
+pub const XDP_TUN_PROGRAM: &str = "lvs_xdp_tun";
+pub const XDP_TUN_SLOT: u32 = 4;
+
 /// Name of the real servers' decapsulation program (TC ingress) in its own object.
 pub const DECAP_PROGRAM: &str = "lvs_decap";
 

@@ -20,6 +20,7 @@ mod parse;
 mod persist;
 mod schedule;
 mod stats;
+mod tun;
 mod tunnel;
 mod v6;
 
@@ -29,7 +30,7 @@ use lvs_common::{
     flow::{conn_flags, ConnEntry},
     service::{dest_flags, SVC_F_ONEPACKET},
     tcp_state::{DIR_INPUT, DIR_OUTPUT, TCP_RST, TCP_SYN},
-    XDP6_SLOT, XDP_ICMP_SLOT,
+    XDP6_SLOT, XDP_ICMP_SLOT, XDP_TUN_SLOT,
 };
 
 use crate::{
@@ -62,6 +63,20 @@ pub fn lvs_xdp(ctx: XdpContext) -> u32 {
     if matches!(c, Counter::PassNotTcpUdp) {
         maps::tail_call(&ctx, XDP_ICMP_SLOT);
     }
+    // Tunnel packets (tun.rs), also in a program of their own; `send` left the real server in
+    // `TUN_SCRATCH`. Only reached if that slot is empty: the packet is dropped, unchanged.
+    if matches!(c, Counter::DropUnsupportedForward) {
+        maps::tail_call(&ctx, XDP_TUN_SLOT);
+    }
+    stats::count(c);
+    verdict(c)
+}
+
+/// Tunnel encapsulation, tail-called from `lvs_xdp` and `lvs_xdp6_send`: see tun.rs.
+#[xdp]
+#[inline(always)]
+pub fn lvs_xdp_tun(ctx: XdpContext) -> u32 {
+    let c = tun::process(&ctx);
     stats::count(c);
     verdict(c)
 }
@@ -230,6 +245,9 @@ fn decide(ctx: &XdpContext, pkt: &Packet) -> Step {
         stats::count(Counter::NewConn);
         // Each datagram is a connection of its own in IPVS's statistics too.
         stats::traffic(svc_id, dest_id, true, 1, pkt.tot_len as u64);
+        if dest.fwd == FWD_TUNNEL {
+            tun::note_dest(dest_id);
+        }
         // Port 0 on a real server means "the virtual port", as in `conntrack::create`.
         let dport = if dest.port == 0 { pkt.dport } else { dest.port };
         return Step::Send(dest.fwd, dest.addr[0], dport);
@@ -291,6 +309,9 @@ fn to_real_server(pkt: &Packet, e: *mut ConnEntry, now: u64, new_conns: u64) -> 
     stats::traffic(svc_id, dest_id, true, new_conns, pkt.tot_len as u64);
     conntrack::update(e, pkt, DIR_INPUT, now);
     let (daddr, dport, fwd) = unsafe { ((*e).daddr[0], (*e).dport, (*e).fwd) };
+    if fwd == FWD_TUNNEL {
+        tun::note_dest(dest_id);
+    }
     Step::Send(fwd, daddr, dport)
 }
 
@@ -299,7 +320,9 @@ fn to_real_server(pkt: &Packet, e: *mut ConnEntry, now: u64, new_conns: u64) -> 
 fn send(ctx: &XdpContext, pkt: &Packet, fwd: u8, daddr: u32, dport: u16) -> Counter {
     match fwd {
         FWD_ROUTE => forward::direct_route(ctx, pkt, daddr),
-        FWD_TUNNEL => tunnel::encapsulate(ctx, pkt, daddr),
+        // Every encapsulation runs in `lvs_xdp_tun`, which `lvs_xdp` tail-calls on this
+        // counter (the real server was noted by `to_real_server`).
+        FWD_TUNNEL => Counter::DropUnsupportedForward,
         _ => {
             nat::to_real_server(pkt, daddr, dport);
             forward::forward(ctx, pkt)
