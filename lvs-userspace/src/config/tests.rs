@@ -123,6 +123,7 @@ fn reference_values() {
     assert_eq!(dr.dests[0].forward, Forward::Route);
     assert_eq!(dr.dests[0].port, 443);
     assert_eq!(dr.dests[1].forward, Forward::Tunnel);
+    assert_eq!((dr.dests[1].tun_type, dr.dests[1].tun_port, dr.dests[1].tun_flags), (TunType::Gue, 6080, tun_flags::CSUM));
 
     let v6 = &c.services[3];
     assert_eq!(v6.spec.netmask, 64);
