@@ -165,8 +165,13 @@ pub fn process(ctx: &XdpContext) -> Counter {
         };
         encapsulate(ctx, &inner, dest, overhead, p.0, p.1)
     } else {
+        // TCP/UDP, or an ICMP error about a connection (relayed by `lvs_xdp_icmp`).
         let pkt = match parse::parse(ctx) {
             Ok(p) => p,
+            Err(Counter::PassNotTcpUdp) => match icmp4(ctx) {
+                Some(p) => p,
+                None => return Counter::PassNotTcpUdp,
+            },
             Err(c) => return c,
         };
         if dest.family == AF_INET && dest.tun_type == tun_type::IPIP {
@@ -182,18 +187,52 @@ pub fn process(ctx: &XdpContext) -> Counter {
             tos,
             ttl,
             df: frags & IP_DF,
-            pseudo: pseudo_sum(&[pkt.saddr, 0, 0, 0], &[pkt.daddr, 0, 0, 0], 1, pkt.proto, pkt.tot_len.saturating_sub(hlen)),
-            seg_ok: seg_ok(pkt.proto, pkt.l4),
+            // An ICMP message with its valid checksum sums to zero; so does the complement
+            // of an all-ones "pseudo-header".
+            pseudo: if pkt.proto == IPPROTO_ICMP {
+                0xffff
+            } else {
+                pseudo_sum(&[pkt.saddr, 0, 0, 0], &[pkt.daddr, 0, 0, 0], 1, pkt.proto, pkt.tot_len.saturating_sub(hlen))
+            },
+            seg_ok: pkt.proto == IPPROTO_ICMP || seg_ok(pkt.proto, pkt.l4),
             hash: flow_hash(pkt.saddr, pkt.daddr, pkt.sport, pkt.dport, pkt.proto),
         };
         let overhead = overhead(dest);
         let p = match route(ctx, &inner, dest, overhead) {
             Route::Go(p, to_kernel) => (p, to_kernel),
+            // Never an ICMP error about an ICMP error.
+            Route::TooBig(_) if pkt.proto == IPPROTO_ICMP => return Counter::DropNoRoute,
             Route::TooBig(mtu) => return icmp::frag_needed(ctx, &pkt, mtu),
             Route::Drop(c) => return c,
         };
         encapsulate(ctx, &inner, dest, overhead, p.0, p.1)
     }
+}
+
+const IPPROTO_ICMP: u8 = 1;
+
+/// An IPv4 ICMP packet (the relay has checked it), in the shape the encapsulation reads.
+#[inline(always)]
+fn icmp4(ctx: &XdpContext) -> Option<parse::Packet> {
+    let eth: *mut EthHdr = ptr_at(ctx, 0)?;
+    let ip: *mut network_types::ip::Ipv4Hdr = ptr_at(ctx, EthHdr::LEN)?;
+    let (vihl, proto, tot_len) = unsafe { ((*ip).vihl, (*ip).proto, u16::from_be_bytes((*ip).tot_len)) };
+    if vihl >> 4 != 4 || vihl & 0x0f < 5 || proto != IPPROTO_ICMP {
+        return None;
+    }
+    let l4: *mut [u8; 8] = ptr_at(ctx, EthHdr::LEN + ((vihl & 0x0f) as usize) * 4)?;
+    Some(parse::Packet {
+        eth,
+        ip,
+        l4: l4 as *mut u8,
+        proto,
+        saddr: u32::from_ne_bytes(unsafe { (*ip).src_addr }),
+        daddr: u32::from_ne_bytes(unsafe { (*ip).dst_addr }),
+        sport: 0,
+        dport: 0,
+        tcp_flags: 0,
+        tot_len,
+    })
 }
 
 /// Bytes put in front of the inner packet for this real server.

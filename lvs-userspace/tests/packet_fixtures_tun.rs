@@ -308,6 +308,21 @@ fn tunnel_type_fixtures() {
         let got = rig.run(&input);
         check("GRE csum: UDP of odd length", &input, XDP_REDIRECT, &want, got);
 
+        // An ICMP error about that GRE connection (time exceeded for the real server's reply
+        // VIP:7000 -> client, sent to the VIP) goes to the real server in the connection's
+        // tunnel, GRE, as IPVS relays it; its sum is the ICMP message's (valid, so zero).
+        let reply = frames::quote_of(&frames::tcp_frame(CLIENT_MAC, RS2_MAC, Ip::new(VIP, CLIENT), 7000, 40003, frames::TCP_ACK, b""));
+        let input = frames::icmp_error_frame(DIRECTOR_IN_MAC, CLIENT_MAC, &Ip::new([198, 51, 100, 254], VIP), 11, 0, [0; 4], &reply);
+        let want = outer4(RS2_MAC, RS2, 0, true, 63, 47, &gre(&ttl63(&input)[14..], false, false));
+        let got = rig.run(&input);
+        check("ICMP error about a GRE connection: relayed in GRE", &input, XDP_REDIRECT, &want, got);
+        // The same about the GRE-with-checksum UDP flow, with the checksum.
+        let reply = frames::quote_of(&frames::udp_frame(CLIENT_MAC, RS2_MAC, Ip::new(VIP, CLIENT), 7001, 40004, b"odd length!"));
+        let input = frames::icmp_error_frame(DIRECTOR_IN_MAC, CLIENT_MAC, &Ip::new([198, 51, 100, 254], VIP), 3, 3, [0; 4], &reply);
+        let want = outer4(RS2_MAC, RS2, 0, true, 63, 47, &gre(&ttl63(&input)[14..], false, true));
+        let got = rig.run(&input);
+        check("ICMP error about a GRE csum connection: relayed in GRE with its checksum", &input, XDP_REDIRECT, &want, got);
+
         // IPv4 in IPv6: next header 4, hop limit the inner TTL after its decrement.
         let input = syn4(40005, 8000);
         let want = outer6(RS1_MAC, &RS1_6, 0, 63, 4, &ttl63(&input)[14..]);
