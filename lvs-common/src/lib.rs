@@ -14,6 +14,7 @@ pub mod classify;
 pub mod counters;
 pub mod csum;
 pub mod flow;
+pub mod frag;
 pub mod fwd;
 pub mod maglev;
 pub mod persist;
@@ -52,8 +53,10 @@ pub mod map_names {
     pub const NEIGH_MISS: &str = "NEIGH_MISS";
     /// The IPv6 path's programs, tail-called by the XDP entry (`XDP6_SLOT`, `XDP6_NEW_SLOT`, `XDP6_SEND_SLOT`).
     pub const XDP_PROGS: &str = "XDP_PROGS";
+    /// Where the first fragment of each recent datagram went (`crate::frag`).
+    pub const FRAGS: &str = "FRAGS";
     /// Every map, for pinning.
-    pub const ALL: [&str; 21] = [
+    pub const ALL: [&str; 22] = [
         SVC_INDEX,
         SERVICES,
         SCHED_STATE,
@@ -75,6 +78,7 @@ pub mod map_names {
         LOOKUP_CTL,
         NEIGH_MISS,
         XDP_PROGS,
+        FRAGS,
     ];
 }
 
@@ -101,6 +105,12 @@ pub const XDP6_SEND_SLOT: u32 = 2;
 /// entry for packets that are neither TCP nor UDP, and its slot.
 pub const XDP_ICMP_PROGRAM: &str = "lvs_xdp_icmp";
 pub const XDP_ICMP_SLOT: u32 = 3;
+
+/// The program forwarding later fragments (IPv4 and IPv6) after their first one, tail-called
+/// by the IPv4 entry and by the IPv6 program for fragments that do not carry the ports, and
+/// its slot.
+pub const XDP_FRAG_PROGRAM: &str = "lvs_xdp_frag";
+pub const XDP_FRAG_SLOT: u32 = 4;
 
 /// Name of the real servers' decapsulation program (TC ingress) in its own object.
 pub const DECAP_PROGRAM: &str = "lvs_decap";
