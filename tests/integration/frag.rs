@@ -3,7 +3,7 @@
 //! echo too). Each must arrive whole at one real server, the one its first fragment was
 //! scheduled to, and its echo come back whole: `client::udp_exact` compares every byte. Several
 //! client ports make several flows, which rr spreads over both servers. NAT and DR, IPv4 and
-//! IPv6, on the topologies of fwd.rs and ipv6.rs.
+//! IPv6, and IPv4 TUN, on the topologies of fwd.rs and ipv6.rs.
 
 use std::{collections::HashMap, net::{Ipv6Addr, SocketAddr}};
 
@@ -117,4 +117,28 @@ fn dr_ipv6_fragmented_udp_reassembled_at_one_server() {
     let before = lvsd.counters().unwrap();
     assert_alternating(&big_datagrams(&topo, vip6(RS_UDP_PORT)));
     assert_fragments(&lvsd, &before, N as u64, 2 * N as u64, "pass_fragment_v6");
+}
+
+#[test]
+fn tun_ipv4_fragments_each_tunnelled_and_reassembled_at_one_server() {
+    if !require_root() {
+        return;
+    }
+    let topo = crate::fwd::dr_topology();
+    // Fragments of at most 1400 bytes, so that each still fits the 1500-byte link once
+    // encapsulated: our decapsulation program takes unfragmented outer packets only (and
+    // these hosts have no ipip module to reassemble outer fragments).
+    topo.client.ip(&["link", "set", CLIENT_IF, "mtu", "1400"]).unwrap();
+    let _apps = crate::fwd::start_apps(&topo);
+    let decaps: Vec<crate::fwd::Decap> =
+        (1..=topo.n()).map(|i| crate::fwd::Decap::attach(topo.rs(i), &format!("frag-rs{i}"))).collect();
+    let tmp = TempDir::new("frag-tun4").unwrap();
+    let cfg = tmp.write("lvs.yaml", crate::fwd::config(&topo, "tunnel")).unwrap();
+    let lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
+    let before = lvsd.counters().unwrap();
+    assert_alternating(&big_datagrams(&topo, vip(RS_UDP_PORT)));
+    assert_fragments(&lvsd, &before, N as u64, 2 * N as u64, "pass_fragment");
+    // Every fragment came out of a tunnel at its real server: 4000 bytes at MTU 1400 are three.
+    let dec: Vec<u64> = decaps.iter().map(crate::fwd::Decap::decapsulated).collect();
+    assert!(dec.iter().all(|&n| n >= 3 * N as u64 / 2), "decapsulated per real server: {dec:?}");
 }

@@ -147,13 +147,13 @@ fn dr_tcp_udp_replies_bypass_the_director() {
 
 /// `lvsd decap` attached to a real server's `eth0` with its own pin directory; detached (and
 /// checked gone) on drop.
-struct Decap<'a> {
+pub(crate) struct Decap<'a> {
     ns: &'a Netns,
     pin_dir: String,
 }
 
 impl<'a> Decap<'a> {
-    fn attach(ns: &'a Netns, tag: &str) -> Decap<'a> {
+    pub(crate) fn attach(ns: &'a Netns, tag: &str) -> Decap<'a> {
         let pin_dir = format!("/sys/fs/bpf/lvs-{}-decap-{tag}", std::process::id());
         let d = Decap { ns, pin_dir };
         let out = d.run(&[]);
@@ -168,7 +168,7 @@ impl<'a> Decap<'a> {
         self.ns.output(lvs_bin("lvsd").to_str().unwrap(), &args).unwrap()
     }
 
-    fn decapsulated(&self) -> u64 {
+    pub(crate) fn decapsulated(&self) -> u64 {
         let out = self.run(&["--counters"]);
         assert!(out.success(), "lvsd decap --counters: {}", out.stderr_str());
         let text = out.stdout_str();
