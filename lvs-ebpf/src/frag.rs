@@ -111,7 +111,8 @@ fn later_v4(ctx: &XdpContext, eth: *mut EthHdr) -> Counter {
         ((*ip).vihl, u16::from_be_bytes((*ip).tot_len), u16::from_be_bytes((*ip).frags), (*ip).id, (*ip).proto)
     };
     let ihl = (vihl & 0x0f) as usize * 4;
-    if vihl >> 4 != 4 || ihl < 20 || (tot_len as usize) < ihl {
+    // The parser's checks, as it passed the packet on without them.
+    if vihl >> 4 != 4 || ihl < 20 || (tot_len as usize) < ihl || ctx.data() + EthHdr::LEN + tot_len as usize > ctx.data_end() {
         return Counter::PassMalformed;
     }
     if frags & IP_OFFSET == 0 {
@@ -170,7 +171,7 @@ fn later_v4(ctx: &XdpContext, eth: *mut EthHdr) -> Counter {
 fn later_v6(ctx: &XdpContext, eth: *mut EthHdr) -> Counter {
     let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, EthHdr::LEN) else { return Counter::PassMalformed };
     let payload = u16::from_be_bytes(unsafe { (*ip).payload_len }) as usize;
-    if unsafe { (*ip).vcf[0] } >> 4 != 6 || payload == 0 {
+    if unsafe { (*ip).vcf[0] } >> 4 != 6 || payload == 0 || ctx.data() + EthHdr::LEN + IPV6_HLEN + payload > ctx.data_end() {
         return Counter::PassMalformed;
     }
     // The same bounded walk as the IPv6 parser, up to the fragment header.

@@ -1030,6 +1030,12 @@ fn fragment_fixtures() {
         let (t1_in63, t2_in63) = dgram(DIRECTOR_IN_MAC, CLIENT_MAC, CLIENT, VIP, 63, 40003, 55, 0x0505);
         // TUN: each fragment in its own outer header (no DF: the outer ID is the inner one).
         let tun = |inner: &[u8]| frames::ipip_frame(RS2_MAC, DIRECTOR_RS_MAC, DIRECTOR_RS_IP, RS2, 63, 0x0505, inner);
+        // A last fragment of a single byte (57 bytes of payload, 65 of UDP, cut after 64).
+        let tiny = |dmac, smac, dst, ttl| {
+            fragments(&frames::udp_frame(dmac, smac, nodf(CLIENT, dst, ttl), 40004, 53, &data[..57]), 0x0606, 64)
+        };
+        let (s1, s2) = tiny(DIRECTOR_IN_MAC, CLIENT_MAC, VIP, 64);
+        let (s1_out, s2_out) = tiny(RS2_MAC, DIRECTOR_RS_MAC, RS2, 63);
 
         let fixtures = vec![
             Fixture { name: "a later fragment whose first was not seen passes untouched", input: miss_later, verdict: XDP_PASS, output: None },
@@ -1043,13 +1049,15 @@ fn fragment_fixtures() {
             Fixture { name: "DR: its later fragment, same", input: d2, verdict: XDP_REDIRECT, output: Some(d2_out) },
             Fixture { name: "TUN: first fragment encapsulated towards rs2", input: t1, verdict: XDP_REDIRECT, output: Some(tun(&t1_in63)) },
             Fixture { name: "TUN: its later fragment encapsulated the same way", input: t2, verdict: XDP_REDIRECT, output: Some(tun(&t2_in63)) },
+            Fixture { name: "NAT: a third datagram goes to rs2 (rr)", input: s1, verdict: XDP_REDIRECT, output: Some(s1_out) },
+            Fixture { name: "NAT: its one-byte last fragment follows", input: s2, verdict: XDP_REDIRECT, output: Some(s2_out) },
         ];
         check(&mut rig, fixtures);
         assert_eq!(rig.counter(Counter::PassFragment), 1);
-        assert_eq!(rig.counter(Counter::FragTracked), 5);
-        assert_eq!(rig.counter(Counter::FragHit), 5);
-        assert_eq!(rig.counter(Counter::Redirect), 10);
-        assert_eq!(rig.counter(Counter::NewConn), 4);
+        assert_eq!(rig.counter(Counter::FragTracked), 6);
+        assert_eq!(rig.counter(Counter::FragHit), 6);
+        assert_eq!(rig.counter(Counter::Redirect), 12);
+        assert_eq!(rig.counter(Counter::NewConn), 5);
     })
     .join()
     .unwrap_or_else(|e| std::panic::resume_unwind(e));
