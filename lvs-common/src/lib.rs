@@ -102,6 +102,11 @@ pub const XDP6_SEND_SLOT: u32 = 2;
 pub const XDP_ICMP_PROGRAM: &str = "lvs_xdp_icmp";
 pub const XDP_ICMP_SLOT: u32 = 3;
 
+/// The program relaying ICMPv6 errors about tracked IPv6 connections, tail-called by
+/// [`XDP6_PROGRAM`] for IPv6 packets that are neither TCP nor UDP, and its slot.
+pub const XDP6_ICMP_PROGRAM: &str = "lvs_xdp6_icmp";
+pub const XDP6_ICMP_SLOT: u32 = 4;
+
 /// Name of the real servers' decapsulation program (TC ingress) in its own object.
 pub const DECAP_PROGRAM: &str = "lvs_decap";
 

@@ -13,6 +13,7 @@ mod classify;
 mod conntrack;
 mod forward;
 mod icmp;
+mod icmp6_relay;
 mod icmp_relay;
 mod maps;
 mod nat;
@@ -29,7 +30,7 @@ use lvs_common::{
     flow::{conn_flags, ConnEntry},
     service::{dest_flags, SVC_F_ONEPACKET},
     tcp_state::{DIR_INPUT, DIR_OUTPUT, TCP_RST, TCP_SYN},
-    XDP6_SLOT, XDP_ICMP_SLOT,
+    XDP6_ICMP_SLOT, XDP6_SLOT, XDP_ICMP_SLOT,
 };
 
 use crate::{
@@ -71,6 +72,11 @@ pub fn lvs_xdp(ctx: XdpContext) -> u32 {
 #[inline(always)]
 pub fn lvs_xdp6(ctx: XdpContext) -> u32 {
     let c = v6::process(&ctx);
+    // ICMPv6 errors about our connections (icmp6_relay.rs), in a program of their own as the
+    // IPv4 ones; only reached if that program's slot is empty.
+    if matches!(c, Counter::PassNotTcpUdp) {
+        maps::tail_call(&ctx, XDP6_ICMP_SLOT);
+    }
     stats::count(c);
     verdict(c)
 }
@@ -98,6 +104,15 @@ pub fn lvs_xdp6_send(ctx: XdpContext) -> u32 {
 #[inline(always)]
 pub fn lvs_xdp_icmp(ctx: XdpContext) -> u32 {
     let c = icmp_relay::process(&ctx);
+    stats::count(c);
+    verdict(c)
+}
+
+/// ICMPv6 errors about tracked connections, tail-called from `lvs_xdp6`: see icmp6_relay.rs.
+#[xdp]
+#[inline(always)]
+pub fn lvs_xdp6_icmp(ctx: XdpContext) -> u32 {
+    let c = icmp6_relay::process(&ctx);
     stats::count(c);
     verdict(c)
 }

@@ -141,7 +141,7 @@ pub static FIB_SCRATCH: PerCpuArray<crate::forward::FibParams> = PerCpuArray::wi
 /// calls, because the IPv4 program alone takes most of the verifier's million-instruction
 /// budget: see `lvs_xdp` and v6.rs.
 #[map]
-pub static XDP_PROGS: ProgramArray = ProgramArray::with_max_entries(4, 0);
+pub static XDP_PROGS: ProgramArray = ProgramArray::with_max_entries(16, 0);
 
 /// Tail-calls the program in `XDP_PROGS` slot `slot`; returns only if there is none. The
 /// helper is called here directly, always inlined: aya's `ProgramArray::tail_call`, called
