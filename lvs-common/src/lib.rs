@@ -15,6 +15,7 @@ pub mod counters;
 pub mod csum;
 pub mod flow;
 pub mod fwd;
+pub mod icmp_limit;
 pub mod maglev;
 pub mod persist;
 pub mod sched_dynamic;
@@ -50,10 +51,11 @@ pub mod map_names {
     pub const CLASSIFIER: &str = "CLASSIFIER";
     pub const LOOKUP_CTL: &str = "LOOKUP_CTL";
     pub const NEIGH_MISS: &str = "NEIGH_MISS";
+    pub const ICMP_BUDGET: &str = "ICMP_BUDGET";
     /// The IPv6 path's programs, tail-called by the XDP entry (`XDP6_SLOT`, `XDP6_NEW_SLOT`, `XDP6_SEND_SLOT`).
     pub const XDP_PROGS: &str = "XDP_PROGS";
     /// Every map, for pinning.
-    pub const ALL: [&str; 21] = [
+    pub const ALL: [&str; 22] = [
         SVC_INDEX,
         SERVICES,
         SCHED_STATE,
@@ -74,6 +76,7 @@ pub mod map_names {
         CLASSIFIER,
         LOOKUP_CTL,
         NEIGH_MISS,
+        ICMP_BUDGET,
         XDP_PROGS,
     ];
 }

@@ -24,7 +24,7 @@ mod stats;
 mod tunnel;
 mod v6;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{macros::xdp, programs::XdpContext};
 use lvs_common::{
     counters::Counter,
     flow::{conn_flags, ConnEntry},
@@ -117,22 +117,10 @@ pub fn lvs_xdp6_icmp(ctx: XdpContext) -> u32 {
     verdict(c)
 }
 
-/// The XDP action for a final counter.
+/// The XDP action for a final counter (the table is in lvs-common, shared with the metrics).
 #[inline(always)]
 pub(crate) fn verdict(c: Counter) -> u32 {
-    match c {
-        Counter::Redirect | Counter::TxIcmpUnreachable => xdp_action::XDP_REDIRECT,
-        Counter::DropNoDest
-        | Counter::DropConnTableFull
-        | Counter::DropServiceMissing
-        | Counter::DropUnsupportedForward
-        | Counter::DropDestUnavailable
-        | Counter::DropNoNeigh
-        | Counter::DropTtlExceeded
-        | Counter::DropNoRoute => xdp_action::XDP_DROP,
-        Counter::TxIcmpFragNeeded => xdp_action::XDP_REDIRECT,
-        _ => xdp_action::XDP_PASS,
-    }
+    c.verdict()
 }
 
 /// What to do with a packet: counted and done, or sent to a real server (one call site for

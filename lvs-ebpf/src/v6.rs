@@ -784,6 +784,9 @@ const MAX_QUOTE: usize = IPV6_MIN_MTU as usize - ICMP6_PREPEND;
 /// `icmpv6_send(skb, ICMPV6_DEST_UNREACH, ICMPV6_PORT_UNREACH, 0)`.
 #[inline(always)]
 fn port_unreachable(ctx: &XdpContext, pkt: &Packet6) -> Counter {
+    if !crate::icmp::within_budget() {
+        return Counter::DropIcmpRateLimited;
+    }
     icmp_error(ctx, pkt, ICMPV6_DEST_UNREACH, ICMPV6_PORT_UNREACH, 0)
         .map_or(Counter::DropNoDest, |()| Counter::TxIcmpUnreachable)
 }
@@ -798,7 +801,7 @@ fn packet_too_big(ctx: &XdpContext, pkt: &Packet6, mtu: u16) -> Counter {
 /// Turns the packet into an ICMPv6 error from its destination (the VIP) to its source (the
 /// client), quoting it from its IPv6 header on (truncated to `MAX_QUOTE`), and sends it back
 /// out the ingress interface (a redirect, as the IPv4 errors in icmp.rs). Hop limit 64, the
-/// kernel's default; no rate limit.
+/// kernel's default.
 #[inline(always)]
 fn icmp_error(ctx: &XdpContext, pkt: &Packet6, ty: u8, code: u8, info: u32) -> Option<()> {
     let (src_mac, dst_mac) = unsafe { ((*pkt.eth).src_addr, (*pkt.eth).dst_addr) };
