@@ -1000,9 +1000,10 @@ fn port_unreachable_within_the_icmp_budget() {
             }
         }
         let took_ms = t0.elapsed().as_millis() as u64;
-        // The burst, plus at most one credit per millisecond the loop took (and one for the
-        // partial millisecond).
-        assert!(answered >= 50 && answered <= 50 + took_ms + 1, "{answered} answered in {took_ms} ms");
+        // The burst, plus one credit per millisecond the loop took; the slack is the partial
+        // millisecond and the granularity of the dataplane's clock (a coarse one ticks at the
+        // kernel's HZ, every 4 ms at 250).
+        assert!(answered >= 50 && answered <= 50 + took_ms + 5, "{answered} answered in {took_ms} ms");
         assert_eq!(rig.counter(Counter::TxIcmpUnreachable), answered);
         assert_eq!(rig.counter(Counter::DropIcmpRateLimited), N - answered);
         // A second later the burst is back.
@@ -1010,7 +1011,7 @@ fn port_unreachable_within_the_icmp_budget() {
         let again = (0..60u16)
             .filter(|i| rig.run(&tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 30000 + i, 80, SYN)).0 == XDP_REDIRECT)
             .count();
-        assert!((50..=52).contains(&again), "{again} answered after a second of quiet");
+        assert!((50..=55).contains(&again), "{again} answered after a second of quiet");
     })
     .join()
     .unwrap_or_else(|e| std::panic::resume_unwind(e));
