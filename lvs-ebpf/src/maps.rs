@@ -57,6 +57,10 @@ pub static TIMEOUTS: Array<u32> = Array::with_max_entries(TIMEOUT_SLOTS, 0);
 #[map]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
 
+/// The budget of ICMP errors the director originates, per CPU (lvs-common icmp_limit.rs).
+#[map]
+pub static ICMP_BUDGET: PerCpuArray<lvs_common::icmp_limit::IcmpBucket> = PerCpuArray::with_max_entries(1, 0);
+
 /// `BPF_F_MMAPABLE`: userspace maps the array's memory and updates counters atomically there.
 const BPF_F_MMAPABLE: u32 = 1 << 10;
 
@@ -142,7 +146,7 @@ pub static FIB_SCRATCH: PerCpuArray<crate::forward::FibParams> = PerCpuArray::wi
 /// calls, because the IPv4 program alone takes most of the verifier's million-instruction
 /// budget: see `lvs_xdp` and v6.rs.
 #[map]
-pub static XDP_PROGS: ProgramArray = ProgramArray::with_max_entries(5, 0);
+pub static XDP_PROGS: ProgramArray = ProgramArray::with_max_entries(16, 0);
 
 /// Where the first fragment of each recent datagram went, for its later fragments
 /// (`lvs_common::frag`; filled on the normal paths, read by `lvs_xdp_frag`, frag.rs). LRU:

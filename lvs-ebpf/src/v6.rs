@@ -46,11 +46,11 @@ use crate::{
     persist, schedule, stats, DestState, FWD_MASQ, FWD_ROUTE, FWD_TUNNEL,
 };
 
-const NEXTHDR_HOP: u8 = 0;
-const NEXTHDR_ROUTING: u8 = 43;
-const NEXTHDR_FRAGMENT: u8 = 44;
-const NEXTHDR_DEST: u8 = 60;
-const NEXTHDR_ICMPV6: u8 = 58;
+pub(crate) const NEXTHDR_HOP: u8 = 0;
+pub(crate) const NEXTHDR_ROUTING: u8 = 43;
+pub(crate) const NEXTHDR_FRAGMENT: u8 = 44;
+pub(crate) const NEXTHDR_DEST: u8 = 60;
+pub(crate) const NEXTHDR_ICMPV6: u8 = 58;
 /// IPv6-in-IPv6 (`IPPROTO_IPV6`), the outer header's next header in a tunnel.
 const NEXTHDR_IPV6: u8 = 41;
 /// Extension headers walked before the TCP/UDP header; a packet with more passes to the
@@ -58,7 +58,7 @@ const NEXTHDR_IPV6: u8 = 41;
 /// all RFC 8200 allows in front of a transport header without fragmentation or IPsec.
 pub const MAX_EXT_HEADERS: usize = 4;
 /// The IPv6 header's length, and the tunnel's overhead.
-const IPV6_HLEN: usize = 40;
+pub(crate) const IPV6_HLEN: usize = 40;
 /// RFC 8200's minimum link MTU: IPVS refuses to tunnel over a path with less.
 const IPV6_MIN_MTU: u16 = 1280;
 
@@ -818,6 +818,9 @@ const MAX_QUOTE: usize = IPV6_MIN_MTU as usize - ICMP6_PREPEND;
 /// `icmpv6_send(skb, ICMPV6_DEST_UNREACH, ICMPV6_PORT_UNREACH, 0)`.
 #[inline(always)]
 fn port_unreachable(ctx: &XdpContext, pkt: &Packet6) -> Counter {
+    if !crate::icmp::within_budget() {
+        return Counter::DropIcmpRateLimited;
+    }
     icmp_error(ctx, pkt, ICMPV6_DEST_UNREACH, ICMPV6_PORT_UNREACH, 0)
         .map_or(Counter::DropNoDest, |()| Counter::TxIcmpUnreachable)
 }
@@ -832,7 +835,7 @@ fn packet_too_big(ctx: &XdpContext, pkt: &Packet6, mtu: u16) -> Counter {
 /// Turns the packet into an ICMPv6 error from its destination (the VIP) to its source (the
 /// client), quoting it from its IPv6 header on (truncated to `MAX_QUOTE`), and sends it back
 /// out the ingress interface (a redirect, as the IPv4 errors in icmp.rs). Hop limit 64, the
-/// kernel's default; no rate limit.
+/// kernel's default.
 #[inline(always)]
 fn icmp_error(ctx: &XdpContext, pkt: &Packet6, ty: u8, code: u8, info: u32) -> Option<()> {
     let (src_mac, dst_mac) = unsafe { ((*pkt.eth).src_addr, (*pkt.eth).dst_addr) };
