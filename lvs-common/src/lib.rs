@@ -14,6 +14,7 @@ pub mod classify;
 pub mod counters;
 pub mod csum;
 pub mod flow;
+pub mod frag;
 pub mod fwd;
 pub mod icmp_limit;
 pub mod maglev;
@@ -54,8 +55,10 @@ pub mod map_names {
     pub const ICMP_BUDGET: &str = "ICMP_BUDGET";
     /// The IPv6 path's programs, tail-called by the XDP entry (`XDP6_SLOT`, `XDP6_NEW_SLOT`, `XDP6_SEND_SLOT`).
     pub const XDP_PROGS: &str = "XDP_PROGS";
+    /// Where the first fragment of each recent datagram went (`crate::frag`).
+    pub const FRAGS: &str = "FRAGS";
     /// Every map, for pinning.
-    pub const ALL: [&str; 22] = [
+    pub const ALL: [&str; 23] = [
         SVC_INDEX,
         SERVICES,
         SCHED_STATE,
@@ -78,6 +81,7 @@ pub mod map_names {
         NEIGH_MISS,
         ICMP_BUDGET,
         XDP_PROGS,
+        FRAGS,
     ];
 }
 
@@ -109,6 +113,11 @@ pub const XDP_ICMP_SLOT: u32 = 3;
 /// [`XDP6_PROGRAM`] for IPv6 packets that are neither TCP nor UDP, and its slot.
 pub const XDP6_ICMP_PROGRAM: &str = "lvs_xdp6_icmp";
 pub const XDP6_ICMP_SLOT: u32 = 4;
+/// The program forwarding later fragments (IPv4 and IPv6) after their first one, tail-called
+/// by the IPv4 entry and by the IPv6 program for fragments that do not carry the ports, and
+/// its slot.
+pub const XDP_FRAG_PROGRAM: &str = "lvs_xdp_frag";
+pub const XDP_FRAG_SLOT: u32 = 5;
 
 /// Name of the real servers' decapsulation program (TC ingress) in its own object.
 pub const DECAP_PROGRAM: &str = "lvs_decap";

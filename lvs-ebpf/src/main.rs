@@ -12,6 +12,7 @@
 mod classify;
 mod conntrack;
 mod forward;
+mod frag;
 mod icmp;
 mod icmp6_relay;
 mod icmp_relay;
@@ -30,7 +31,7 @@ use lvs_common::{
     flow::{conn_flags, ConnEntry},
     service::{dest_flags, SVC_F_ONEPACKET},
     tcp_state::{DIR_INPUT, DIR_OUTPUT, TCP_RST, TCP_SYN},
-    XDP6_ICMP_SLOT, XDP6_SLOT, XDP_ICMP_SLOT,
+    XDP6_ICMP_SLOT, XDP6_SLOT, XDP_FRAG_SLOT, XDP_ICMP_SLOT,
 };
 
 use crate::{
@@ -63,6 +64,11 @@ pub fn lvs_xdp(ctx: XdpContext) -> u32 {
     if matches!(c, Counter::PassNotTcpUdp) {
         maps::tail_call(&ctx, XDP_ICMP_SLOT);
     }
+    // Later fragments (no ports) follow their first fragment in a program of their own
+    // (frag.rs); only reached if its slot is empty, and then the kernel gets them.
+    if matches!(c, Counter::PassFragment) {
+        maps::tail_call(&ctx, XDP_FRAG_SLOT);
+    }
     stats::count(c);
     verdict(c)
 }
@@ -76,6 +82,10 @@ pub fn lvs_xdp6(ctx: XdpContext) -> u32 {
     // IPv4 ones; only reached if that program's slot is empty.
     if matches!(c, Counter::PassNotTcpUdp) {
         maps::tail_call(&ctx, XDP6_ICMP_SLOT);
+    }
+    // A later fragment: see `lvs_xdp`.
+    if matches!(c, Counter::PassFragmentV6) {
+        maps::tail_call(&ctx, XDP_FRAG_SLOT);
     }
     stats::count(c);
     verdict(c)
@@ -113,6 +123,16 @@ pub fn lvs_xdp_icmp(ctx: XdpContext) -> u32 {
 #[inline(always)]
 pub fn lvs_xdp6_icmp(ctx: XdpContext) -> u32 {
     let c = icmp6_relay::process(&ctx);
+    stats::count(c);
+    verdict(c)
+}
+
+/// Later fragments of IPv4 and IPv6 datagrams, tail-called from `lvs_xdp` and `lvs_xdp6`:
+/// see frag.rs.
+#[xdp]
+#[inline(always)]
+pub fn lvs_xdp_frag(ctx: XdpContext) -> u32 {
+    let c = frag::process(&ctx);
     stats::count(c);
     verdict(c)
 }
@@ -184,6 +204,7 @@ fn decide(ctx: &XdpContext, pkt: &Packet) -> Step {
         }
         conntrack::update(e, &pkt, DIR_OUTPUT, now);
         let (vaddr, vport) = unsafe { ((*e).vaddr[0], (*e).vport) };
+        frag::remember_v4(pkt, lvs_common::frag::FRAG_REPLY, vaddr);
         nat::to_client(&pkt, vaddr, vport);
         return forward::forward(ctx, &pkt).into();
     }
@@ -300,6 +321,7 @@ fn to_real_server(pkt: &Packet, e: *mut ConnEntry, now: u64, new_conns: u64) -> 
 /// Sends a client packet to real server `daddr` by forwarding method `fwd`.
 #[inline(always)]
 fn send(ctx: &XdpContext, pkt: &Packet, fwd: u8, daddr: u32, dport: u16) -> Counter {
+    frag::remember_v4(pkt, fwd, daddr);
     match fwd {
         FWD_ROUTE => forward::direct_route(ctx, pkt, daddr),
         FWD_TUNNEL => tunnel::encapsulate(ctx, pkt, daddr),

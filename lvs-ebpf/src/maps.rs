@@ -9,6 +9,7 @@ use lvs_common::{
     classify::{ClassRuleSet, CTL_WORDS},
     counters::COUNTER_COUNT,
     flow::{ConnEntry, ConnRef, FlowKey, DEFAULT_CONN_TABLE_SIZE},
+    frag::{FragEntry, FragKey, FRAG_TABLE_SIZE},
     fwd::{NeighKey, NEIGH_MISS_SIZE},
     persist::Template,
     sysctl::Sysctls,
@@ -147,6 +148,12 @@ pub static FIB_SCRATCH: PerCpuArray<crate::forward::FibParams> = PerCpuArray::wi
 #[map]
 pub static XDP_PROGS: ProgramArray = ProgramArray::with_max_entries(16, 0);
 
+/// Where the first fragment of each recent datagram went, for its later fragments
+/// (`lvs_common::frag`; filled on the normal paths, read by `lvs_xdp_frag`, frag.rs). LRU:
+/// datagrams whose later fragments never come make way by themselves.
+#[map]
+pub static FRAGS: LruHashMap<FragKey, FragEntry> = LruHashMap::with_max_entries(FRAG_TABLE_SIZE, 0);
+
 /// Tail-calls the program in `XDP_PROGS` slot `slot`; returns only if there is none. The
 /// helper is called here directly, always inlined: aya's `ProgramArray::tail_call`, called
 /// from two places, became a function of its own, and the kernel refuses a tail call from a
@@ -173,6 +180,10 @@ pub struct V6Scratch {
     pub addr: [u32; 4],
     pub port: u16,
     pub how: u8,
+    /// Set by the parser: whether the packet is a first fragment (offset 0, more to come),
+    /// and its fragment header's identification (network order).
+    pub frag: u8,
+    pub frag_id: u32,
 }
 
 // Per-CPU: only the CPU running the program touches its slot; the raw pointers in `view`

@@ -142,12 +142,35 @@ fn parse(ctx: &XdpContext) -> Result<Packet6, Counter> {
         }
         i += 1;
     }
+    let Some(sc) = V6_SCRATCH.get_ptr_mut(0) else { return Err(Counter::PassMalformed) };
+    // A fragment header: a later fragment (offset != 0, no ports) goes to the fragment
+    // program (`lvs_xdp6` tail-calls it on this counter; frag.rs); a first fragment goes on
+    // with the transport header behind it, and what frag.rs needs to record where it is sent
+    // waits in the scratch slot (kept out of `Packet6`, so that the verifier does not explore
+    // the rest twice, once per value of a flag).
+    let mut frag = 0u8;
+    let mut frag_id = 0u32;
+    if next == NEXTHDR_FRAGMENT {
+        let h: *const [u8; 8] = ptr_at(ctx, off).ok_or(Counter::PassMalformed)?;
+        let h = unsafe { *h };
+        if u16::from_be_bytes([h[2], h[3]]) & 0xfff8 != 0 {
+            return Err(Counter::PassFragmentV6);
+        }
+        // M clear at offset 0 is an atomic fragment (RFC 6946): a whole datagram.
+        frag = h[3] & 1;
+        frag_id = u32::from_ne_bytes([h[4], h[5], h[6], h[7]]);
+        next = h[0];
+        off += 8;
+    }
+    unsafe {
+        core::ptr::write_volatile(&raw mut (*sc).frag, frag);
+        core::ptr::write_volatile(&raw mut (*sc).frag_id, frag_id);
+    }
     // How many extension headers there were must not reach the rest of the program: the
     // verifier would explore everything after this point once per count (with a different
     // range for `off` each time), which took the new-connection program past its million
     // instructions. Stored and read back through a per-CPU slot, the offset is just "some
     // number below 16 KiB" on every path, and the paths merge.
-    let Some(sc) = V6_SCRATCH.get_ptr_mut(0) else { return Err(Counter::PassMalformed) };
     let off = unsafe {
         let slot = &raw mut (*sc).off;
         core::ptr::write_volatile(slot, off as u64);
@@ -162,6 +185,8 @@ fn parse(ctx: &XdpContext) -> Result<Packet6, Counter> {
             let udp: *mut UdpHdr = ptr_at(ctx, off).ok_or(Counter::PassMalformed)?;
             (udp as *mut u8, 0)
         }
+        // A second fragment header, or one in a first fragment followed by more extension
+        // headers: not walked.
         NEXTHDR_FRAGMENT => return Err(Counter::PassFragmentV6),
         _ => return Err(Counter::PassNotTcpUdp),
     };
@@ -256,7 +281,16 @@ pub fn process_send(ctx: &XdpContext) -> Counter {
         Err(c) => return c,
     };
     let Some(sc) = V6_SCRATCH.get_ptr_mut(0) else { return Counter::PassFibFailed };
-    let (how, addr, port) = unsafe { ((*sc).how, (*sc).addr, (*sc).port) };
+    let (how, addr, port, frag, frag_id) = unsafe { ((*sc).how, (*sc).addr, (*sc).port, (*sc).frag, (*sc).frag_id) };
+    // A first fragment: where it goes, for its later fragments (frag.rs). Before `send`
+    // rewrites anything: the key is the datagram as it arrived.
+    if frag != 0 {
+        match how {
+            FWD_ROUTE | FWD_TUNNEL | FWD_MASQ => crate::frag::remember_v6(&pkt, frag_id, how, addr),
+            SEND_REPLY => crate::frag::remember_v6(&pkt, frag_id, lvs_common::frag::FRAG_REPLY, addr),
+            _ => {}
+        }
+    }
     send(ctx, &pkt, how, &addr, port)
 }
 

@@ -257,7 +257,8 @@ fn ipv6_fixtures() {
         let big = frame(DIRECTOR_IN_MAC, CLIENT_MAC, &CLIENT, &VIP, 64, TCP, &[], &tcp(&CLIENT, &VIP, 42001, 8080, SYN, &[0x5a; 1440]));
         let tun_syn = from_client(64, 42000, 8080, SYN);
         let unreach = from_client(64, 43000, 82, SYN);
-        let frag = frame(DIRECTOR_IN_MAC, CLIENT_MAC, &CLIENT, &VIP, 64, 44, &[TCP, 0, 0, 1, 0, 0, 0, 7], &tcp(&CLIENT, &VIP, 40200, 80, SYN, PAYLOAD));
+        // A later fragment (offset 8, last) whose first fragment was never seen.
+        let frag = frame(DIRECTOR_IN_MAC, CLIENT_MAC, &CLIENT, &VIP, 64, 44, &[TCP, 0, 0, 8, 0, 0, 0, 7], &tcp(&CLIENT, &VIP, 40200, 80, SYN, PAYLOAD));
         let ns = frame(DIRECTOR_IN_MAC, CLIENT_MAC, &CLIENT, &VIP, 255, 58, &[], &[135, 0, 0, 0, 0, 0, 0, 0]);
 
         let fixtures = vec![
@@ -309,7 +310,7 @@ fn ipv6_fixtures() {
                 verdict: XDP_REDIRECT,
                 output: Some(icmp6_error(&unreach, 1, 4, 0)),
             },
-            Fixture { name: "a fragment passes to the stack untouched", input: frag, verdict: XDP_PASS, output: None },
+            Fixture { name: "a later fragment without its first passes to the stack untouched", input: frag, verdict: XDP_PASS, output: None },
             Fixture { name: "neighbour solicitation passes untouched", input: ns, verdict: XDP_PASS, output: None },
         ];
         let mut failures = Vec::new();
@@ -497,6 +498,84 @@ fn icmp6_error_fixtures() {
         // The six relayed errors each found their connection and left by redirect.
         assert_eq!(rig.counter(Counter::ConnHit) - hits, 6);
         assert_eq!(rig.counter(Counter::Redirect) - redirects, 6);
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+}
+
+/// The two fragments of the UDP datagram `src:sport -> dst:dport` (64 bytes of payload, cut
+/// after 32 bytes of UDP) with fragment identification `id`, between the given MACs. The UDP
+/// checksum is the whole datagram's, over the pseudo-header of `src` and `dst`.
+#[allow(clippy::too_many_arguments)]
+fn udp_fragments(dmac: [u8; 6], smac: [u8; 6], src: &[u8; 16], dst: &[u8; 16], hop: u8, sport: u16, dport: u16, id: u32) -> (Vec<u8>, Vec<u8>) {
+    let data: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
+    let u = udp(src, dst, sport, dport, &data);
+    let i = id.to_be_bytes();
+    let first = [UDP, 0, 0, 1, i[0], i[1], i[2], i[3]];
+    // Offset 32 bytes = 4 units of 8, in the top 13 bits; M clear.
+    let later = [UDP, 0, 0, 4 << 3, i[0], i[1], i[2], i[3]];
+    (frame(dmac, smac, src, dst, hop, 44, &first, &u[..32]), frame(dmac, smac, src, dst, hop, 44, &later, &u[32..]))
+}
+
+/// Fragmented IPv6 UDP datagrams: the first fragment (transport header behind the fragment
+/// header) takes the normal path, the later one follows it by the same method to the same
+/// real server with only the address changed (no header checksum in IPv6), in NAT (both
+/// ways), DR and TUN; a later fragment whose first was not seen passes untouched.
+#[test]
+fn ipv6_fragment_fixtures() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(std::env::var_os("CI").is_none(), "packet fixture tests need root");
+        eprintln!("skipping: packet fixture tests need root");
+        return;
+    }
+    std::thread::spawn(|| {
+        private_director_netns6();
+        let mut rig = Rig::new();
+        rig.service(Protocol::Udp, 53, RS1, Forward::Masq, 1);
+        rig.service(Protocol::Udp, 54, RS2, Forward::Route, 1);
+        rig.service(Protocol::Udp, 55, RS1, Forward::Tunnel, 1);
+        let to_vip = |sport, dport, id| udp_fragments(DIRECTOR_IN_MAC, CLIENT_MAC, &CLIENT, &VIP, 64, sport, dport, id);
+        let (_, miss) = to_vip(40000, 53, 0x0101_0101);
+        let (n1, n2) = to_vip(40000, 53, 0x0101_0101);
+        let (n1_out, n2_out) = udp_fragments(RS1_MAC, DIRECTOR_RS_MAC, &CLIENT, &RS1, 63, 40000, 53, 0x0101_0101);
+        let (r1, r2) = udp_fragments(DIRECTOR_RS_MAC, RS1_MAC, &RS1, &CLIENT, 64, 53, 40000, 0x0202_0202);
+        let (r1_out, r2_out) = udp_fragments(CLIENT_MAC, DIRECTOR_CL_MAC, &VIP, &CLIENT, 63, 53, 40000, 0x0202_0202);
+        let (d1, d2) = to_vip(40001, 54, 0x0303_0303);
+        let (d1_out, d2_out) = udp_fragments(RS2_MAC, DIRECTOR_RS_MAC, &CLIENT, &VIP, 63, 40001, 54, 0x0303_0303);
+        let (t1, t2) = to_vip(40002, 55, 0x0404_0404);
+        let (t1_in, t2_in) = udp_fragments(DIRECTOR_IN_MAC, CLIENT_MAC, &CLIENT, &VIP, 63, 40002, 55, 0x0404_0404);
+        let fixtures = vec![
+            Fixture { name: "a later fragment whose first was not seen passes untouched", input: miss, verdict: XDP_PASS, output: None },
+            Fixture { name: "NAT: first fragment to rs1, port and the whole datagram's checksum rewritten", input: n1, verdict: XDP_REDIRECT, output: Some(n1_out) },
+            Fixture { name: "NAT: its later fragment follows to rs1, only the destination changes", input: n2, verdict: XDP_REDIRECT, output: Some(n2_out) },
+            Fixture { name: "NAT: a fragmented reply from rs1: the first comes from [VIP]:53", input: r1, verdict: XDP_REDIRECT, output: Some(r1_out) },
+            Fixture { name: "NAT: the reply's later fragment comes from the VIP too", input: r2, verdict: XDP_REDIRECT, output: Some(r2_out) },
+            Fixture { name: "DR: first fragment to rs2's MAC, hop limit 63", input: d1, verdict: XDP_REDIRECT, output: Some(d1_out) },
+            Fixture { name: "DR: its later fragment, same", input: d2, verdict: XDP_REDIRECT, output: Some(d2_out) },
+            Fixture { name: "TUN: first fragment in IPv6-in-IPv6 towards rs1", input: t1, verdict: XDP_REDIRECT, output: Some(ip6ip6_frame(RS1_MAC, &RS1, 63, &t1_in)) },
+            Fixture { name: "TUN: its later fragment encapsulated the same way", input: t2, verdict: XDP_REDIRECT, output: Some(ip6ip6_frame(RS1_MAC, &RS1, 63, &t2_in)) },
+        ];
+        let mut failures = Vec::new();
+        for f in fixtures {
+            let (verdict, out) = rig.run(&f.input);
+            let want = f.output.clone().unwrap_or_else(|| f.input.clone());
+            if verdict != f.verdict || out != want {
+                failures.push(format!(
+                    "{}: verdict {verdict} (want {})\n  in:   {}\n  got:  {}\n  want: {}",
+                    f.name,
+                    f.verdict,
+                    hex(&f.input),
+                    hex(&out),
+                    hex(&want)
+                ));
+            }
+        }
+        assert!(failures.is_empty(), "fixtures failed:\n{}", failures.join("\n"));
+        assert_eq!(rig.counter(Counter::PassFragmentV6), 1);
+        assert_eq!(rig.counter(Counter::FragTracked), 4);
+        assert_eq!(rig.counter(Counter::FragHit), 4);
+        assert_eq!(rig.counter(Counter::Redirect), 8);
     })
     .join()
     .unwrap_or_else(|e| std::panic::resume_unwind(e));

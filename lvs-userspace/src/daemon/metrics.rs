@@ -264,7 +264,9 @@ pub fn render(d: &Daemon) -> String {
         for (c, name, help) in [
             (Counter::NewConn, "lvs_dataplane_new_connections_total", "Connections created in the connection table."),
             (Counter::ConnHit, "lvs_dataplane_connection_hits_total", "Packets that matched a tracked connection, either direction."),
-            (Counter::PassFragment, "lvs_dataplane_fragments_total", "IPv4 fragments, handed to the kernel unbalanced."),
+            (Counter::PassFragment, "lvs_dataplane_fragments_total", "IPv4 later fragments whose first fragment was not forwarded here, handed to the kernel unbalanced."),
+            (Counter::FragTracked, "lvs_dataplane_fragment_datagrams_total", "First fragments forwarded and entered in the fragment table (IPv4 and IPv6)."),
+            (Counter::FragHit, "lvs_dataplane_fragment_hits_total", "Later fragments sent where their first fragment went (IPv4 and IPv6)."),
             (Counter::TxIcmpUnreachable, "lvs_dataplane_icmp_sent_total", "ICMP port unreachable messages sent to clients."),
         ] {
             let v = counters.iter().find(|(x, _)| *x == c).map(|(_, v)| *v).unwrap_or(0);
