@@ -29,21 +29,15 @@ use crate::{
     conntrack::{now_ns, NSEC_PER_SEC},
     forward,
     maps::FRAGS,
-    parse::{ptr_at, Packet, ETH_P_IPV6_BE},
+    parse::{ptr_at, Packet, ETH_P_IPV6_BE, ETH_P_IP_BE},
     stats, tunnel,
-    v6::{self, Packet6},
+    v6::{self, Packet6, IPV6_HLEN, NEXTHDR_DEST, NEXTHDR_FRAGMENT, NEXTHDR_HOP, NEXTHDR_ROUTING},
     FWD_MASQ, FWD_ROUTE, FWD_TUNNEL,
 };
 
 /// IPv4 "more fragments" flag and fragment offset mask, in the host-order `frags` word.
 const IP_MF: u16 = 0x2000;
 const IP_OFFSET: u16 = 0x1fff;
-const ETH_P_IP_BE: u16 = 0x0800u16.to_be();
-const NEXTHDR_HOP: u8 = 0;
-const NEXTHDR_ROUTING: u8 = 43;
-const NEXTHDR_FRAGMENT: u8 = 44;
-const NEXTHDR_DEST: u8 = 60;
-const IPV6_HLEN: usize = 40;
 
 #[inline(always)]
 fn insert(key: &FragKey, how: u8, addr: [u32; 4], secs: u64) {

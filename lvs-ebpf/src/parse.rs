@@ -8,7 +8,7 @@ use network_types::{eth::EthHdr, ip::Ipv4Hdr, tcp::TcpHdr, udp::UdpHdr};
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 /// ETH_P_IP as it sits in the frame (network order); `EthHdr::ether_type` is a raw u16.
-const ETH_P_IP_BE: u16 = 0x0800u16.to_be();
+pub const ETH_P_IP_BE: u16 = 0x0800u16.to_be();
 
 /// ETH_P_IPV6 as it sits in the frame.
 pub const ETH_P_IPV6_BE: u16 = 0x86ddu16.to_be();
