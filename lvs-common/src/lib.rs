@@ -52,8 +52,12 @@ pub mod map_names {
     pub const NEIGH_MISS: &str = "NEIGH_MISS";
     /// The IPv6 path's programs, tail-called by the XDP entry (`XDP6_SLOT`, `XDP6_NEW_SLOT`, `XDP6_SEND_SLOT`).
     pub const XDP_PROGS: &str = "XDP_PROGS";
+    /// The running connection sync daemons' parameters, so that a restarted lvsd starts them
+    /// again. Not in the eBPF object: lvsd creates and pins it itself (the dataplane never
+    /// reads it; bpffs holds no plain files).
+    pub const SYNC_DAEMONS: &str = "SYNC_DAEMONS";
     /// Every map, for pinning.
-    pub const ALL: [&str; 21] = [
+    pub const ALL: [&str; 22] = [
         SVC_INDEX,
         SERVICES,
         SCHED_STATE,
@@ -75,6 +79,7 @@ pub mod map_names {
         LOOKUP_CTL,
         NEIGH_MISS,
         XDP_PROGS,
+        SYNC_DAEMONS,
     ];
 }
 
