@@ -65,10 +65,13 @@ pub enum Counter {
     DropNoRoute = 21,
     /// Passed: an IPv6 packet with a fragment header (not handled yet; the kernel gets it).
     PassFragmentV6 = 22,
+    /// Dropped: a packet that would have been answered with ICMP port unreachable, over the
+    /// ICMP budget (`icmp_limit.rs`, the kernel's `icmp_msgs_per_sec`/`icmp_msgs_burst`).
+    DropIcmpRateLimited = 23,
 }
 
 /// Number of slots in `STATS`.
-pub const COUNTER_COUNT: u32 = 23;
+pub const COUNTER_COUNT: u32 = 24;
 
 impl Counter {
     /// Every counter, in index order.
@@ -96,6 +99,7 @@ impl Counter {
         Counter::DropTtlExceeded,
         Counter::DropNoRoute,
         Counter::PassFragmentV6,
+        Counter::DropIcmpRateLimited,
     ];
 
     /// Stable snake_case name (metric label).
@@ -124,7 +128,39 @@ impl Counter {
             Counter::DropTtlExceeded => "drop_ttl_exceeded",
             Counter::DropNoRoute => "drop_no_route",
             Counter::PassFragmentV6 => "pass_fragment_v6",
+            Counter::DropIcmpRateLimited => "drop_icmp_rate_limited",
         }
+    }
+}
+
+/// XDP actions (`enum xdp_action`), for [`Counter::verdict`].
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_REDIRECT: u32 = 4;
+
+impl Counter {
+    /// The XDP action a packet ending in this counter gets: the dataplane returns it, and the
+    /// metrics label packets with it (one table, so the two cannot disagree). The
+    /// informational counters (`NewConn`, `ConnHit`) end no packet; they map to pass.
+    pub const fn verdict(self) -> u32 {
+        match self {
+            Counter::Redirect | Counter::TxIcmpUnreachable | Counter::TxIcmpFragNeeded => XDP_REDIRECT,
+            Counter::DropNoDest
+            | Counter::DropConnTableFull
+            | Counter::DropServiceMissing
+            | Counter::DropUnsupportedForward
+            | Counter::DropDestUnavailable
+            | Counter::DropNoNeigh
+            | Counter::DropTtlExceeded
+            | Counter::DropNoRoute
+            | Counter::DropIcmpRateLimited => XDP_DROP,
+            _ => XDP_PASS,
+        }
+    }
+
+    /// Whether the counter is informational (counted besides a packet's final counter).
+    pub const fn is_informational(self) -> bool {
+        matches!(self, Counter::NewConn | Counter::ConnHit)
     }
 }
 
@@ -132,5 +168,20 @@ impl TryFrom<u32> for Counter {
     type Error = u32;
     fn try_from(v: u32) -> Result<Self, u32> {
         Counter::ALL.get(v as usize).copied().ok_or(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_drop_counter_is_an_xdp_drop_and_only_those() {
+        for c in Counter::ALL {
+            assert_eq!(c.name().starts_with("drop_"), c.verdict() == XDP_DROP, "{c:?}");
+            if c.name().starts_with("tx_") || c == Counter::Redirect {
+                assert_eq!(c.verdict(), XDP_REDIRECT, "{c:?}");
+            }
+        }
     }
 }

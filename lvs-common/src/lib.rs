@@ -15,6 +15,7 @@ pub mod counters;
 pub mod csum;
 pub mod flow;
 pub mod fwd;
+pub mod icmp_limit;
 pub mod maglev;
 pub mod persist;
 pub mod sched_dynamic;
@@ -50,6 +51,7 @@ pub mod map_names {
     pub const CLASSIFIER: &str = "CLASSIFIER";
     pub const LOOKUP_CTL: &str = "LOOKUP_CTL";
     pub const NEIGH_MISS: &str = "NEIGH_MISS";
+    pub const ICMP_BUDGET: &str = "ICMP_BUDGET";
     /// The IPv6 path's programs, tail-called by the XDP entry (`XDP6_SLOT`, `XDP6_NEW_SLOT`, `XDP6_SEND_SLOT`).
     pub const XDP_PROGS: &str = "XDP_PROGS";
     /// The running connection sync daemons' parameters, so that a restarted lvsd starts them
@@ -78,6 +80,7 @@ pub mod map_names {
         CLASSIFIER,
         LOOKUP_CTL,
         NEIGH_MISS,
+        ICMP_BUDGET,
         XDP_PROGS,
         SYNC_DAEMONS,
     ];
@@ -107,12 +110,17 @@ pub const XDP6_SEND_SLOT: u32 = 2;
 pub const XDP_ICMP_PROGRAM: &str = "lvs_xdp_icmp";
 pub const XDP_ICMP_SLOT: u32 = 3;
 
+/// The program relaying ICMPv6 errors about tracked IPv6 connections, tail-called by
+/// [`XDP6_PROGRAM`] for IPv6 packets that are neither TCP nor UDP, and its slot.
+pub const XDP6_ICMP_PROGRAM: &str = "lvs_xdp6_icmp";
+pub const XDP6_ICMP_SLOT: u32 = 4;
+
 /// Name of the real servers' decapsulation program (TC ingress) in its own object.
 pub const DECAP_PROGRAM: &str = "lvs_decap";
 
 /// Version of the map layout. Pinned maps are reused without any schema check, so the pin
 /// directory carries this number; bump it whenever a key or value type changes.
-pub const MAP_ABI_VERSION: u32 = 3;
+pub const MAP_ABI_VERSION: u32 = 4;
 
 /// Address family values as the kernel numbers them.
 pub const AF_INET: u8 = 2;

@@ -13,6 +13,7 @@ mod classify;
 mod conntrack;
 mod forward;
 mod icmp;
+mod icmp6_relay;
 mod icmp_relay;
 mod maps;
 mod nat;
@@ -23,13 +24,13 @@ mod stats;
 mod tunnel;
 mod v6;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{macros::xdp, programs::XdpContext};
 use lvs_common::{
     counters::Counter,
     flow::{conn_flags, ConnEntry},
     service::{dest_flags, SVC_F_ONEPACKET},
     tcp_state::{DIR_INPUT, DIR_OUTPUT, TCP_RST, TCP_SYN},
-    XDP6_SLOT, XDP_ICMP_SLOT,
+    XDP6_ICMP_SLOT, XDP6_SLOT, XDP_ICMP_SLOT,
 };
 
 use crate::{
@@ -71,6 +72,11 @@ pub fn lvs_xdp(ctx: XdpContext) -> u32 {
 #[inline(always)]
 pub fn lvs_xdp6(ctx: XdpContext) -> u32 {
     let c = v6::process(&ctx);
+    // ICMPv6 errors about our connections (icmp6_relay.rs), in a program of their own as the
+    // IPv4 ones; only reached if that program's slot is empty.
+    if matches!(c, Counter::PassNotTcpUdp) {
+        maps::tail_call(&ctx, XDP6_ICMP_SLOT);
+    }
     stats::count(c);
     verdict(c)
 }
@@ -102,22 +108,19 @@ pub fn lvs_xdp_icmp(ctx: XdpContext) -> u32 {
     verdict(c)
 }
 
-/// The XDP action for a final counter.
+/// ICMPv6 errors about tracked connections, tail-called from `lvs_xdp6`: see icmp6_relay.rs.
+#[xdp]
+#[inline(always)]
+pub fn lvs_xdp6_icmp(ctx: XdpContext) -> u32 {
+    let c = icmp6_relay::process(&ctx);
+    stats::count(c);
+    verdict(c)
+}
+
+/// The XDP action for a final counter (the table is in lvs-common, shared with the metrics).
 #[inline(always)]
 pub(crate) fn verdict(c: Counter) -> u32 {
-    match c {
-        Counter::Redirect | Counter::TxIcmpUnreachable => xdp_action::XDP_REDIRECT,
-        Counter::DropNoDest
-        | Counter::DropConnTableFull
-        | Counter::DropServiceMissing
-        | Counter::DropUnsupportedForward
-        | Counter::DropDestUnavailable
-        | Counter::DropNoNeigh
-        | Counter::DropTtlExceeded
-        | Counter::DropNoRoute => xdp_action::XDP_DROP,
-        Counter::TxIcmpFragNeeded => xdp_action::XDP_REDIRECT,
-        _ => xdp_action::XDP_PASS,
-    }
+    c.verdict()
 }
 
 /// What to do with a packet: counted and done, or sent to a real server (one call site for

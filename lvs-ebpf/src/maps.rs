@@ -56,6 +56,10 @@ pub static TIMEOUTS: Array<u32> = Array::with_max_entries(TIMEOUT_SLOTS, 0);
 #[map]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
 
+/// The budget of ICMP errors the director originates, per CPU (lvs-common icmp_limit.rs).
+#[map]
+pub static ICMP_BUDGET: PerCpuArray<lvs_common::icmp_limit::IcmpBucket> = PerCpuArray::with_max_entries(1, 0);
+
 /// `BPF_F_MMAPABLE`: userspace maps the array's memory and updates counters atomically there.
 const BPF_F_MMAPABLE: u32 = 1 << 10;
 
@@ -141,7 +145,7 @@ pub static FIB_SCRATCH: PerCpuArray<crate::forward::FibParams> = PerCpuArray::wi
 /// calls, because the IPv4 program alone takes most of the verifier's million-instruction
 /// budget: see `lvs_xdp` and v6.rs.
 #[map]
-pub static XDP_PROGS: ProgramArray = ProgramArray::with_max_entries(4, 0);
+pub static XDP_PROGS: ProgramArray = ProgramArray::with_max_entries(16, 0);
 
 /// Tail-calls the program in `XDP_PROGS` slot `slot`; returns only if there is none. The
 /// helper is called here directly, always inlined: aya's `ProgramArray::tail_call`, called

@@ -963,3 +963,56 @@ fn icmp_error_fixtures() {
     .join()
     .unwrap();
 }
+
+/// ICMP port unreachable within the kernel's global budget (`icmp_msgs_burst` 50, then
+/// `icmp_msgs_per_sec` 1000): a flood of SYNs to a service whose real servers are all
+/// quiesced gets 50 answers at once, then about one per millisecond, the rest dropped and
+/// counted. The thread is pinned to one CPU, so one per-CPU bucket serves every run.
+#[test]
+fn port_unreachable_within_the_icmp_budget() {
+    if !require_root() {
+        return;
+    }
+    std::thread::spawn(|| {
+        // SAFETY: a zeroed cpu_set_t with CPU 0 set, for this thread only.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(0, &mut set);
+            assert_eq!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set), 0);
+        }
+        private_director_netns();
+        let mut rig = Rig::new("icmp-budget");
+        let key = ServiceKey::Addr { protocol: Protocol::Tcp, addr: IpAddr::from(VIP), port: 80 };
+        rig.vs.add_service(&mut rig.tables, ServiceSpec::new(key, "rr")).unwrap();
+        let quiesced = DestSpec::new(IpAddr::from(RS1), 80, Forward::Masq, 0);
+        rig.vs.add_dest(&mut rig.tables, &key, quiesced).unwrap();
+        const N: u64 = 1000;
+        let t0 = std::time::Instant::now();
+        let mut answered = 0;
+        for i in 0..N {
+            let syn = tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 20000 + i as u16, 80, SYN);
+            let (v, out) = rig.run(&syn);
+            if v == XDP_REDIRECT {
+                assert_eq!(hex(&out), hex(&frames::icmp_port_unreachable(&syn)));
+                answered += 1;
+            } else {
+                assert_eq!(v, XDP_DROP, "SYN {i} over the budget");
+            }
+        }
+        let took_ms = t0.elapsed().as_millis() as u64;
+        // The burst, plus one credit per millisecond the loop took; the slack is the partial
+        // millisecond and the granularity of the dataplane's clock (a coarse one ticks at the
+        // kernel's HZ, every 4 ms at 250).
+        assert!(answered >= 50 && answered <= 50 + took_ms + 5, "{answered} answered in {took_ms} ms");
+        assert_eq!(rig.counter(Counter::TxIcmpUnreachable), answered);
+        assert_eq!(rig.counter(Counter::DropIcmpRateLimited), N - answered);
+        // A second later the burst is back.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let again = (0..60u16)
+            .filter(|i| rig.run(&tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 30000 + i, 80, SYN)).0 == XDP_REDIRECT)
+            .count();
+        assert!((50..=55).contains(&again), "{again} answered after a second of quiet");
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+}

@@ -19,7 +19,7 @@ use aya::{
 };
 use lvs_common::{
     map_names, MAP_ABI_VERSION, XDP6_NEW_PROGRAM, XDP6_NEW_SLOT, XDP6_PROGRAM, XDP6_SEND_PROGRAM, XDP6_SEND_SLOT, XDP6_SLOT,
-    XDP_ICMP_PROGRAM, XDP_ICMP_SLOT,
+    XDP6_ICMP_PROGRAM, XDP6_ICMP_SLOT, XDP_ICMP_PROGRAM, XDP_ICMP_SLOT,
     XDP_PROGRAM,
 };
 use tracing::{info, warn};
@@ -227,7 +227,7 @@ fn load_object(loader: &mut EbpfLoader, conn_table_size: u32) -> anyhow::Result<
     // lvsd's IPv6 programs to this one's without a gap. They go in from the last of the
     // chain to the first, so none tail-calls into an older one than itself.
     for (name, slot) in [
-        (XDP_ICMP_PROGRAM, XDP_ICMP_SLOT),
+        (XDP_ICMP_PROGRAM, XDP_ICMP_SLOT), (XDP6_ICMP_PROGRAM, XDP6_ICMP_SLOT),
         (XDP6_SEND_PROGRAM, XDP6_SEND_SLOT), (XDP6_NEW_PROGRAM, XDP6_NEW_SLOT), (XDP6_PROGRAM, XDP6_SLOT)] {
         let p: &mut Xdp =
             ebpf.program_mut(name).with_context(|| format!("{name} missing from the object"))?.try_into()?;

@@ -301,14 +301,12 @@ pub fn render(d: &Daemon) -> String {
 
 /// The XDP verdict a final counter stands for (the informational ones are not verdicts).
 fn verdict_of(c: Counter) -> Option<&'static str> {
-    Some(match c {
-        Counter::NewConn | Counter::ConnHit => return None,
-        Counter::Redirect | Counter::TxIcmpUnreachable => "redirect",
-        Counter::DropNoDest
-        | Counter::DropConnTableFull
-        | Counter::DropServiceMissing
-        | Counter::DropUnsupportedForward
-        | Counter::DropDestUnavailable => "drop",
+    if c.is_informational() {
+        return None;
+    }
+    Some(match c.verdict() {
+        lvs_common::counters::XDP_DROP => "drop",
+        lvs_common::counters::XDP_REDIRECT => "redirect",
         _ => "pass",
     })
 }
