@@ -59,7 +59,7 @@ pub mod map_names {
     /// reads it; bpffs holds no plain files).
     pub const SYNC_DAEMONS: &str = "SYNC_DAEMONS";
     /// Every map, for pinning.
-    pub const ALL: [&str; 22] = [
+    pub const ALL: [&str; 23] = [
         SVC_INDEX,
         SERVICES,
         SCHED_STATE,
