@@ -57,8 +57,12 @@ pub mod map_names {
     pub const XDP_PROGS: &str = "XDP_PROGS";
     /// Where the first fragment of each recent datagram went (`crate::frag`).
     pub const FRAGS: &str = "FRAGS";
+    /// The running connection sync daemons' parameters, so that a restarted lvsd starts them
+    /// again. Not in the eBPF object: lvsd creates and pins it itself (the dataplane never
+    /// reads it; bpffs holds no plain files).
+    pub const SYNC_DAEMONS: &str = "SYNC_DAEMONS";
     /// Every map, for pinning.
-    pub const ALL: [&str; 23] = [
+    pub const ALL: [&str; 24] = [
         SVC_INDEX,
         SERVICES,
         SCHED_STATE,
@@ -82,6 +86,7 @@ pub mod map_names {
         ICMP_BUDGET,
         XDP_PROGS,
         FRAGS,
+        SYNC_DAEMONS,
     ];
 }
 
