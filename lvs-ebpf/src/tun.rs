@@ -61,6 +61,7 @@ const IPV6_HLEN: u16 = 40;
 const UDP_HLEN: u16 = 8;
 const GUE_HLEN: u16 = 4;
 const IP_DF: u16 = 0x4000;
+const IP_MF: u16 = 0x2000;
 /// GRE's checksum-present bit (first flags byte).
 const GRE_CSUM: u8 = 0x80;
 /// The default `net.ipv4.ip_local_port_range`, which `udp_flow_src_port` maps flows into.
@@ -179,6 +180,13 @@ pub fn process(ctx: &XdpContext) -> Counter {
         }
         let (tos, ttl, frags, vihl) =
             unsafe { ((*pkt.ip).tos, (*pkt.ip).ttl, u16::from_be_bytes((*pkt.ip).frags), (*pkt.ip).vihl) };
+        // A first fragment (the only kind that gets here): its later fragments could not follow
+        // it into this encapsulation (the fragment table keeps an address and a method, not
+        // the tunnel), so the datagram is left to the kernel whole, as an untracked one.
+        if frags & IP_MF != 0 {
+            crate::frag::forget_v4(&pkt);
+            return Counter::PassFragment;
+        }
         let hlen = ((vihl & 0x0f) as u16) * 4;
         let inner = Inner {
             v6: false,
