@@ -230,6 +230,16 @@ fn ipv4_vip_on_ipv6_tunnel_servers() {
     let out = lvsd.ipvsadm(&["--start-daemon", "master", "--mcast-interface", DIRECTOR_SERVER_IF]).unwrap();
     assert_eq!(out.status.code(), Some(255));
     assert_eq!(out.stderr_str(), "Invalid operation.  Possibly wrong module version, address not unicast, ...\n");
+    // Nor from a config that starts one beside such a server: refused whole, at the server.
+    let both = config(IpAddr::V4(VIP), &servers).replace("services:\n", &format!("sync:\n  master: {{interface: {DIRECTOR_SERVER_IF}}}\nservices:\n"));
+    let cfg2 = tmp.write("sync.yaml", both).unwrap();
+    let out = topo.director.output(lvs_bin("lvsd").to_str().unwrap(), ["--check-config", cfg2.to_str().unwrap(), "--socket", "/nonexistent/lvsd.sock"]).unwrap();
+    assert!(!out.success());
+    assert!(
+        out.stderr_str().contains(":11:9: real server 2001:db8:1::11 is of the other address family than its service, which a sync daemon cannot carry (the config starts one)"),
+        "{}",
+        out.stderr_str()
+    );
 }
 
 #[test]
