@@ -269,12 +269,10 @@ fn decide(ctx: &XdpContext, pkt: &Packet) -> Step {
         stats::count(Counter::NewConn);
         // Each datagram is a connection of its own in IPVS's statistics too.
         stats::traffic(svc_id, dest_id, true, 1, pkt.tot_len as u64);
-        if dest.fwd == FWD_TUNNEL {
-            tun::note_dest(dest_id);
-        }
+        let fwd = if dest.fwd == FWD_TUNNEL { tun::route_v4(dest_id) } else { dest.fwd };
         // Port 0 on a real server means "the virtual port", as in `conntrack::create`.
         let dport = if dest.port == 0 { pkt.dport } else { dest.port };
-        return Step::Send(dest.fwd, dest.addr[0], dport);
+        return Step::Send(fwd, dest.addr[0], dport);
     }
     let Ok(e) = conntrack::create(&key, svc_id, dest_id, dest, svc.key.port, ctl, now) else {
         return Counter::DropConnTableFull.into();
@@ -333,9 +331,7 @@ fn to_real_server(pkt: &Packet, e: *mut ConnEntry, now: u64, new_conns: u64) -> 
     stats::traffic(svc_id, dest_id, true, new_conns, pkt.tot_len as u64);
     conntrack::update(e, pkt, DIR_INPUT, now);
     let (daddr, dport, fwd) = unsafe { ((*e).daddr[0], (*e).dport, (*e).fwd) };
-    if fwd == FWD_TUNNEL {
-        tun::note_dest(dest_id);
-    }
+    let fwd = if fwd == FWD_TUNNEL { tun::route_v4(dest_id) } else { fwd };
     Step::Send(fwd, daddr, dport)
 }
 
@@ -345,9 +341,10 @@ fn send(ctx: &XdpContext, pkt: &Packet, fwd: u8, daddr: u32, dport: u16) -> Coun
     frag::remember_v4(pkt, fwd, daddr);
     match fwd {
         FWD_ROUTE => forward::direct_route(ctx, pkt, daddr),
-        // Every encapsulation runs in `lvs_xdp_tun`, which `lvs_xdp` tail-calls on this
-        // counter (the real server was noted by `to_real_server`).
-        FWD_TUNNEL => Counter::DropUnsupportedForward,
+        // IPv4 IP-in-IP here; every other encapsulation in `lvs_xdp_tun`, which `lvs_xdp`
+        // tail-calls on this counter (`tun::route_v4` noted the real server).
+        FWD_TUNNEL => tunnel::encapsulate(ctx, pkt, daddr),
+        tun::FWD_TUN_OTHER => Counter::DropUnsupportedForward,
         _ => {
             nat::to_real_server(pkt, daddr, dport);
             forward::forward(ctx, pkt)

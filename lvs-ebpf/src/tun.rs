@@ -1,8 +1,9 @@
-//! `lvs_xdp_tun`: every tunnel (`-i`) packet, tail-called from `lvs_xdp` (IPv4 clients) and
-//! `lvs_xdp6_send` (IPv6 clients, except IPv6-in-IPv6 IP-in-IP, which that program builds
-//! itself). A program of its own so that the encapsulations do not add to the IPv4 program's
-//! verification (see `lvs_xdp`). The deciding program leaves the real server's `DESTS` slot in
-//! `TUN_SCRATCH` (per CPU; a tail call stays on its CPU).
+//! `lvs_xdp_tun`: tunnel (`-i`) packets other than IP-in-IP of the service's own family (which
+//! `lvs_xdp` and `lvs_xdp6_send` build themselves): GUE, GRE, IPv4 in IPv6 and IPv6 in IPv4,
+//! tail-called from those two and from the ICMP relay. A program of its own so that the
+//! encapsulations do not add to the IPv4 program's verification (see `lvs_xdp`). The deciding
+//! program leaves the real server's `DESTS` slot in `TUN_SCRATCH` (per CPU; a tail call stays
+//! on its CPU).
 //!
 //! The encapsulations, as IPVS's `ip_vs_tunnel_xmit` / `ip_vs_tunnel_xmit_v6` build them:
 //! - outer header of the real server's family (IPv4 or IPv6, so an IPv4 client's packet can go
@@ -83,6 +84,23 @@ pub fn note_dest(dest_id: u32) {
         unsafe {
             (*sc).pending = 1;
             (*sc).dest_id = dest_id;
+        }
+    }
+}
+
+/// `Step::Send`'s method for a tunnel that `lvs_xdp` does not build itself.
+pub const FWD_TUN_OTHER: u8 = 0xf7;
+
+/// The IPv4 program's choice for a tunnel server: IP-in-IP to an IPv4 real server it builds
+/// itself (`FWD_TUNNEL`, no tail call on the most common tunnel); anything else goes to this
+/// program (`FWD_TUN_OTHER`, the real server noted).
+#[inline(always)]
+pub fn route_v4(dest_id: u32) -> u8 {
+    match DESTS.get(dest_id) {
+        Some(d) if d.family == AF_INET && d.tun_type == tun_type::IPIP => FWD_TUNNEL,
+        _ => {
+            note_dest(dest_id);
+            FWD_TUN_OTHER
         }
     }
 }
