@@ -70,8 +70,9 @@ pub fn lvs_xdp(ctx: XdpContext) -> u32 {
     if matches!(c, Counter::PassFragment) {
         maps::tail_call(&ctx, XDP_FRAG_SLOT);
     }
-    // Tunnel packets (tun.rs), also in a program of their own; `send` left the real server in
-    // `TUN_SCRATCH`. Only reached if that slot is empty: the packet is dropped, unchanged.
+    // GUE, GRE and mixed-family tunnel packets (tun.rs), also in a program of their own;
+    // `tun::route_v4` left the real server in `TUN_SCRATCH`. Only reached if that slot is
+    // empty: the packet is dropped, unchanged.
     if matches!(c, Counter::DropUnsupportedForward) {
         maps::tail_call(&ctx, XDP_TUN_SLOT);
     }
@@ -79,7 +80,8 @@ pub fn lvs_xdp(ctx: XdpContext) -> u32 {
     verdict(c)
 }
 
-/// Tunnel encapsulation, tail-called from `lvs_xdp` and `lvs_xdp6_send`: see tun.rs.
+/// GUE, GRE and mixed-family tunnels, tail-called from `lvs_xdp`, `lvs_xdp6_send` and
+/// `lvs_xdp_icmp`: see tun.rs.
 #[xdp]
 #[inline(always)]
 pub fn lvs_xdp_tun(ctx: XdpContext) -> u32 {
