@@ -65,10 +65,17 @@ pub enum Counter {
     DropNoRoute = 21,
     /// Passed: an IPv6 packet with a fragment header (not handled yet; the kernel gets it).
     PassFragmentV6 = 22,
+    /// Dropped: a new datagram of a persistent `--pe sip` service without a usable SIP
+    /// Call-ID in its first `sip::SCAN_MAX` bytes, or a new TCP connection of such a service
+    /// (the kernel's `ip_vs_sip_fill_param` fails and `ip_vs_sched_persist` drops).
+    DropSipNoCallId = 23,
+    /// Passed: a new datagram of a `--pe sip` service while the Call-ID search program
+    /// (`lvs_xdp_sip`) is not installed (only between loading and filling its slot).
+    PassSipUnscanned = 24,
 }
 
 /// Number of slots in `STATS`.
-pub const COUNTER_COUNT: u32 = 23;
+pub const COUNTER_COUNT: u32 = 25;
 
 impl Counter {
     /// Every counter, in index order.
@@ -96,6 +103,8 @@ impl Counter {
         Counter::DropTtlExceeded,
         Counter::DropNoRoute,
         Counter::PassFragmentV6,
+        Counter::DropSipNoCallId,
+        Counter::PassSipUnscanned,
     ];
 
     /// Stable snake_case name (metric label).
@@ -124,6 +133,8 @@ impl Counter {
             Counter::DropTtlExceeded => "drop_ttl_exceeded",
             Counter::DropNoRoute => "drop_no_route",
             Counter::PassFragmentV6 => "pass_fragment_v6",
+            Counter::DropSipNoCallId => "drop_sip_no_callid",
+            Counter::PassSipUnscanned => "pass_sip_unscanned",
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod sched_dynamic;
 mod sched_golden;
 pub mod sched_hash;
 pub mod service;
+pub mod sip;
 pub mod stats;
 pub mod sysctl;
 pub mod tcp_state;
@@ -52,8 +53,10 @@ pub mod map_names {
     pub const NEIGH_MISS: &str = "NEIGH_MISS";
     /// The IPv6 path's programs, tail-called by the XDP entry (`XDP6_SLOT`, `XDP6_NEW_SLOT`, `XDP6_SEND_SLOT`).
     pub const XDP_PROGS: &str = "XDP_PROGS";
+    /// The Call-ID of each SIP persistence template (`sip::CallId`), same key as `TEMPLATES`.
+    pub const SIP_CALLIDS: &str = "SIP_CALLIDS";
     /// Every map, for pinning.
-    pub const ALL: [&str; 21] = [
+    pub const ALL: [&str; 22] = [
         SVC_INDEX,
         SERVICES,
         SCHED_STATE,
@@ -75,6 +78,7 @@ pub mod map_names {
         LOOKUP_CTL,
         NEIGH_MISS,
         XDP_PROGS,
+        SIP_CALLIDS,
     ];
 }
 
@@ -101,6 +105,15 @@ pub const XDP6_SEND_SLOT: u32 = 2;
 /// entry for packets that are neither TCP nor UDP, and its slot.
 pub const XDP_ICMP_PROGRAM: &str = "lvs_xdp_icmp";
 pub const XDP_ICMP_SLOT: u32 = 3;
+
+/// The sip persistence engine's Call-ID search (`lvs_xdp_sip`), tail-called by
+/// [`XDP_PROGRAM`] for a new datagram of a persistent `--pe sip` service, and its slot.
+pub const XDP_SIP_PROGRAM: &str = "lvs_xdp_sip";
+pub const XDP_SIP_SLOT: u32 = 4;
+
+/// The slot holding [`XDP_PROGRAM`] itself: `lvs_xdp_sip` tail-calls back into it with the
+/// Call-ID found.
+pub const XDP_MAIN_SLOT: u32 = 5;
 
 /// Name of the real servers' decapsulation program (TC ingress) in its own object.
 pub const DECAP_PROGRAM: &str = "lvs_decap";

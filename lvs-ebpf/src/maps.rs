@@ -97,6 +97,18 @@ pub struct Scratch {
 #[map]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
+/// The Call-ID of each sip persistence engine template, under the template's key: for the
+/// listing (`-L -c --persistent-conn`). Written by `lvs_xdp_sip`, removed with the template
+/// by userspace. Not preallocated: only `--pe sip` services use it.
+#[map]
+pub static SIP_CALLIDS: HashMap<FlowKey, lvs_common::sip::CallId> =
+    HashMap::with_max_entries(DEFAULT_CONN_TABLE_SIZE, BPF_F_NO_PREALLOC);
+
+/// The hand-over between `lvs_xdp` and `lvs_xdp_sip` (see sip.rs). Not pinned: it holds
+/// nothing between packets (a tail call stays on its CPU).
+#[map]
+pub static SIP_WORK: PerCpuArray<crate::sip::SipWork> = PerCpuArray::with_max_entries(1, 0);
+
 /// The IPVS sysctls the dataplane honours (one element).
 #[map]
 pub static SYSCTLS: Array<Sysctls> = Array::with_max_entries(1, 0);
@@ -141,7 +153,7 @@ pub static FIB_SCRATCH: PerCpuArray<crate::forward::FibParams> = PerCpuArray::wi
 /// calls, because the IPv4 program alone takes most of the verifier's million-instruction
 /// budget: see `lvs_xdp` and v6.rs.
 #[map]
-pub static XDP_PROGS: ProgramArray = ProgramArray::with_max_entries(4, 0);
+pub static XDP_PROGS: ProgramArray = ProgramArray::with_max_entries(6, 0);
 
 /// Tail-calls the program in `XDP_PROGS` slot `slot`; returns only if there is none. The
 /// helper is called here directly, always inlined: aya's `ProgramArray::tail_call`, called

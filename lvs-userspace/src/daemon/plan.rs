@@ -114,6 +114,9 @@ fn service_options(s: &ServiceSpec) -> String {
             }
         }
     }
+    if let Some(pe) = &s.pe {
+        o.push_str(&format!(" --pe {pe}"));
+    }
     if s.flags & svc_flags::ONEPACKET != 0 {
         o.push_str(" -o");
     }

@@ -51,6 +51,8 @@ struct ConnMaps {
     templates: HashMap<MapData, FlowKey, Template>,
     /// A second handle on TEMPLATES for the raw lookup-and-delete.
     templates_raw: MapData,
+    /// The Call-IDs of sip templates, which go with them.
+    sip_callids: HashMap<MapData, FlowKey, lvs_common::sip::CallId>,
 }
 
 fn open(dir: &std::path::Path) -> anyhow::Result<ConnMaps> {
@@ -65,6 +67,7 @@ fn open(dir: &std::path::Path) -> anyhow::Result<ConnMaps> {
         counters: CounterMemory::map(&MapData::from_pin(dir.join(map_names::DEST_COUNTERS))?)?,
         templates: HashMap::try_from(m(map_names::TEMPLATES)?)?,
         templates_raw: MapData::from_pin(dir.join(map_names::TEMPLATES))?,
+        sip_callids: HashMap::try_from(m(map_names::SIP_CALLIDS)?)?,
     })
 }
 
@@ -123,7 +126,9 @@ fn sweep(m: &mut ConnMaps) -> usize {
         if e.expires_ns <= now {
             expired.push(k);
         } else if e.flags & conn_flags::CONTROLLED != 0 {
-            let until = controlled.entry(template_key(&k, &conn_flags::scope(&e))).or_default();
+            let mut tk = template_key(&k, &conn_flags::scope(&e));
+            lvs_common::sip::mark_key(&mut tk, conn_flags::pe(&e));
+            let until = controlled.entry(tk).or_default();
             *until = (*until).max(e.expires_ns);
         }
     }
@@ -204,6 +209,9 @@ fn sweep_templates(m: &mut ConnMaps, controlled: &StdHashMap<FlowKey, u64>, now:
             }
         }
         m.counters.uncount_template(gone.dest_id);
+        if lvs_common::sip::key_mark(&k) != 0 {
+            let _ = m.sip_callids.remove(&k);
+        }
     }
 }
 

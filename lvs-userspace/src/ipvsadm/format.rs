@@ -152,6 +152,9 @@ pub fn service_entry(s: &ServiceStatus, f: &Format, names: &dyn Names) -> String
                 write!(out, " -M {m}").unwrap();
             }
         }
+        if let Some(pe) = &spec.pe {
+            write!(out, " --pe {pe}").unwrap();
+        }
         if spec.flags & svc_flags::ONEPACKET != 0 {
             out.push_str(" -o");
         }
@@ -180,6 +183,9 @@ pub fn service_entry(s: &ServiceStatus, f: &Format, names: &dyn Names) -> String
             if let Some(m) = mask(&spec.key, spec.netmask) {
                 write!(out, " mask {m}").unwrap();
             }
+        }
+        if let Some(pe) = &spec.pe {
+            write!(out, " pe {pe}").unwrap();
         }
         if spec.flags & svc_flags::ONEPACKET != 0 {
             out.push_str(" ops");
