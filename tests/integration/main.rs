@@ -17,3 +17,4 @@ mod sync;
 mod fwmark;
 mod ipv6;
 mod icmp;
+mod sip;
