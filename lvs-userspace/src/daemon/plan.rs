@@ -196,6 +196,17 @@ mod tests {
     }
 
     #[test]
+    fn the_sip_engine_is_planned_and_edited_like_ipvsadm_takes_it() {
+        let sip = "  - {protocol: udp, address: 203.0.113.10, port: 5060, scheduler: rr, persistent: 30, persistence_engine: sip}\n";
+        let plain = "  - {protocol: udp, address: 203.0.113.10, port: 5060, scheduler: rr, persistent: 30}\n";
+        assert_eq!(lines(&plan(&[], &HashSet::new(), &cfg(sip))), ["-A -u 203.0.113.10:5060 -s rr -p 30 --pe sip"]);
+        let before = cfg(plain);
+        let owned: HashSet<ServiceKey> = before.services.iter().map(|s| s.spec.key).collect();
+        assert_eq!(lines(&plan(&state(&before), &owned, &cfg(sip))), ["-E -u 203.0.113.10:5060 -s rr -p 30 --pe sip"]);
+        assert_eq!(lines(&plan(&state(&cfg(sip)), &owned, &before)), ["-E -u 203.0.113.10:5060 -s rr -p 30"]);
+    }
+
+    #[test]
     fn services_are_matched_by_key_whatever_their_order() {
         // The running state lists services in slot order, the file in its own: a reordered
         // file that changes one weight is one edit, in file order.
