@@ -53,6 +53,8 @@ struct ConnMaps {
     templates_raw: MapData,
     /// The Call-IDs of sip templates, which go with them.
     sip_callids: HashMap<MapData, FlowKey, lvs_common::sip::CallId>,
+    /// Call-IDs found without a template at the last sweep (see [`sweep_callids`]).
+    orphans: std::collections::HashSet<FlowKey>,
 }
 
 fn open(dir: &std::path::Path) -> anyhow::Result<ConnMaps> {
@@ -68,6 +70,7 @@ fn open(dir: &std::path::Path) -> anyhow::Result<ConnMaps> {
         templates: HashMap::try_from(m(map_names::TEMPLATES)?)?,
         templates_raw: MapData::from_pin(dir.join(map_names::TEMPLATES))?,
         sip_callids: HashMap::try_from(m(map_names::SIP_CALLIDS)?)?,
+        orphans: Default::default(),
     })
 }
 
@@ -167,7 +170,27 @@ fn sweep(m: &mut ConnMaps) -> usize {
         let _ = m.out.remove(&ok);
     }
     sweep_templates(m, &controlled, now);
+    sweep_callids(m);
     n
+}
+
+/// Removes the Call-IDs whose template is gone other than by expiry (invalidated: moved to
+/// its 0xffff key; or never made: the template table was full). The dataplane records a
+/// Call-ID just before it makes the template, so only one found alone at two sweeps in a row
+/// goes.
+fn sweep_callids(m: &mut ConnMaps) {
+    let keys: Vec<FlowKey> = m.sip_callids.keys().filter_map(Result::ok).collect();
+    let mut alone = std::collections::HashSet::new();
+    for k in keys {
+        if m.templates.get(&k, 0).is_err() {
+            if m.orphans.contains(&k) {
+                let _ = m.sip_callids.remove(&k);
+            } else {
+                alone.insert(k);
+            }
+        }
+    }
+    m.orphans = alone;
 }
 
 /// How far ahead of its due time a template is postponed: a little more than one sweep, so
