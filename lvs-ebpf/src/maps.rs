@@ -9,6 +9,7 @@ use lvs_common::{
     classify::{ClassRuleSet, CTL_WORDS},
     counters::COUNTER_COUNT,
     flow::{ConnEntry, ConnRef, FlowKey, DEFAULT_CONN_TABLE_SIZE},
+    frag::{FragEntry, FragKey, FRAG_TABLE_SIZE},
     fwd::{NeighKey, NEIGH_MISS_SIZE},
     persist::Template,
     sysctl::Sysctls,
@@ -55,6 +56,10 @@ pub static TIMEOUTS: Array<u32> = Array::with_max_entries(TIMEOUT_SLOTS, 0);
 /// Per-CPU verdict and drop-reason counters, indexed by `Counter`.
 #[map]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
+
+/// The budget of ICMP errors the director originates, per CPU (lvs-common icmp_limit.rs).
+#[map]
+pub static ICMP_BUDGET: PerCpuArray<lvs_common::icmp_limit::IcmpBucket> = PerCpuArray::with_max_entries(1, 0);
 
 /// `BPF_F_MMAPABLE`: userspace maps the array's memory and updates counters atomically there.
 const BPF_F_MMAPABLE: u32 = 1 << 10;
@@ -153,7 +158,13 @@ pub static FIB_SCRATCH: PerCpuArray<crate::forward::FibParams> = PerCpuArray::wi
 /// calls, because the IPv4 program alone takes most of the verifier's million-instruction
 /// budget: see `lvs_xdp` and v6.rs.
 #[map]
-pub static XDP_PROGS: ProgramArray = ProgramArray::with_max_entries(6, 0);
+pub static XDP_PROGS: ProgramArray = ProgramArray::with_max_entries(16, 0);
+
+/// Where the first fragment of each recent datagram went, for its later fragments
+/// (`lvs_common::frag`; filled on the normal paths, read by `lvs_xdp_frag`, frag.rs). LRU:
+/// datagrams whose later fragments never come make way by themselves.
+#[map]
+pub static FRAGS: LruHashMap<FragKey, FragEntry> = LruHashMap::with_max_entries(FRAG_TABLE_SIZE, 0);
 
 /// Tail-calls the program in `XDP_PROGS` slot `slot`; returns only if there is none. The
 /// helper is called here directly, always inlined: aya's `ProgramArray::tail_call`, called
@@ -181,6 +192,10 @@ pub struct V6Scratch {
     pub addr: [u32; 4],
     pub port: u16,
     pub how: u8,
+    /// Set by the parser: whether the packet is a first fragment (offset 0, more to come),
+    /// and its fragment header's identification (network order).
+    pub frag: u8,
+    pub frag_id: u32,
 }
 
 // Per-CPU: only the CPU running the program touches its slot; the raw pointers in `view`

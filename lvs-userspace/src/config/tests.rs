@@ -412,7 +412,7 @@ fn unknown_key_without_near_miss() {
     assert_eq!(
         error("interfaces: [a]\ncolour: blue\n"),
         "t.yaml:2:1: unknown key 'colour' in the configuration\n  hint: the configuration takes: \
-         interfaces, xdp_mode, connection_table_size, timeouts, sysctls, classifier, services, metrics_address"
+         interfaces, xdp_mode, connection_table_size, timeouts, sysctls, classifier, services, metrics_address, sync"
     );
 }
 
@@ -995,4 +995,49 @@ fn sysctls_refuse_other_names_and_values() {
     assert!(e.contains("hint: sysctls takes: expire_nodest_conn, expire_quiescent_template"), "{e}");
     let e = error("interfaces: [eth0]\nsysctls:\n  expire_nodest_conn: 2\n");
     assert!(e.starts_with("t.yaml:3:23: "), "{e}");
+}
+
+#[test]
+fn sync_daemons_with_ipvsadm_parameters_and_defaults() {
+    use crate::control::SyncRole;
+    let c = parse(
+        "interfaces: [eth0]\nsync:\n  backup: {interface: eth1, syncid: 5, sync_maxlen: 1400}\n  master:\n    interface: eth1\n    syncid: 5\n    mcast_group: 239.1.2.3\n    mcast_port: 9000\n    mcast_ttl: 2\n",
+        "t.yaml",
+    )
+    .unwrap();
+    // Master first whatever the order in the file.
+    let d: Vec<_> = c.sync.iter().map(|s| &s.daemon).collect();
+    assert_eq!(d[0].role, SyncRole::Master);
+    assert_eq!(
+        (d[0].mcast_ifn.as_str(), d[0].syncid, d[0].mcast_group, d[0].mcast_port, d[0].mcast_ttl, d[0].sync_maxlen),
+        ("eth1", 5, Some(ip("239.1.2.3")), 9000, 2, 0)
+    );
+    assert_eq!(
+        (d[1].role, d[1].mcast_group, d[1].mcast_port, d[1].mcast_ttl, d[1].sync_maxlen),
+        (SyncRole::Backup, Some(ip("224.0.0.81")), 8848, 1, 1400)
+    );
+    assert_eq!(c.sync[1].location, Location { line: 3, column: 11 });
+    assert!(parse("interfaces: [eth0]\nsync:\n", "t.yaml").unwrap().sync.is_empty());
+}
+
+#[test]
+fn sync_errors_point_at_the_value() {
+    let base = "interfaces: [eth0]\nsync:\n  master:\n";
+    for (body, want) in [
+        ("    syncid: 1\n", "t.yaml:4:5: the master sync daemon has no 'interface'\n  hint: add e.g. 'interface: eth1'"),
+        ("    interface: eth1\n    syncid: 256\n", "t.yaml:5:13: syncid 256 is out of range (0 to 255)"),
+        ("    interface: eth1\n    mcast_group: 192.0.2.1\n", "t.yaml:5:18: mcast_group 192.0.2.1 is not a multicast address\n  hint: IPv4 multicast is 224.0.0.0/4; the default is 224.0.0.81"),
+        ("    interface: eth1\n    mcast_group: ff02::1:2:3\n", "t.yaml:5:18: mcast_group ff02::1:2:3: IPv6 multicast groups for connection sync are not supported by lvsd yet"),
+        ("    interface: eth1\n    mcast_port: 0\n", "t.yaml:5:17: mcast_port 0 is out of range (1 to 65535)"),
+        ("    interface: eth1\n    mcast_ttl: 256\n", "t.yaml:5:16: mcast_ttl 256 is out of range (1 to 255)"),
+        ("    interface: eth1\n    sync_maxlen: 65508\n", "t.yaml:5:18: sync_maxlen 65508 is out of range (1 to 65507)"),
+        ("    interface: a-very-long-name0\n", "t.yaml:4:16: interface name 'a-very-long-name0' is longer than 15 bytes"),
+        ("    interface: eth1\n    ttl: 2\n", "t.yaml:5:5: unknown key 'ttl' in the master sync daemon\n  hint: did you mean 'mcast_ttl'?"),
+    ] {
+        assert_eq!(error(&format!("{base}{body}")), want, "{body}");
+    }
+    assert_eq!(
+        error("interfaces: [eth0]\nsync:\n  standby: {interface: eth1}\n"),
+        "t.yaml:3:3: unknown key 'standby' in sync\n  hint: sync takes: master, backup"
+    );
 }

@@ -584,7 +584,9 @@ impl VirtualServers {
 
     /// Every service with live connection counts, in slot order, dests in kernel order.
     pub fn list(&self, t: &Tables) -> Vec<ServiceStatus> {
-        self.services.values().map(|s| self.status(s, t)).collect()
+        // One batched read of every stats slot, not two lookups per service and real server.
+        let snap = t.stats_snapshot();
+        self.services.values().map(|s| self.status(s, t, |idx| snap.get(idx))).collect()
     }
 
     /// One service, or ESRCH.
@@ -592,14 +594,14 @@ impl VirtualServers {
         let Some(slot) = self.find(key) else {
             return err(Errno::Srch, format!("{key} does not exist"));
         };
-        Ok(self.status(&self.services[&slot], t))
+        Ok(self.status(&self.services[&slot], t, |idx| t.stats(idx)))
     }
 
     /// ActiveConn/InActConn/PersistConn come from the dataplane's counters (`DEST_COUNTERS`),
     /// traffic statistics from `IPVS_STATS`, rates from the estimators.
-    fn status(&self, s: &Service, t: &Tables) -> ServiceStatus {
+    fn status(&self, s: &Service, t: &Tables, stats: impl Fn(u32) -> IpvsStats) -> ServiceStatus {
         ServiceStatus {
-            stats: self.stats_of(t, svc_index(s.slot)),
+            stats: self.stats_with(svc_index(s.slot), stats(svc_index(s.slot))),
             spec: s.spec.clone(),
             dests: s
                 .dests
@@ -611,7 +613,7 @@ impl VirtualServers {
                         active_conns: clamp(c.active),
                         inact_conns: clamp(c.inactive),
                         persist_conns: clamp(c.persist),
-                        stats: self.stats_of(t, dest_index(d.slot)),
+                        stats: self.stats_with(dest_index(d.slot), stats(dest_index(d.slot))),
                     }
                 })
                 .collect(),
@@ -620,7 +622,11 @@ impl VirtualServers {
 
     /// Counters and rates of one stats slot.
     fn stats_of(&self, t: &Tables, idx: u32) -> Stats {
-        let c = t.stats(idx);
+        self.stats_with(idx, t.stats(idx))
+    }
+
+    /// Counters `c` of stats slot `idx` with its rates.
+    fn stats_with(&self, idx: u32, c: IpvsStats) -> Stats {
         let r = self.rates.get(&idx).map(Estimator::rates).unwrap_or_default();
         Stats {
             conns: c.conns,
@@ -684,8 +690,9 @@ impl VirtualServers {
             live.extend(s.dests.iter().map(|d| dest_index(d.slot)));
         }
         let mut next = std::collections::HashMap::with_capacity(live.len());
+        let snap = t.stats_snapshot();
         for idx in live {
-            let now = t.stats(idx);
+            let now = snap.get(idx);
             let mut e = self.rates.remove(&idx).unwrap_or_else(|| Estimator::starting_at(now));
             e.tick(now);
             next.insert(idx, e);
