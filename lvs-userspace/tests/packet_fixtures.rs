@@ -1185,6 +1185,10 @@ fn sip_persistence_engine_fixtures() {
             .collect();
         ids.sort();
         assert_eq!(ids, ["a84b4c76e66710@pc33.example.com", "f81d4fae-7dec-11d0-a765-00a0c91e6bf6"]);
+        // A restarted lvsd reads the engine back from the maps (`svc_conf_flags::PE_SIP`).
+        let again = VirtualServers::recover(&rig.tables).unwrap();
+        let pes: Vec<_> = again.specs().into_iter().map(|(s, _)| s.pe).collect();
+        assert_eq!(pes, [Some("sip".to_string()), Some("sip".to_string())]);
     })
     .join()
     .unwrap_or_else(|e| std::panic::resume_unwind(e));
