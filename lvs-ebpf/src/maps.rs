@@ -156,7 +156,8 @@ pub static FIB_SCRATCH: PerCpuArray<crate::forward::FibParams> = PerCpuArray::wi
 /// `lvs_common::XDP6_SLOT`, `XDP6_NEW_SLOT`, `XDP6_SEND_SLOT`) and the ICMP error relay
 /// (`lvs_xdp_icmp`, `XDP_ICMP_SLOT`), filled by lvsd. IPv6 runs in programs of its own, reached by tail
 /// calls, because the IPv4 program alone takes most of the verifier's million-instruction
-/// budget: see `lvs_xdp` and v6.rs.
+/// budget: see `lvs_xdp` and v6.rs. Also the sip Call-ID search (`lvs_xdp_sip`,
+/// `XDP_SIP_SLOT`) and `lvs_xdp` itself (`XDP_MAIN_SLOT`), which the search tail-calls back.
 #[map]
 pub static XDP_PROGS: ProgramArray = ProgramArray::with_max_entries(16, 0);
 
