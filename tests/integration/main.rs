@@ -18,3 +18,4 @@ mod fwmark;
 mod ipv6;
 mod icmp;
 mod frag;
+mod sip;
