@@ -79,10 +79,17 @@ pub enum Counter {
     /// Informational: a later fragment matched the fragment table and was sent where its
     /// first fragment went (its verdict is counted as well), IPv4 or IPv6.
     FragHit = 25,
+    /// Dropped: a new datagram of a persistent `--pe sip` service without a usable SIP
+    /// Call-ID in its first `sip::SCAN_MAX` bytes, or a new TCP connection of such a service
+    /// (the kernel's `ip_vs_sip_fill_param` fails and `ip_vs_sched_persist` drops).
+    DropSipNoCallId = 26,
+    /// Passed: a new datagram of a `--pe sip` service while the Call-ID search program
+    /// (`lvs_xdp_sip`) is not installed (only between loading and filling its slot).
+    PassSipUnscanned = 27,
 }
 
 /// Number of slots in `STATS`.
-pub const COUNTER_COUNT: u32 = 26;
+pub const COUNTER_COUNT: u32 = 28;
 
 impl Counter {
     /// Every counter, in index order.
@@ -113,6 +120,8 @@ impl Counter {
         Counter::DropIcmpRateLimited,
         Counter::FragTracked,
         Counter::FragHit,
+        Counter::DropSipNoCallId,
+        Counter::PassSipUnscanned,
     ];
 
     /// Stable snake_case name (metric label).
@@ -144,6 +153,8 @@ impl Counter {
             Counter::DropIcmpRateLimited => "drop_icmp_rate_limited",
             Counter::FragTracked => "frag_tracked",
             Counter::FragHit => "frag_hit",
+            Counter::DropSipNoCallId => "drop_sip_no_callid",
+            Counter::PassSipUnscanned => "pass_sip_unscanned",
         }
     }
 }
@@ -168,7 +179,8 @@ impl Counter {
             | Counter::DropNoNeigh
             | Counter::DropTtlExceeded
             | Counter::DropNoRoute
-            | Counter::DropIcmpRateLimited => XDP_DROP,
+            | Counter::DropIcmpRateLimited
+            | Counter::DropSipNoCallId => XDP_DROP,
             _ => XDP_PASS,
         }
     }

@@ -24,6 +24,7 @@ pub mod sched_dynamic;
 mod sched_golden;
 pub mod sched_hash;
 pub mod service;
+pub mod sip;
 pub mod stats;
 pub mod sysctl;
 pub mod tcp_state;
@@ -61,8 +62,10 @@ pub mod map_names {
     /// again. Not in the eBPF object: lvsd creates and pins it itself (the dataplane never
     /// reads it; bpffs holds no plain files).
     pub const SYNC_DAEMONS: &str = "SYNC_DAEMONS";
+    /// The Call-ID of each SIP persistence template (`sip::CallId`), same key as `TEMPLATES`.
+    pub const SIP_CALLIDS: &str = "SIP_CALLIDS";
     /// Every map, for pinning.
-    pub const ALL: [&str; 24] = [
+    pub const ALL: [&str; 25] = [
         SVC_INDEX,
         SERVICES,
         SCHED_STATE,
@@ -87,6 +90,7 @@ pub mod map_names {
         XDP_PROGS,
         FRAGS,
         SYNC_DAEMONS,
+        SIP_CALLIDS,
     ];
 }
 
@@ -124,10 +128,19 @@ pub const XDP6_ICMP_SLOT: u32 = 4;
 pub const XDP_FRAG_PROGRAM: &str = "lvs_xdp_frag";
 pub const XDP_FRAG_SLOT: u32 = 5;
 
-/// The tunnel program (every `-i` encapsulation: IP-in-IP, GUE, GRE, of either family),
-/// tail-called by the XDP entry and the IPv6 output program, and its slot.
+/// The sip persistence engine's Call-ID search (`lvs_xdp_sip`), tail-called by
+/// [`XDP_PROGRAM`] for a new datagram of a persistent `--pe sip` service, and its slot.
+pub const XDP_SIP_PROGRAM: &str = "lvs_xdp_sip";
+pub const XDP_SIP_SLOT: u32 = 6;
+
+/// The slot holding [`XDP_PROGRAM`] itself: `lvs_xdp_sip` tail-calls back into it with the
+/// Call-ID found.
+pub const XDP_MAIN_SLOT: u32 = 7;
+
+/// The tunnel program (GUE, GRE and tunnels to a real server of the other family),
+/// tail-called by the XDP entry, the IPv6 output program and the ICMP relay, and its slot.
 pub const XDP_TUN_PROGRAM: &str = "lvs_xdp_tun";
-pub const XDP_TUN_SLOT: u32 = 6;
+pub const XDP_TUN_SLOT: u32 = 8;
 
 /// Name of the real servers' decapsulation program (TC ingress) in its own object.
 pub const DECAP_PROGRAM: &str = "lvs_decap";

@@ -21,6 +21,7 @@ mod nat;
 mod parse;
 mod persist;
 mod schedule;
+mod sip;
 mod stats;
 mod tun;
 mod tunnel;
@@ -32,7 +33,7 @@ use lvs_common::{
     flow::{conn_flags, ConnEntry},
     service::{dest_flags, SVC_F_ONEPACKET},
     tcp_state::{DIR_INPUT, DIR_OUTPUT, TCP_RST, TCP_SYN},
-    XDP6_ICMP_SLOT, XDP6_SLOT, XDP_FRAG_SLOT, XDP_ICMP_SLOT, XDP_TUN_SLOT,
+    XDP6_ICMP_SLOT, XDP6_SLOT, XDP_FRAG_SLOT, XDP_ICMP_SLOT, XDP_MAIN_SLOT, XDP_SIP_SLOT, XDP_TUN_SLOT,
 };
 
 use crate::{
@@ -70,12 +71,34 @@ pub fn lvs_xdp(ctx: XdpContext) -> u32 {
     if matches!(c, Counter::PassFragment) {
         maps::tail_call(&ctx, XDP_FRAG_SLOT);
     }
+    // A new datagram of a persistent --pe sip service: the Call-ID search (sip.rs), which
+    // comes back here with its result.
+    if matches!(c, Counter::PassSipUnscanned) {
+        maps::tail_call(&ctx, XDP_SIP_SLOT);
+    }
     // GUE, GRE and mixed-family tunnel packets (tun.rs), also in a program of their own;
     // `tun::route_v4` left the real server in `TUN_SCRATCH`. Only reached if that slot is
     // empty: the packet is dropped, unchanged.
     if matches!(c, Counter::DropUnsupportedForward) {
         maps::tail_call(&ctx, XDP_TUN_SLOT);
     }
+    stats::count(c);
+    verdict(c)
+}
+
+/// The sip persistence engine's Call-ID search, tail-called from `lvs_xdp`, which it
+/// tail-calls again with the result: see sip.rs.
+#[xdp]
+#[inline(always)]
+pub fn lvs_xdp_sip(ctx: XdpContext) -> u32 {
+    let c = match sip::process(&ctx) {
+        Some(c) => c,
+        None => {
+            maps::tail_call(&ctx, XDP_MAIN_SLOT);
+            // Only reached while lvsd has not filled the slot.
+            Counter::PassSipUnscanned
+        }
+    };
     stats::count(c);
     verdict(c)
 }
@@ -236,11 +259,18 @@ fn decide(ctx: &XdpContext, pkt: &Packet) -> Step {
         return Counter::PassNotSyn.into();
     }
     let Some(svc) = SERVICES.get(svc_id) else { return Counter::DropServiceMissing.into() };
+    // --pe sip on a persistent service: the Call-ID must be known first (sip.rs). Asked of
+    // every service, so that one state (not one per kind of service) goes on from here.
+    match sip::gate(svc_id, svc.flags, &key) {
+        sip::GO => {}
+        sip::SCAN => return Counter::PassSipUnscanned.into(),
+        _ => return Counter::DropSipNoCallId.into(),
+    }
     // Persistence: a live template decides; otherwise the scheduler, and a new template.
     // Nothing computed for persistence stays live across `schedule::pick`: the verifier then
     // sees the same state entering it with and without persistence, and explores it once.
     let hit = match persist::scope(svc, &key) {
-        Some(scope) => persist::lookup(svc_id, &scope, &key, now),
+        Some(scope) => persist::lookup(svc_id, &scope, &key, now, sip::pe_share()),
         None => persist::MISS,
     };
     let dest_id = if hit != persist::MISS {
@@ -253,7 +283,7 @@ fn decide(ctx: &XdpContext, pkt: &Packet) -> Step {
     };
     let ctl = persist::scope(svc, &key);
     if let (persist::MISS, Some(scope)) = (hit, &ctl) {
-        if persist::bind(svc, scope, &key, dest_id, now).is_none() {
+        if persist::bind(svc, scope, &key, dest_id, now, sip::pe_share).is_none() {
             return Counter::DropConnTableFull.into();
         }
     }
@@ -276,7 +306,7 @@ fn decide(ctx: &XdpContext, pkt: &Packet) -> Step {
         let dport = if dest.port == 0 { pkt.dport } else { dest.port };
         return Step::Send(fwd, dest.addr[0], dport);
     }
-    let Ok(e) = conntrack::create(&key, svc_id, dest_id, dest, svc.key.port, ctl, now) else {
+    let Ok(e) = conntrack::create(&key, svc_id, dest_id, dest, svc.key.port, ctl, sip::pe_share, now) else {
         return Counter::DropConnTableFull.into();
     };
     stats::count(Counter::NewConn);

@@ -102,6 +102,18 @@ pub struct Scratch {
 #[map]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
+/// The Call-ID of each sip persistence engine template, under the template's key: for the
+/// listing (`-L -c --persistent-conn`). Written by `lvs_xdp_sip`, removed with the template
+/// by userspace. Not preallocated: only `--pe sip` services use it.
+#[map]
+pub static SIP_CALLIDS: HashMap<FlowKey, lvs_common::sip::CallId> =
+    HashMap::with_max_entries(DEFAULT_CONN_TABLE_SIZE, BPF_F_NO_PREALLOC);
+
+/// The hand-over between `lvs_xdp` and `lvs_xdp_sip` (see sip.rs). Not pinned: it holds
+/// nothing between packets (a tail call stays on its CPU).
+#[map]
+pub static SIP_WORK: PerCpuArray<crate::sip::SipWork> = PerCpuArray::with_max_entries(1, 0);
+
 /// The IPVS sysctls the dataplane honours (one element).
 #[map]
 pub static SYSCTLS: Array<Sysctls> = Array::with_max_entries(1, 0);
@@ -144,7 +156,8 @@ pub static FIB_SCRATCH: PerCpuArray<crate::forward::FibParams> = PerCpuArray::wi
 /// `lvs_common::XDP6_SLOT`, `XDP6_NEW_SLOT`, `XDP6_SEND_SLOT`), the ICMP error relay
 /// (`lvs_xdp_icmp`, `XDP_ICMP_SLOT`) and the tunnels (`lvs_xdp_tun`, `XDP_TUN_SLOT`), filled by lvsd. IPv6 runs in programs of its own, reached by tail
 /// calls, because the IPv4 program alone takes most of the verifier's million-instruction
-/// budget: see `lvs_xdp` and v6.rs.
+/// budget: see `lvs_xdp` and v6.rs. Also the sip Call-ID search (`lvs_xdp_sip`,
+/// `XDP_SIP_SLOT`) and `lvs_xdp` itself (`XDP_MAIN_SLOT`), which the search tail-calls back.
 #[map]
 pub static XDP_PROGS: ProgramArray = ProgramArray::with_max_entries(16, 0);
 

@@ -451,7 +451,7 @@ fn decide_new(pkt: &Packet6) -> Step {
     let key = &sc.key;
     let Some(svc) = SERVICES.get(svc_id) else { return Counter::DropServiceMissing.into() };
     let hit = match persist::scope(svc, key) {
-        Some(scope) => persist::lookup(svc_id, &scope, key, now),
+        Some(scope) => persist::lookup(svc_id, &scope, key, now, 0),
         None => persist::MISS,
     };
     let dest_id = if hit != persist::MISS {
@@ -512,7 +512,7 @@ fn decide_new(pkt: &Packet6) -> Step {
 #[inline(always)]
 fn bind(svc_id: u32, scope: &TemplateScope, key: &FlowKey, dest_id: u32, now: u64) -> u32 {
     let Some(svc) = SERVICES.get(svc_id) else { return 0 };
-    persist::bind(svc, scope, key, dest_id, now).map_or(0, |()| 1)
+    persist::bind(svc, scope, key, dest_id, now, || 0).map_or(0, |()| 1)
 }
 
 /// `conntrack::create`: the new connection's entry, or null when the table is full. `ids`:
@@ -525,7 +525,7 @@ fn create(key: &FlowKey, ids: u64, svc_port: u16, ctl: *const TemplateScope, now
     let (svc_id, dest_id) = ((ids >> 32) as u32, ids as u32);
     let Some(dest) = DESTS.get(dest_id) else { return core::ptr::null_mut() };
     let ctl = if ctl.is_null() { None } else { Some(unsafe { *ctl }) };
-    conntrack::create(key, svc_id, dest_id, dest, svc_port, ctl, now).unwrap_or(core::ptr::null_mut())
+    conntrack::create(key, svc_id, dest_id, dest, svc_port, ctl, || 0, now).unwrap_or(core::ptr::null_mut())
 }
 
 #[inline(always)]

@@ -100,13 +100,21 @@ pub struct ServiceSpec {
     /// Persistence netmask: an IPv4 mask in host order (0xffffffff = /32), or an IPv6 prefix
     /// length (128 = none).
     pub netmask: u32,
+    /// Persistence engine (`--pe`): only [`PE_SIP`] exists. It changes what a persistent UDP
+    /// service's templates are keyed on (the SIP Call-ID); without persistence it is kept and
+    /// listed but does nothing, as in the kernel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pe: Option<String>,
 }
+
+/// The one persistence engine IPVS has (`ip_vs_pe_sip`).
+pub const PE_SIP: &str = "sip";
 
 impl ServiceSpec {
     /// A plain service with the given scheduler and no persistence.
     pub fn new(key: ServiceKey, scheduler: &str) -> Self {
         let netmask = if key.is_ipv6() { 128 } else { 0xffff_ffff };
-        ServiceSpec { key, scheduler: scheduler.to_string(), flags: 0, timeout: 0, netmask }
+        ServiceSpec { key, scheduler: scheduler.to_string(), flags: 0, timeout: 0, netmask, pe: None }
     }
 }
 

@@ -1115,3 +1115,81 @@ fn fragment_fixtures() {
     .join()
     .unwrap_or_else(|e| std::panic::resume_unwind(e));
 }
+
+/// `--pe sip`: the Call-ID search in `lvs_xdp_sip` and the way back into `lvs_xdp` (both
+/// through `XDP_PROGS`, as in production), on real SIP requests. One call goes to one real
+/// server whatever the client's port, in either header form; another call is scheduled
+/// afresh; a request without a Call-ID, and a TCP SYN to such a service, are dropped as the
+/// kernel drops them (its engine's fill_param fails).
+#[test]
+fn sip_persistence_engine_fixtures() {
+    if !require_root() {
+        return;
+    }
+    std::thread::spawn(|| {
+        private_director_netns();
+        let mut rig = Rig::new("sip");
+        for proto in [Protocol::Udp, Protocol::Tcp] {
+            let port = if proto == Protocol::Udp { 5060 } else { 80 };
+            let key = ServiceKey::Addr { protocol: proto, addr: IpAddr::from(VIP), port };
+            let mut spec = ServiceSpec::new(key, "rr");
+            spec.flags = lvs_userspace::model::svc_flags::PERSISTENT;
+            spec.timeout = 60;
+            spec.pe = Some("sip".to_string());
+            rig.vs.add_service(&mut rig.tables, spec).unwrap();
+            for s in [RS1, RS2] {
+                rig.vs.add_dest(&mut rig.tables, &key, DestSpec::new(IpAddr::from(s), port, Forward::Masq, 1)).unwrap();
+            }
+        }
+        let sip = |sport: u16, header: &str| {
+            format!(
+                "INVITE sip:bob@203.0.113.10 SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.2:{sport}\r\n\
+                 From: <sip:alice@198.51.100.2>;tag=1928301774\r\nTo: <sip:bob@203.0.113.10>\r\n\
+                 {header}\r\nCSeq: 314159 INVITE\r\nContent-Length: 0\r\n\r\n"
+            )
+            .into_bytes()
+        };
+        let dgram = |sport, payload: &[u8]| frames::udp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), sport, 5060, payload);
+        let to = |mac, rs, sport, payload: &[u8]| {
+            Some(frames::udp_frame(mac, DIRECTOR_RS_MAC, with_ttl(Ip::new(CLIENT, rs), 63), sport, 5060, payload))
+        };
+        let (a1, a2, a3) = (sip(5070, "Call-ID: a84b4c76e66710@pc33.example.com"), sip(5071, "Call-ID: a84b4c76e66710@pc33.example.com"), sip(5073, "i: a84b4c76e66710@pc33.example.com"));
+        let b = sip(5072, "call-id:   f81d4fae-7dec-11d0-a765-00a0c91e6bf6");
+        let none = sip(5074, "Subject: no call id");
+        let in_request_line = b"OPTIONS sip:Call-ID:x SIP/2.0\r\n\r\n".to_vec();
+        let fixtures = vec![
+            Fixture { name: "call A from port 5070: scheduled (rs2)", input: dgram(5070, &a1), verdict: XDP_REDIRECT, output: to(RS2_MAC, RS2, 5070, &a1) },
+            Fixture { name: "call A from port 5071: its template (rs2)", input: dgram(5071, &a2), verdict: XDP_REDIRECT, output: to(RS2_MAC, RS2, 5071, &a2) },
+            Fixture { name: "call B from port 5072: scheduled (rs1)", input: dgram(5072, &b), verdict: XDP_REDIRECT, output: to(RS1_MAC, RS1, 5072, &b) },
+            Fixture { name: "call A, compact i:, port 5073 (rs2)", input: dgram(5073, &a3), verdict: XDP_REDIRECT, output: to(RS2_MAC, RS2, 5073, &a3) },
+            Fixture { name: "no Call-ID: dropped", input: dgram(5074, &none), verdict: XDP_DROP, output: None },
+            Fixture { name: "Call-ID only in the request line: dropped", input: dgram(5075, &in_request_line), verdict: XDP_DROP, output: None },
+            Fixture { name: "call A again on 5070: its connection (rs2)", input: dgram(5070, &a1), verdict: XDP_REDIRECT, output: to(RS2_MAC, RS2, 5070, &a1) },
+        ];
+        check(&mut rig, fixtures);
+        assert_eq!(rig.counter(Counter::DropSipNoCallId), 2);
+        assert_eq!(rig.counter(Counter::NewConn), 4);
+        // A TCP service with the engine: every new connection is dropped.
+        assert_eq!(rig.schedule_syn(40000), None);
+        assert_eq!(rig.counter(Counter::DropSipNoCallId), 3);
+        // Two templates, each with its Call-ID for the listing, and no plain one.
+        let templates: Vec<_> = rig.tables.templates.keys().filter_map(Result::ok).collect();
+        assert_eq!(templates.len(), 2, "{templates:?}");
+        let mut ids: Vec<String> = templates
+            .iter()
+            .map(|k| {
+                assert_ne!(lvs_common::sip::key_mark(k), 0, "a sip template's key carries the Call-ID hash");
+                let c = rig.tables.sip_callids.get(k, 0).expect("Call-ID recorded with the template");
+                String::from_utf8(c.bytes().to_vec()).unwrap()
+            })
+            .collect();
+        ids.sort();
+        assert_eq!(ids, ["a84b4c76e66710@pc33.example.com", "f81d4fae-7dec-11d0-a765-00a0c91e6bf6"]);
+        // A restarted lvsd reads the engine back from the maps (`svc_conf_flags::PE_SIP`).
+        let again = VirtualServers::recover(&rig.tables).unwrap();
+        let pes: Vec<_> = again.specs().into_iter().map(|(s, _)| s.pe).collect();
+        assert_eq!(pes, [Some("sip".to_string()), Some("sip".to_string())]);
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+}

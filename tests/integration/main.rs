@@ -18,4 +18,5 @@ mod fwmark;
 mod ipv6;
 mod icmp;
 mod frag;
+mod sip;
 mod tuntypes;

@@ -79,6 +79,7 @@ const SERVICE_KEYS: &[&str] = &[
     "persistent",
     "netmask",
     "one_packet",
+    "persistence_engine",
     "real_servers",
 ];
 const DEST_KEYS: &[&str] = &[
@@ -947,6 +948,36 @@ impl Cx<'_> {
                 }
                 spec.flags |= svc_flags::ONEPACKET;
             }
+        }
+        if let Some(e) = f.get("persistence_engine") {
+            // ipvsadm --pe. The kernel takes it on any service and uses it only when a
+            // persistent UDP service schedules (a TCP one then drops every new connection):
+            // the config refuses the combinations that cannot work.
+            let pe = self.choice(e, &[crate::model::PE_SIP], &[])?;
+            if spec.flags & svc_flags::PERSISTENT == 0 {
+                return Err(self
+                    .err(e.key_loc, "persistence_engine is only meaningful for a persistent service")
+                    .with_hint("add 'persistent: SECONDS' or remove persistence_engine"));
+            }
+            match key {
+                ServiceKey::Addr { protocol: Protocol::Udp, addr: IpAddr::V6(_), .. } => {
+                    return Err(self
+                        .err(e.key_loc, "persistence_engine on an IPv6 service is not supported by lvsd yet")
+                        .with_hint("the Call-ID search runs for IPv4 services only"));
+                }
+                ServiceKey::Addr { protocol: Protocol::Udp, .. } => {}
+                ServiceKey::Addr { .. } => {
+                    return Err(self
+                        .err(e.key_loc, "persistence_engine sip is only for UDP services (SIP over TCP is not looked into)")
+                        .with_hint("remove persistence_engine, or make the service 'protocol: udp'"));
+                }
+                ServiceKey::Fwmark { .. } => {
+                    return Err(self
+                        .err(e.key_loc, "persistence_engine on a firewall-mark service is not supported by lvsd yet")
+                        .with_hint("use an address service: 'protocol: udp', 'address' and 'port'"));
+                }
+            }
+            spec.pe = Some(pe.to_string());
         }
         if let Some(port_e) = port_e.filter(|_| key.port() == 0 && spec.flags & svc_flags::PERSISTENT == 0) {
             return Err(self

@@ -134,6 +134,8 @@ fn reference_values() {
     assert_eq!(c.services[5].spec.scheduler, "wlc");
     assert_eq!(c.services[5].spec.flags, svc_flags::ONEPACKET);
     assert!(c.services[5].dests.is_empty());
+    let sip = &c.services[6];
+    assert_eq!((sip.spec.pe.as_deref(), sip.spec.flags, sip.spec.timeout), (Some("sip"), svc_flags::PERSISTENT, 60));
 
     let marks: Vec<_> =
         c.classifier.iter().map(|r| (r.mark, r.prefix_len, r.protocol, r.ports)).collect();
@@ -145,6 +147,29 @@ fn reference_values() {
             (2, 29, None, (5000, 5099)),
             (3, 48, None, (0, 65535))
         ]
+    );
+}
+
+#[test]
+fn persistence_engine_sip_on_persistent_udp_services() {
+    let c = parse(&with_service("  - {protocol: udp, address: 192.0.2.1, port: 5060, persistent: 30, persistence_engine: sip}
+"), "t.yaml").unwrap();
+    assert_eq!(c.services[0].spec.pe.as_deref(), Some("sip"));
+    assert_eq!(
+        error(&with_service("  - {protocol: udp, address: 192.0.2.1, port: 5060, persistent: 30, persistence_engine: sipp}\n")),
+        "t.yaml:3:89: unknown persistence_engine 'sipp'\n  hint: did you mean 'sip'?"
+    );
+    assert_eq!(
+        error(&with_service("  - protocol: udp\n    address: 192.0.2.1\n    port: 5060\n    persistence_engine: sip\n")),
+        "t.yaml:6:5: persistence_engine is only meaningful for a persistent service\n  hint: add 'persistent: SECONDS' or remove persistence_engine"
+    );
+    assert_eq!(
+        error(&with_service("  - protocol: tcp\n    address: 192.0.2.1\n    port: 5060\n    persistent: 30\n    persistence_engine: sip\n")),
+        "t.yaml:7:5: persistence_engine sip is only for UDP services (SIP over TCP is not looked into)\n  hint: remove persistence_engine, or make the service 'protocol: udp'"
+    );
+    assert_eq!(
+        error(&with_service("  - protocol: udp\n    address: 2001:db8::1\n    port: 5060\n    persistent: 30\n    persistence_engine: sip\n")),
+        "t.yaml:7:5: persistence_engine on an IPv6 service is not supported by lvsd yet\n  hint: the Call-ID search runs for IPv4 services only"
     );
 }
 

@@ -261,6 +261,9 @@ fn service_options(s: &ServiceSpec) -> String {
             }
         }
     }
+    if let Some(pe) = &s.pe {
+        o.push_str(&format!(" --pe {pe}"));
+    }
     if s.flags & svc_flags::ONEPACKET != 0 {
         o.push_str(" -o");
     }
@@ -394,6 +397,17 @@ mod tests {
         s.timeout = 360;
         s.netmask = 64;
         assert_eq!(Change::AddService(s).to_string(), "-A -f 7 -6 -s sh -p 360 -M 64");
+    }
+
+    #[test]
+    fn the_sip_engine_is_planned_and_edited_like_ipvsadm_takes_it() {
+        let sip = "  - {protocol: udp, address: 203.0.113.10, port: 5060, scheduler: rr, persistent: 30, persistence_engine: sip}\n";
+        let plain = "  - {protocol: udp, address: 203.0.113.10, port: 5060, scheduler: rr, persistent: 30}\n";
+        assert_eq!(lines(&plan(&[], &HashSet::new(), &cfg(sip))), ["-A -u 203.0.113.10:5060 -s rr -p 30 --pe sip"]);
+        let before = cfg(plain);
+        let owned: HashSet<ServiceKey> = before.services.iter().map(|s| s.spec.key).collect();
+        assert_eq!(lines(&plan(&state(&before), &owned, &cfg(sip))), ["-E -u 203.0.113.10:5060 -s rr -p 30 --pe sip"]);
+        assert_eq!(lines(&plan(&state(&cfg(sip)), &owned, &before)), ["-E -u 203.0.113.10:5060 -s rr -p 30"]);
     }
 
     #[test]

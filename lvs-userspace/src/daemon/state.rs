@@ -53,6 +53,28 @@ pub fn check_service_supported(spec: &ServiceSpec) -> Result<u32, OpError> {
             ),
         );
     };
+    // --pe: ip_vs_pe_getbyname fails for any name but sip (ENOENT, after the scheduler).
+    match spec.pe.as_deref() {
+        None => {}
+        Some(crate::model::PE_SIP) => {
+            // The dataplane keys a SIP template on the Call-ID in place of the mark a firewall-
+            // mark service's controlled connections carry; there is room for one of the two.
+            if matches!(spec.key, ServiceKey::Fwmark { .. }) {
+                return err(
+                    Errno::NotImplemented,
+                    "the sip persistence engine (--pe) on a firewall-mark service is not supported by lvsd yet",
+                );
+            }
+            // The Call-ID search is in the IPv4 program only.
+            if spec.key.is_ipv6() {
+                return err(
+                    Errno::NotImplemented,
+                    "the sip persistence engine (--pe) on an IPv6 service is not supported by lvsd yet",
+                );
+            }
+        }
+        Some(other) => return err(Errno::NoEnt, format!("unknown persistence engine '{other}'")),
+    }
     // IPv6 services (address or firewall mark) are served by the dataplane's IPv6 programs.
     // ONEPACKET is accepted on any service, as by the kernel; the dataplane honours it for
     // UDP only, as the kernel does (ipvsadm itself refuses -o on a TCP service).
@@ -176,6 +198,7 @@ impl VirtualServers {
                 flags: conf.flags & svc_conf_flags::IPVS_MASK,
                 timeout: conf.timeout,
                 netmask: conf.netmask,
+                pe: (conf.flags & svc_conf_flags::PE_SIP != 0).then(|| crate::model::PE_SIP.to_string()),
             };
             let mut dests = Vec::new();
             for &ds in conf.dests.iter().take(conf.dest_count as usize) {
@@ -263,7 +286,9 @@ impl VirtualServers {
         let mut conf = ServiceConf {
             key: tables::svc_key(&svc.spec.key)?,
             sched: svc.sched_id,
-            flags: svc_conf_flags::IN_USE | (svc.spec.flags & svc_conf_flags::IPVS_MASK),
+            flags: svc_conf_flags::IN_USE
+                | (svc.spec.flags & svc_conf_flags::IPVS_MASK)
+                | if svc.spec.pe.as_deref() == Some(crate::model::PE_SIP) { svc_conf_flags::PE_SIP } else { 0 },
             timeout: svc.spec.timeout,
             netmask: svc.spec.netmask,
             dest_count: svc.dests.len() as u32,

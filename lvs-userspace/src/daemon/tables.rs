@@ -43,6 +43,8 @@ pub struct Tables {
     pub hash_tables: Array<MapData, HashTable>,
     pub mh_tables: HashMap<MapData, u32, MhTable>,
     pub templates: HashMap<MapData, FlowKey, Template>,
+    /// The Call-IDs of sip persistence templates (same keys as `templates`).
+    pub sip_callids: HashMap<MapData, FlowKey, lvs_common::sip::CallId>,
     pub sysctls: Array<MapData, Sysctls>,
     /// Traffic statistics, per CPU (`lvs_common::stats` has the layout).
     pub ipvs_stats: PerCpuArray<MapData, IpvsStats>,
@@ -80,6 +82,7 @@ impl Tables {
             hash_tables: Array::try_from(open(dir, map_names::HASH_TABLES)?)?,
             mh_tables: HashMap::try_from(open(dir, map_names::MH_TABLES)?)?,
             templates: HashMap::try_from(open(dir, map_names::TEMPLATES)?)?,
+            sip_callids: HashMap::try_from(open(dir, map_names::SIP_CALLIDS)?)?,
             sysctls: Array::try_from(open(dir, map_names::SYSCTLS)?)?,
             ipvs_stats: PerCpuArray::try_from(open(dir, map_names::IPVS_STATS)?)?,
             ipvs_stats_zero: Array::try_from(open(dir, map_names::IPVS_STATS_ZERO)?)?,
@@ -112,6 +115,7 @@ impl Tables {
             hash_tables: Array::try_from(take(map_names::HASH_TABLES)?)?,
             mh_tables: HashMap::try_from(take(map_names::MH_TABLES)?)?,
             templates: HashMap::try_from(take(map_names::TEMPLATES)?)?,
+            sip_callids: HashMap::try_from(take(map_names::SIP_CALLIDS)?)?,
             sysctls: Array::try_from(take(map_names::SYSCTLS)?)?,
             ipvs_stats: PerCpuArray::try_from(take(map_names::IPVS_STATS)?)?,
             ipvs_stats_zero: Array::try_from(take(map_names::IPVS_STATS_ZERO)?)?,
