@@ -28,13 +28,14 @@ pub const IPIP_OVERHEAD: u16 = 20;
 
 /// Counters of the decapsulation program (per-CPU array `DECAP_STATS`, indexed by these).
 pub mod decap_counter {
-    /// IP-in-IP for a local address: the outer header was removed, the inner packet went on
-    /// into the stack.
+    /// A tunnelled packet (IP-in-IP, GRE or GUE) for a local address: the outer headers were
+    /// removed, the inner packet went on into the stack.
     pub const DECAPSULATED: u32 = 0;
-    /// IP-in-IP not addressed to this host (the kernel routes it as it is).
+    /// A tunnelled packet not addressed to this host (the kernel routes it as it is).
     pub const PASS_NOT_LOCAL: u32 = 1;
-    /// IP-in-IP the program leaves alone: an outer fragment, outer options, or an inner
-    /// packet that is not IPv4 (the kernel gets it untouched).
+    /// A tunnelled packet the program leaves alone: an outer fragment, outer options or
+    /// extension headers, GRE flags or GUE options it does not handle, or an inner packet of
+    /// another family than announced (the kernel gets it untouched).
     pub const PASS_UNSUPPORTED: u32 = 2;
     /// The outer header could not be removed (`bpf_skb_adjust_room` failed): dropped.
     pub const DROP_ADJUST_FAILED: u32 = 3;

@@ -137,6 +137,11 @@ pub const XDP_SIP_SLOT: u32 = 6;
 /// Call-ID found.
 pub const XDP_MAIN_SLOT: u32 = 7;
 
+/// The tunnel program (GUE, GRE and tunnels to a real server of the other family),
+/// tail-called by the XDP entry, the IPv6 output program and the ICMP relay, and its slot.
+pub const XDP_TUN_PROGRAM: &str = "lvs_xdp_tun";
+pub const XDP_TUN_SLOT: u32 = 8;
+
 /// Name of the real servers' decapsulation program (TC ingress) in its own object.
 pub const DECAP_PROGRAM: &str = "lvs_decap";
 

@@ -158,7 +158,7 @@ pub mod dest_flags {
     pub const OVERLOAD: u32 = 0x2;
 }
 
-/// One real server (value of `DESTS`). 40 bytes, no hidden padding.
+/// One real server (value of `DESTS`). 44 bytes, no hidden padding.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct DestConf {
@@ -180,6 +180,24 @@ pub struct DestConf {
     pub l_threshold: u32,
     /// `SERVICES` slot of the owning service.
     pub svc_id: u32,
+    /// Tunnel servers: `tun_type::*` (the encapsulation).
+    pub tun_type: u8,
+    /// Tunnel servers: `tun_type::F_*` checksum flags.
+    pub tun_flags: u8,
+    /// GUE: the outer UDP destination port, network order.
+    pub tun_port: u16,
+}
+
+/// `DestConf::tun_type` values (IPVS's `IP_VS_CONN_F_TUNNEL_TYPE_*`) and `tun_flags` bits
+/// (`IP_VS_TUNNEL_ENCAP_FLAG_*`).
+pub mod tun_type {
+    pub const IPIP: u8 = 0;
+    pub const GUE: u8 = 1;
+    pub const GRE: u8 = 2;
+    /// GUE: UDP checksum; GRE: the checksum field.
+    pub const F_CSUM: u8 = 1 << 0;
+    /// GUE: remote checksum offload.
+    pub const F_REMCSUM: u8 = 1 << 1;
 }
 
 /// Connection counters of one real server (value of `DEST_COUNTERS`, same index as `DESTS`).
@@ -335,7 +353,7 @@ pub struct SchedState {
 const _: () = assert!(core::mem::size_of::<DestCounters>() == 32);
 const _: () = assert!(core::mem::size_of::<SvcKey>() == 20);
 const _: () = assert!(core::mem::size_of::<ServiceConf>() == 40 + 4 * MAX_DESTS_PER_SVC);
-const _: () = assert!(core::mem::size_of::<DestConf>() == 40);
+const _: () = assert!(core::mem::size_of::<DestConf>() == 44);
 const _: () = assert!(core::mem::size_of::<SchedState>() == 24);
 const _: () = assert!(core::mem::size_of::<LblcKey>() == 24);
 const _: () = assert!(core::mem::size_of::<LblcEntry>() == 16);

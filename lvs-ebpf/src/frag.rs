@@ -69,6 +69,23 @@ pub fn remember_v4(pkt: &Packet, how: u8, addr: u32) {
     insert(&key, how, [addr, 0, 0, 0], FRAG_TIMEOUT_V4_SECS);
 }
 
+/// Undoes [`remember_v4`] for a first fragment that is not sent after all (a tunnel whose
+/// encapsulation does not take fragments, tun.rs): its later fragments then pass to the
+/// kernel as untracked ones.
+#[inline(always)]
+pub fn forget_v4(pkt: &Packet) {
+    let id = unsafe { (*pkt.ip).id };
+    let key = FragKey {
+        src: [pkt.saddr, 0, 0, 0],
+        dst: [pkt.daddr, 0, 0, 0],
+        id: u32::from_ne_bytes([id[0], id[1], 0, 0]),
+        proto: pkt.proto,
+        family: AF_INET,
+        _pad: [0; 2],
+    };
+    let _ = FRAGS.remove(&key);
+}
+
 /// [`remember_v4`] for IPv6: `id` is the fragment header's identification (the parser found
 /// the packet to be a first fragment).
 #[inline(always)]

@@ -155,7 +155,14 @@ fn relay(ctx: &XdpContext) -> Option<Counter> {
         stats::traffic(svc_id, dest_id, true, 0, tot_len as u64);
         return Some(match fwd {
             FWD_ROUTE => v6::direct_route(ctx, &pkt, raddr),
-            FWD_TUNNEL => v6::encapsulate(ctx, &pkt, raddr),
+            // IPv6-in-IPv6 IP-in-IP only: an error about a GUE, GRE or IPv6-in-IPv4 tunnel
+            // connection is left to the director's stack (not relayed).
+            FWD_TUNNEL => match crate::maps::DESTS.get(dest_id) {
+                Some(d) if d.family == lvs_common::AF_INET6 && d.tun_type == lvs_common::service::tun_type::IPIP => {
+                    v6::encapsulate(ctx, &pkt, raddr)
+                }
+                _ => Counter::PassNotTcpUdp,
+            },
             FWD_MASQ => {
                 unsafe {
                     // Outer destination VIP -> RIP (in the pseudo-header), quoted source

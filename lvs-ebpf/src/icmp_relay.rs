@@ -30,8 +30,11 @@ use lvs_common::{
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
+use lvs_common::service::tun_type;
+
 use crate::{
     conntrack, forward,
+    maps::DESTS,
     parse::{ptr_at, Packet, IPPROTO_TCP, IPPROTO_UDP},
     stats, tunnel, FWD_MASQ, FWD_ROUTE, FWD_TUNNEL,
 };
@@ -118,7 +121,17 @@ fn relay(ctx: &XdpContext) -> Option<Counter> {
         stats::traffic(svc_id, dest_id, true, 0, tot_len as u64);
         return Some(match fwd {
             FWD_ROUTE => forward::direct_route(ctx, &pkt, raddr),
-            FWD_TUNNEL => tunnel::encapsulate(ctx, &pkt, raddr),
+            // IPv4 IP-in-IP here; any other encapsulation (GUE, GRE, an IPv6 real server) in
+            // `lvs_xdp_tun`, as the connection's packets.
+            FWD_TUNNEL => match DESTS.get(dest_id) {
+                Some(d) if d.family == AF_INET && d.tun_type == tun_type::IPIP => tunnel::encapsulate(ctx, &pkt, raddr),
+                Some(_) => {
+                    crate::tun::note_dest(dest_id);
+                    crate::maps::tail_call(ctx, lvs_common::XDP_TUN_SLOT);
+                    Counter::DropUnsupportedForward
+                }
+                None => Counter::DropUnsupportedForward,
+            },
             FWD_MASQ => {
                 unsafe {
                     // Outer destination VIP -> RIP.

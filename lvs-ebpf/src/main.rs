@@ -23,6 +23,7 @@ mod persist;
 mod schedule;
 mod sip;
 mod stats;
+mod tun;
 mod tunnel;
 mod v6;
 
@@ -32,7 +33,7 @@ use lvs_common::{
     flow::{conn_flags, ConnEntry},
     service::{dest_flags, SVC_F_ONEPACKET},
     tcp_state::{DIR_INPUT, DIR_OUTPUT, TCP_RST, TCP_SYN},
-    XDP6_ICMP_SLOT, XDP6_SLOT, XDP_FRAG_SLOT, XDP_ICMP_SLOT, XDP_MAIN_SLOT, XDP_SIP_SLOT,
+    XDP6_ICMP_SLOT, XDP6_SLOT, XDP_FRAG_SLOT, XDP_ICMP_SLOT, XDP_MAIN_SLOT, XDP_SIP_SLOT, XDP_TUN_SLOT,
 };
 
 use crate::{
@@ -75,6 +76,12 @@ pub fn lvs_xdp(ctx: XdpContext) -> u32 {
     if matches!(c, Counter::PassSipUnscanned) {
         maps::tail_call(&ctx, XDP_SIP_SLOT);
     }
+    // GUE, GRE and mixed-family tunnel packets (tun.rs), also in a program of their own;
+    // `tun::route_v4` left the real server in `TUN_SCRATCH`. Only reached if that slot is
+    // empty: the packet is dropped, unchanged.
+    if matches!(c, Counter::DropUnsupportedForward) {
+        maps::tail_call(&ctx, XDP_TUN_SLOT);
+    }
     stats::count(c);
     verdict(c)
 }
@@ -92,6 +99,16 @@ pub fn lvs_xdp_sip(ctx: XdpContext) -> u32 {
             Counter::PassSipUnscanned
         }
     };
+    stats::count(c);
+    verdict(c)
+}
+
+/// GUE, GRE and mixed-family tunnels, tail-called from `lvs_xdp`, `lvs_xdp6_send` and
+/// `lvs_xdp_icmp`: see tun.rs.
+#[xdp]
+#[inline(always)]
+pub fn lvs_xdp_tun(ctx: XdpContext) -> u32 {
+    let c = tun::process(&ctx);
     stats::count(c);
     verdict(c)
 }
@@ -284,9 +301,10 @@ fn decide(ctx: &XdpContext, pkt: &Packet) -> Step {
         stats::count(Counter::NewConn);
         // Each datagram is a connection of its own in IPVS's statistics too.
         stats::traffic(svc_id, dest_id, true, 1, pkt.tot_len as u64);
+        let fwd = if dest.fwd == FWD_TUNNEL { tun::route_v4(dest_id) } else { dest.fwd };
         // Port 0 on a real server means "the virtual port", as in `conntrack::create`.
         let dport = if dest.port == 0 { pkt.dport } else { dest.port };
-        return Step::Send(dest.fwd, dest.addr[0], dport);
+        return Step::Send(fwd, dest.addr[0], dport);
     }
     let Ok(e) = conntrack::create(&key, svc_id, dest_id, dest, svc.key.port, ctl, sip::pe_share, now) else {
         return Counter::DropConnTableFull.into();
@@ -345,6 +363,7 @@ fn to_real_server(pkt: &Packet, e: *mut ConnEntry, now: u64, new_conns: u64) -> 
     stats::traffic(svc_id, dest_id, true, new_conns, pkt.tot_len as u64);
     conntrack::update(e, pkt, DIR_INPUT, now);
     let (daddr, dport, fwd) = unsafe { ((*e).daddr[0], (*e).dport, (*e).fwd) };
+    let fwd = if fwd == FWD_TUNNEL { tun::route_v4(dest_id) } else { fwd };
     Step::Send(fwd, daddr, dport)
 }
 
@@ -354,7 +373,10 @@ fn send(ctx: &XdpContext, pkt: &Packet, fwd: u8, daddr: u32, dport: u16) -> Coun
     frag::remember_v4(pkt, fwd, daddr);
     match fwd {
         FWD_ROUTE => forward::direct_route(ctx, pkt, daddr),
+        // IPv4 IP-in-IP here; every other encapsulation in `lvs_xdp_tun`, which `lvs_xdp`
+        // tail-calls on this counter (`tun::route_v4` noted the real server).
         FWD_TUNNEL => tunnel::encapsulate(ctx, pkt, daddr),
+        tun::FWD_TUN_OTHER => Counter::DropUnsupportedForward,
         _ => {
             nat::to_real_server(pkt, daddr, dport);
             forward::forward(ctx, pkt)

@@ -153,8 +153,8 @@ pub static NEIGH_MISS: LruHashMap<NeighKey, u32> = LruHashMap::with_max_entries(
 pub static FIB_SCRATCH: PerCpuArray<crate::forward::FibParams> = PerCpuArray::with_max_entries(1, 0);
 
 /// The IPv6 programs (`lvs_xdp6`, `lvs_xdp6_new` and `lvs_xdp6_send`, slots
-/// `lvs_common::XDP6_SLOT`, `XDP6_NEW_SLOT`, `XDP6_SEND_SLOT`) and the ICMP error relay
-/// (`lvs_xdp_icmp`, `XDP_ICMP_SLOT`), filled by lvsd. IPv6 runs in programs of its own, reached by tail
+/// `lvs_common::XDP6_SLOT`, `XDP6_NEW_SLOT`, `XDP6_SEND_SLOT`), the ICMP error relay
+/// (`lvs_xdp_icmp`, `XDP_ICMP_SLOT`) and the tunnels (`lvs_xdp_tun`, `XDP_TUN_SLOT`), filled by lvsd. IPv6 runs in programs of its own, reached by tail
 /// calls, because the IPv4 program alone takes most of the verifier's million-instruction
 /// budget: see `lvs_xdp` and v6.rs. Also the sip Call-ID search (`lvs_xdp_sip`,
 /// `XDP_SIP_SLOT`) and `lvs_xdp` itself (`XDP_MAIN_SLOT`), which the search tail-calls back.
@@ -205,3 +205,8 @@ unsafe impl Sync for V6Scratch {}
 
 #[map]
 pub static V6_SCRATCH: PerCpuArray<V6Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// The real server of a tunnel packet on its way to `lvs_xdp_tun` (tun.rs). Per CPU, not
+/// pinned: it holds nothing between packets.
+#[map]
+pub static TUN_SCRATCH: PerCpuArray<crate::tun::TunScratch> = PerCpuArray::with_max_entries(1, 0);

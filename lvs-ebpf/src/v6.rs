@@ -115,7 +115,7 @@ fn fold_addr(a: [u32; 4]) -> u32 {
 /// fragment header passes with its own counter; ESP, AH, ICMPv6 (neighbour discovery, echo)
 /// and anything else pass as not TCP/UDP. Nothing here drops.
 #[inline(always)]
-fn parse(ctx: &XdpContext) -> Result<Packet6, Counter> {
+pub(crate) fn parse(ctx: &XdpContext) -> Result<Packet6, Counter> {
     let eth: *mut EthHdr = ptr_at(ctx, 0).ok_or(Counter::PassNotIp)?;
     let ip: *mut Ipv6Hdr = ptr_at(ctx, EthHdr::LEN).ok_or(Counter::PassMalformed)?;
     if unsafe { (*ip).vcf[0] } >> 4 != 6 {
@@ -286,6 +286,13 @@ pub fn process_send(ctx: &XdpContext) -> Counter {
     // rewrites anything: the key is the datagram as it arrived.
     if frag != 0 {
         match how {
+            // A first fragment to a tunnel other than IPv6-in-IPv6 IP-in-IP (GUE, GRE, IPv6 in
+            // IPv4): its later fragments could not follow it into that encapsulation (the
+            // fragment table keeps an address and a method), so the kernel gets the datagram.
+            FWD_TUNNEL if !matches!(crate::tun::noted_dest(), Some(d) if d.family == lvs_common::AF_INET6 && d.tun_type == lvs_common::service::tun_type::IPIP) => {
+                crate::tun::clear_noted();
+                return Counter::PassFragmentV6;
+            }
             FWD_ROUTE | FWD_TUNNEL | FWD_MASQ => crate::frag::remember_v6(&pkt, frag_id, how, addr),
             SEND_REPLY => crate::frag::remember_v6(&pkt, frag_id, lvs_common::frag::FRAG_REPLY, addr),
             _ => {}
@@ -306,7 +313,20 @@ const SEND_UNREACHABLE: u8 = 0xf2;
 fn send(ctx: &XdpContext, pkt: &Packet6, how: u8, addr: &[u32; 4], port: u16) -> Counter {
     match how {
         FWD_ROUTE => direct_route(ctx, pkt, *addr),
-        FWD_TUNNEL => encapsulate(ctx, pkt, *addr),
+        FWD_TUNNEL => match crate::tun::noted_dest() {
+            // IPv6 in IPv6 by IP-in-IP is built here; every other encapsulation (GUE, GRE,
+            // IPv6 in IPv4) in `lvs_xdp_tun`.
+            Some(d) if d.family == AF_INET6 && d.tun_type == lvs_common::service::tun_type::IPIP => {
+                crate::tun::clear_noted();
+                encapsulate(ctx, pkt, *addr)
+            }
+            Some(_) => {
+                crate::maps::tail_call(ctx, lvs_common::XDP_TUN_SLOT);
+                // Only when lvsd has not filled the slot: the packet is unchanged.
+                Counter::DropUnsupportedForward
+            }
+            None => Counter::DropUnsupportedForward,
+        },
         SEND_UNREACHABLE => port_unreachable(ctx, pkt),
         SEND_AS_IS => forward(ctx, pkt),
         SEND_REPLY => match rewrite(ctx, pkt, false, *addr, port) {
@@ -461,11 +481,15 @@ fn decide_new(pkt: &Packet6) -> Step {
         }
     }
     let Some(dest) = DESTS.get(dest_id) else { return Counter::DropServiceMissing.into() };
-    // lvsd gives an IPv6 service IPv6 real servers only; never send to anything else.
-    if !matches!(dest.fwd, FWD_MASQ | FWD_TUNNEL | FWD_ROUTE) || dest.family != AF_INET6 {
+    // An IPv6 service's real servers are IPv6, except tunnel servers, which may be IPv4
+    // (IPv6 in IPv4, `lvs_xdp_tun`); never send anything else elsewhere.
+    if !matches!(dest.fwd, FWD_MASQ | FWD_TUNNEL | FWD_ROUTE) || (dest.family != AF_INET6 && dest.fwd != FWD_TUNNEL) {
         return Counter::DropUnsupportedForward.into();
     }
     if pkt.proto == IPPROTO_UDP && svc.flags & SVC_F_ONEPACKET != 0 {
+        if dest.fwd == FWD_TUNNEL {
+            crate::tun::note_dest(dest_id);
+        }
         conntrack::one_packet(dest_id, dest);
         stats::count(Counter::NewConn);
         stats::traffic(svc_id, dest_id, true, 1, pkt.tot_len as u64);
@@ -510,6 +534,9 @@ fn to_real_server(pkt: &Packet6, e: *mut ConnEntry, now: u64, new_conns: u64) ->
     stats::traffic(svc_id, dest_id, true, new_conns, pkt.tot_len as u64);
     update(e, pkt, DIR_INPUT, now);
     let (daddr, dport, fwd) = unsafe { ((*e).daddr, (*e).dport, (*e).fwd) };
+    if fwd == FWD_TUNNEL {
+        crate::tun::note_dest(dest_id);
+    }
     Step::Send(fwd, daddr, dport)
 }
 
@@ -643,7 +670,7 @@ fn rewrite(ctx: &XdpContext, pkt: &Packet6, dst: bool, new_addr: [u32; 4], new_p
 /// masked off (network order); `tot_len` host order, 0 for no MTU check.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn lookup(
+pub(crate) fn lookup(
     ctx: &XdpContext,
     proto: u8,
     ports: [u8; 4],
@@ -827,7 +854,7 @@ fn port_unreachable(ctx: &XdpContext, pkt: &Packet6) -> Counter {
 
 /// A tunnelled packet would not fit: ICMPv6 packet too big (type 2) with `mtu`.
 #[inline(always)]
-fn packet_too_big(ctx: &XdpContext, pkt: &Packet6, mtu: u16) -> Counter {
+pub(crate) fn packet_too_big(ctx: &XdpContext, pkt: &Packet6, mtu: u16) -> Counter {
     icmp_error(ctx, pkt, ICMPV6_PKT_TOOBIG, 0, mtu as u32)
         .map_or(Counter::DropNoRoute, |()| Counter::TxIcmpFragNeeded)
 }

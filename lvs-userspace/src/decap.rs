@@ -1,9 +1,10 @@
-//! `lvsd decap`: the IP-in-IP decapsulation program on a real server (TC ingress).
+//! `lvsd decap`: the tunnel decapsulation program on a real server (TC ingress): IP-in-IP of
+//! either family, GRE and GUE.
 //!
 //! For TUN (`-i`) real servers on hosts without the ipip module. Per interface, under
 //! `PIN_DIR/<interface>/`: `link` (the TCX attachment, pinned so it outlives the command),
-//! `addrs` and `addrs6` (the outer destination addresses decapsulated, IPv4 and IPv6) and
-//! `stats` (counters). Running it
+//! `addrs` and `addrs6` (the outer destination addresses decapsulated, IPv4 and IPv6),
+//! `gueports` (the UDP ports whose packets are GUE) and `stats` (counters). Running it
 //! again on an attached interface only replaces the addresses; `--detach` removes it all.
 
 use std::{
@@ -32,6 +33,8 @@ pub struct DecapOptions {
     pub pin_dir: PathBuf,
     /// Extra outer addresses to accept besides the interface's own addresses.
     pub addresses: Vec<IpAddr>,
+    /// UDP destination ports whose packets are GUE.
+    pub gue_ports: Vec<u16>,
     pub detach: bool,
     pub counters: bool,
 }
@@ -54,7 +57,7 @@ pub fn run(o: &DecapOptions) -> anyhow::Result<()> {
         // Detach first, synchronously: dropping the last reference to the link (its pin) would
         // detach it too, but only once the kernel gets round to freeing it.
         link_detach(&dir.join("link")).context("cannot detach the pinned link")?;
-        for f in ["link", "addrs", "addrs6", "stats"] {
+        for f in PINS {
             let p = dir.join(f);
             if p.exists() {
                 fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
@@ -84,12 +87,40 @@ pub fn run(o: &DecapOptions) -> anyhow::Result<()> {
             let _ = m6.remove(&k);
         }
         fill(&mut m, &mut m6, &addrs)?;
-        println!("decapsulation already attached to {}; addresses now {}", o.interface, list(&addrs));
+        let mut ports = open_ports(&dir)?;
+        let old: Vec<u16> = ports.keys().filter_map(Result::ok).collect();
+        for k in old {
+            let _ = ports.remove(&k);
+        }
+        for p in &o.gue_ports {
+            ports.insert(p.to_be(), 1, 0)?;
+        }
+        println!(
+            "decapsulation already attached to {}; addresses now {}{}",
+            o.interface,
+            list(&addrs),
+            gue_list(&o.gue_ports)
+        );
         return Ok(());
     }
     attach(o, ifindex, &dir, &addrs)?;
-    println!("decapsulation attached to {} (ingress) for {}", o.interface, list(&addrs));
+    println!("decapsulation attached to {} (ingress) for {}{}", o.interface, list(&addrs), gue_list(&o.gue_ports));
     Ok(())
+}
+
+/// The pins under an interface's directory.
+const PINS: [&str; 5] = ["link", "addrs", "addrs6", "gueports", "stats"];
+
+fn gue_list(ports: &[u16]) -> String {
+    if ports.is_empty() {
+        return String::new();
+    }
+    format!("; GUE on UDP port {}", ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "))
+}
+
+fn open_ports(dir: &Path) -> anyhow::Result<HashMap<MapData, u16, u32>> {
+    let data = MapData::from_pin(dir.join("gueports")).context("cannot open the pinned GUE port map")?;
+    Ok(HashMap::try_from(Map::HashMap(data))?)
 }
 
 fn list(a: &[IpAddr]) -> String {
@@ -128,6 +159,16 @@ fn attach(o: &DecapOptions, _ifindex: u32, dir: &Path, addrs: &[IpAddr]) -> anyh
                 }
             }
         }
+        {
+            let m = ebpf.map_mut("DECAP_GUE_PORTS").context("object has no DECAP_GUE_PORTS")?;
+            if let Map::HashMap(d) = &*m {
+                d.pin(dir.join("gueports"))?;
+            }
+            let mut m: HashMap<&mut MapData, u16, u32> = HashMap::try_from(m)?;
+            for p in &o.gue_ports {
+                m.insert(p.to_be(), 1, 0)?;
+            }
+        }
         if let Some(Map::PerCpuArray(m)) = ebpf.map_mut("DECAP_STATS") {
             m.pin(dir.join("stats"))?;
         }
@@ -143,7 +184,7 @@ fn attach(o: &DecapOptions, _ifindex: u32, dir: &Path, addrs: &[IpAddr]) -> anyh
     })();
     if result.is_err() {
         // Leave nothing behind.
-        for f in ["link", "addrs", "addrs6", "stats"] {
+        for f in PINS {
             let _ = fs::remove_file(dir.join(f));
         }
         let _ = fs::remove_dir(dir);

@@ -164,6 +164,57 @@ impl Forward {
     }
 }
 
+/// Encapsulation of a tunnel (`-i`) real server, `--tun-type` (`IP_VS_CONN_F_TUNNEL_TYPE_*`
+/// numbering). Meaningless for the other forwarding methods, where it stays `Ipip` (as the
+/// kernel keeps it 0).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TunType {
+    /// IP-in-IP (protocol 4, or 41 for an IPv6 inner packet).
+    #[default]
+    Ipip,
+    /// Generic UDP Encapsulation: outer UDP to `tun_port`, a 4-byte GUE header.
+    Gue,
+    /// GRE (RFC 2784, with the checksum word when `--tun-csum`).
+    Gre,
+}
+
+impl TunType {
+    pub fn number(self) -> u8 {
+        match self {
+            TunType::Ipip => 0,
+            TunType::Gue => 1,
+            TunType::Gre => 2,
+        }
+    }
+
+    pub fn from_number(n: u8) -> Option<Self> {
+        Some(match n {
+            0 => TunType::Ipip,
+            1 => TunType::Gue,
+            2 => TunType::Gre,
+            _ => return None,
+        })
+    }
+
+    /// The `--tun-type` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            TunType::Ipip => "ipip",
+            TunType::Gue => "gue",
+            TunType::Gre => "gre",
+        }
+    }
+}
+
+/// Tunnel checksum flags (`IP_VS_TUNNEL_ENCAP_FLAG_*`); none is `--tun-nocsum`.
+pub mod tun_flags {
+    /// `--tun-csum`: the GUE outer UDP checksum, or GRE's checksum field.
+    pub const CSUM: u16 = 1 << 0;
+    /// `--tun-remcsum` (GUE only): remote checksum offload.
+    pub const REMCSUM: u16 = 1 << 1;
+}
+
 /// A real server as ipvsadm `-a`/`-e` describes it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DestSpec {
@@ -174,11 +225,71 @@ pub struct DestSpec {
     pub weight: i32,
     pub u_threshold: u32,
     pub l_threshold: u32,
+    /// Tunnel servers only: the encapsulation, the GUE destination port (host order) and the
+    /// `tun_flags` bits.
+    #[serde(default)]
+    pub tun_type: TunType,
+    #[serde(default)]
+    pub tun_port: u16,
+    #[serde(default)]
+    pub tun_flags: u16,
 }
 
 impl DestSpec {
     pub fn new(addr: IpAddr, port: u16, forward: Forward, weight: i32) -> Self {
-        DestSpec { addr, port, forward, weight, u_threshold: 0, l_threshold: 0 }
+        DestSpec {
+            addr,
+            port,
+            forward,
+            weight,
+            u_threshold: 0,
+            l_threshold: 0,
+            tun_type: TunType::Ipip,
+            tun_port: 0,
+            tun_flags: 0,
+        }
+    }
+
+    /// `--tun-info`'s TunnelInfo column: `ipip`, `gue:PORT:-c|+c|r+c`, `gre:-c|+c`, or `n/a`
+    /// for a server that is not a tunnel.
+    pub fn tun_info(&self) -> String {
+        if self.forward != Forward::Tunnel {
+            return "n/a".to_string();
+        }
+        // ipvsadm tests remote checksum first, then the checksum flag.
+        let csum = if self.tun_flags & tun_flags::REMCSUM != 0 {
+            "r+c"
+        } else if self.tun_flags & tun_flags::CSUM != 0 {
+            "+c"
+        } else {
+            "-c"
+        };
+        match self.tun_type {
+            TunType::Ipip => "ipip".to_string(),
+            TunType::Gue => format!("gue:{}:{csum}", self.tun_port),
+            TunType::Gre => format!("gre:{csum}"),
+        }
+    }
+
+    /// `-S`'s tunnel options: `--tun-type ipip`, `--tun-type gue --tun-port N
+    /// --tun-nocsum|--tun-csum|--tun-remcsum`, `--tun-type gre --tun-nocsum|--tun-csum`
+    /// (with a leading space), or nothing for a server that is not a tunnel.
+    pub fn tun_save(&self) -> String {
+        if self.forward != Forward::Tunnel {
+            return String::new();
+        }
+        let csum = if self.tun_flags & tun_flags::REMCSUM != 0 {
+            "--tun-remcsum"
+        } else if self.tun_flags & tun_flags::CSUM != 0 {
+            "--tun-csum"
+        } else {
+            "--tun-nocsum"
+        };
+        match self.tun_type {
+            TunType::Ipip => " --tun-type ipip".to_string(),
+            TunType::Gue => format!(" --tun-type gue --tun-port {} {csum}", self.tun_port),
+            TunType::Gre => format!(" --tun-type gre {csum}"),
+        }
     }
 }
 

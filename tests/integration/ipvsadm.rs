@@ -122,17 +122,18 @@ fn unsupported_requests_are_refused_without_changes() {
         "{out:?}"
     );
     assert_eq!(lvsd.ipvsadm_ok(&["-L", "-n"]).unwrap(), HEADER);
-    // GUE tunnels are not implemented: the real server is refused, the service stays.
+    // A real server that the kernel's validation refuses (a GUE tunnel without its port, an
+    // ipvsadm-side check) changes nothing either; with the port it is taken.
     lvsd.ipvsadm_ok(&["-A", "-t", "203.0.113.10:80", "-s", "rr"]).unwrap();
-    let out = lvsd
-        .ipvsadm(&["-a", "-t", "203.0.113.10:80", "-r", "192.0.2.11:80", "-i", "--tun-type", "gue", "--tun-port", "6080"])
-        .unwrap();
-    assert_eq!(out.status.code(), Some(255), "{out:?}");
-    assert!(
-        out.stderr_str().ends_with("ipvsadm: --tun-type gue is not supported by lvsd yet (only ipip)\n"),
-        "{out:?}"
-    );
+    let out = lvsd.ipvsadm(&["-a", "-t", "203.0.113.10:80", "-r", "192.0.2.11:80", "-i", "--tun-type", "gue"]).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(out.stderr_str(), "You need to supply the 'tun-port' option for the 'gue' tunnel type\n");
     assert_eq!(lvsd.ipvsadm_ok(&["-L", "-n"]).unwrap(), format!("{HEADER}TCP  203.0.113.10:80 rr\n"));
+    lvsd.ipvsadm_ok(&["-a", "-t", "203.0.113.10:80", "-r", "192.0.2.11:80", "-i", "--tun-type", "gue", "--tun-port", "6080"]).unwrap();
+    assert_eq!(
+        lvsd.ipvsadm_ok(&["-S", "-n"]).unwrap(),
+        "-A -t 203.0.113.10:80 -s rr\n-a -t 203.0.113.10:80 -r 192.0.2.11:80 -i -w 1 --tun-type gue --tun-port 6080 --tun-nocsum\n"
+    );
 }
 
 /// The `-L -n -c` entry lines of a listing, each with its `MM:SS` column cut out (and returned

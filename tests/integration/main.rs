@@ -19,3 +19,4 @@ mod ipv6;
 mod icmp;
 mod frag;
 mod sip;
+mod tuntypes;

@@ -43,9 +43,11 @@ struct Args {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// On a real server of -i (tunnel) services: attach the IP-in-IP (and IPv6-in-IPv6)
-    /// decapsulation program to an interface's ingress (pinned, so it stays after this
-    /// command exits), for hosts without the ipip / ip6_tunnel modules. Again on an attached interface: replace its addresses.
+    /// On a real server of -i (tunnel) services: attach the decapsulation program (IP-in-IP
+    /// of either family, GRE, and GUE on the --gue-port ports) to an interface's ingress
+    /// (pinned, so it stays after this command exits), for hosts without the ipip,
+    /// ip6_tunnel, GRE and fou modules. Again on an attached interface: replace its addresses
+    /// and GUE ports.
     Decap {
         /// Interface the tunnelled packets arrive on.
         #[arg(long, value_name = "IF")]
@@ -54,6 +56,9 @@ enum Command {
         /// (repeatable); the interface's own addresses always are (IPv6 link-local ones not).
         #[arg(long, value_name = "ADDR")]
         address: Vec<std::net::IpAddr>,
+        /// Also decapsulate GUE: UDP to this port (repeatable; a director's `--tun-port`).
+        #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+        gue_port: Vec<u16>,
         /// bpffs directory of the decapsulation pins.
         #[arg(long, value_name = "DIR", default_value = decap::DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
@@ -75,8 +80,8 @@ fn main() -> std::process::ExitCode {
         )
         .init();
     let args = Args::parse();
-    let result = if let Some(Command::Decap { interface, address, pin_dir, detach, counters }) = args.command {
-        decap::run(&decap::DecapOptions { interface, pin_dir, addresses: address, detach, counters })
+    let result = if let Some(Command::Decap { interface, address, gue_port, pin_dir, detach, counters }) = args.command {
+        decap::run(&decap::DecapOptions { interface, pin_dir, addresses: address, gue_ports: gue_port, detach, counters })
     } else if args.counters {
         print_counters(&args.socket)
     } else if args.reload {

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::control::{SyncDaemon, SyncRole};
 use lvs_common::classify::MAX_CLASS_RULES;
-use crate::model::{svc_flags, DestSpec, Forward, Protocol, ServiceKey, ServiceSpec};
+use crate::model::{svc_flags, tun_flags, DestSpec, Forward, Protocol, ServiceKey, ServiceSpec, TunType};
 
 /// ipvsadm's upper bound for `--set` and `-p` timeouts (31 days).
 const MAX_TIMEOUT: u64 = 86_400 * 31;
@@ -89,6 +89,9 @@ const DEST_KEYS: &[&str] = &[
     "weight",
     "u_threshold",
     "l_threshold",
+    "tun_type",
+    "tun_port",
+    "tun_csum",
 ];
 
 // Names people reach for from other load balancers or ipvsadm's long options; edit distance
@@ -1058,16 +1061,6 @@ impl Cx<'_> {
         let f = self.fields(node, "a real server", DEST_KEYS, DEST_ALIASES)?;
         let addr_e = self.require(&f, "a real server", "address", "address: 192.0.2.11")?;
         let addr = self.address(addr_e)?;
-        if addr.is_ipv6() != svc.key.is_ipv6() {
-            let svc_family = if svc.key.is_ipv6() { "IPv6" } else { "IPv4" };
-            return Err(self.err(
-                addr_e.value_loc(),
-                format!(
-                    "real server {addr} is {} but the service is {svc_family}",
-                    family(&addr)
-                ),
-            ));
-        }
         let forward = match f.get("forward") {
             Some(e) => match self.text(e, "a forwarding method")? {
                 "masq" | "nat" => Forward::Masq,
@@ -1083,6 +1076,17 @@ impl Cx<'_> {
             },
             None => Forward::Route,
         };
+        // As the kernel: only a tunnel reaches a real server of the other family (the packet
+        // travels inside an outer header of the real server's family).
+        if addr.is_ipv6() != svc.key.is_ipv6() && forward != Forward::Tunnel {
+            let svc_family = if svc.key.is_ipv6() { "IPv6" } else { "IPv4" };
+            return Err(self
+                .err(
+                    addr_e.value_loc(),
+                    format!("real server {addr} is {} but the service is {svc_family}", family(&addr)),
+                )
+                .with_hint("only 'forward: tunnel' reaches a real server of the other address family"));
+        }
         let svc_port = svc.key.port();
         let port = match f.get("port") {
             None => svc_port,
@@ -1142,7 +1146,68 @@ impl Cx<'_> {
                 });
             }
         }
+        self.tunnel(&f, &mut d)?;
         Ok(d)
+    }
+
+    /// `tun_type`, `tun_port`, `tun_csum` of a real server, with ipvsadm's rules: tunnels
+    /// only; GUE needs a port; GRE takes no port and no remote checksum; IP-in-IP neither.
+    fn tunnel(&self, f: &Fields<'_>, d: &mut DestSpec) -> Result<(), ConfigError> {
+        let given = ["tun_type", "tun_port", "tun_csum"].into_iter().find_map(|k| f.get(k).map(|e| (k, e)));
+        if let (Some((k, e)), true) = (given, d.forward != Forward::Tunnel) {
+            return Err(self
+                .err(e.key_loc, format!("'{k}' is only meaningful for a tunnel real server"))
+                .with_hint("add 'forward: tunnel' or remove it"));
+        }
+        if let Some(e) = f.get("tun_type") {
+            d.tun_type = match self.text(e, "a tunnel type")? {
+                "ipip" => TunType::Ipip,
+                "gue" => TunType::Gue,
+                "gre" => TunType::Gre,
+                other => {
+                    return Err(self
+                        .err(e.value_loc(), format!("unknown tunnel type '{other}'"))
+                        .with_hint("choose ipip, gue or gre"))
+                }
+            };
+        }
+        let name = d.tun_type.name();
+        match (f.get("tun_port"), d.tun_type) {
+            (Some(e), TunType::Gue) => d.tun_port = self.number(e, 1, u64::from(u16::MAX))? as u16,
+            (None, TunType::Gue) => {
+                let at = f.get("tun_type").map(|e| e.value_loc()).unwrap_or(f.loc);
+                return Err(self.err(at, "a gue tunnel needs 'tun_port'").with_hint("e.g. tun_port: 6080"));
+            }
+            (Some(e), _) => {
+                return Err(self
+                    .err(e.key_loc, format!("'tun_port' is only meaningful for a gue tunnel, not {name}")))
+            }
+            (None, _) => {}
+        }
+        if let Some(e) = f.get("tun_csum") {
+            let flags = match self.text(e, "a tunnel checksum mode")? {
+                "nocsum" => 0,
+                "csum" => tun_flags::CSUM,
+                "remcsum" => tun_flags::REMCSUM,
+                other => {
+                    return Err(self
+                        .err(e.value_loc(), format!("unknown tunnel checksum mode '{other}'"))
+                        .with_hint("choose nocsum, csum or remcsum (gue only)"))
+                }
+            };
+            match (d.tun_type, flags) {
+                (TunType::Ipip, _) => {
+                    return Err(self.err(e.key_loc, "'tun_csum' is only meaningful for gue and gre tunnels"))
+                }
+                (TunType::Gre, tun_flags::REMCSUM) => {
+                    return Err(self
+                        .err(e.value_loc(), "remcsum is for gue tunnels only")
+                        .with_hint("a gre tunnel takes nocsum or csum"))
+                }
+                _ => d.tun_flags = flags,
+            }
+        }
+        Ok(())
     }
 }
 

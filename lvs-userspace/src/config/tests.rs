@@ -9,7 +9,7 @@ use lvs_common::{
 };
 
 use super::*;
-use crate::model::{svc_flags, Forward, Protocol, ServiceKey};
+use crate::model::{svc_flags, tun_flags, Forward, Protocol, ServiceKey, TunType};
 
 fn configs_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs")
@@ -123,6 +123,7 @@ fn reference_values() {
     assert_eq!(dr.dests[0].forward, Forward::Route);
     assert_eq!(dr.dests[0].port, 443);
     assert_eq!(dr.dests[1].forward, Forward::Tunnel);
+    assert_eq!((dr.dests[1].tun_type, dr.dests[1].tun_port, dr.dests[1].tun_flags), (TunType::Gue, 6080, tun_flags::CSUM));
 
     let v6 = &c.services[3];
     assert_eq!(v6.spec.netmask, 64);
@@ -668,8 +669,34 @@ fn real_server_missing_address() {
 fn mixed_families() {
     assert_eq!(
         error(&with_service("  - protocol: tcp\n    address: 192.0.2.1\n    port: 80\n    real_servers:\n      - address: 2001:db8::2\n")),
-        "t.yaml:7:18: real server 2001:db8::2 is IPv6 but the service is IPv4"
+        "t.yaml:7:18: real server 2001:db8::2 is IPv6 but the service is IPv4\n  hint: only 'forward: tunnel' reaches a real server of the other address family"
     );
+    // A tunnel reaches it (IPv4 in IPv6).
+    let c = parse(&with_service("  - protocol: tcp\n    address: 192.0.2.1\n    port: 80\n    real_servers:\n      - {address: '2001:db8::2', forward: tunnel}\n"), "t.yaml").unwrap();
+    assert_eq!(c.services[0].dests[0].addr, "2001:db8::2".parse::<std::net::IpAddr>().unwrap());
+}
+
+#[test]
+fn tunnel_types() {
+    let svc = |server: &str| with_service(&format!("  - {{protocol: tcp, address: 192.0.2.1, port: 80, real_servers: [{server}]}}\n"));
+    let c = parse(&svc("{address: 192.0.2.2, forward: tunnel, tun_type: gue, tun_port: 6080, tun_csum: remcsum}, {address: 192.0.2.3, forward: tunnel, tun_type: gre, tun_csum: csum}"), "t.yaml").unwrap();
+    let d = &c.services[0].dests;
+    assert_eq!((d[0].tun_type, d[0].tun_port, d[0].tun_flags), (TunType::Gue, 6080, tun_flags::REMCSUM));
+    assert_eq!((d[1].tun_type, d[1].tun_port, d[1].tun_flags), (TunType::Gre, 0, tun_flags::CSUM));
+    assert_eq!(d[0].tun_info(), "gue:6080:r+c");
+    assert_eq!(d[1].tun_save(), " --tun-type gre --tun-csum");
+    let cases = [
+        ("{address: 192.0.2.2, tun_type: gue}", "t.yaml:3:87: 'tun_type' is only meaningful for a tunnel real server\n  hint: add 'forward: tunnel' or remove it"),
+        ("{address: 192.0.2.2, forward: tunnel, tun_type: vxlan}", "t.yaml:3:114: unknown tunnel type 'vxlan'\n  hint: choose ipip, gue or gre"),
+        ("{address: 192.0.2.2, forward: tunnel, tun_type: gue}", "t.yaml:3:114: a gue tunnel needs 'tun_port'\n  hint: e.g. tun_port: 6080"),
+        ("{address: 192.0.2.2, forward: tunnel, tun_type: gue, tun_port: 0}", "t.yaml:3:129: tun_port 0 is out of range (1 to 65535)"),
+        ("{address: 192.0.2.2, forward: tunnel, tun_type: gre, tun_port: 6080}", "t.yaml:3:119: 'tun_port' is only meaningful for a gue tunnel, not gre"),
+        ("{address: 192.0.2.2, forward: tunnel, tun_type: gre, tun_csum: remcsum}", "t.yaml:3:129: remcsum is for gue tunnels only\n  hint: a gre tunnel takes nocsum or csum"),
+        ("{address: 192.0.2.2, forward: tunnel, tun_csum: csum}", "t.yaml:3:104: 'tun_csum' is only meaningful for gue and gre tunnels"),
+    ];
+    for (server, want) in cases {
+        assert_eq!(error(&svc(server)), want, "{server}");
+    }
 }
 
 #[test]
@@ -953,7 +980,7 @@ fn fwmark_services() {
     );
     assert_eq!(
         error(&with_service("  - { fwmark: 7, real_servers: [ { address: '2001:db8:1::11' } ] }\n")),
-        "t.yaml:3:45: real server 2001:db8:1::11 is IPv6 but the service is IPv4"
+        "t.yaml:3:45: real server 2001:db8:1::11 is IPv6 but the service is IPv4\n  hint: only 'forward: tunnel' reaches a real server of the other address family"
     );
     assert_eq!(
         error(&with_service("  - { fwmark: 7 }\n  - { fwmark: 7, scheduler: rr }\n")),

@@ -32,7 +32,7 @@ pub fn list(t: &Tables) -> Vec<ConnStatus> {
         .iter()
         .filter_map(Result::ok)
         .filter(|(k, _)| seen.insert(*k))
-        .filter_map(|(k, e)| status(&k, &e, now))
+        .filter_map(|(k, e)| status(&k, &e, now).map(|s| real_family(t, s, e.dest_id, e.daddr)))
         .collect();
     let mut seen = HashSet::new();
     out.extend(
@@ -48,10 +48,23 @@ pub fn list(t: &Tables) -> Vec<ConnStatus> {
                         st.pe = Some(("sip".to_string(), String::from_utf8_lossy(c.bytes()).into_owned()));
                     }
                 }
-                Some(st)
+                Some(real_family(t, st, tp.dest_id, tp.daddr))
             }),
     );
     out
+}
+
+/// A tunnel server may be of the other address family than its service (IPv4 in IPv6 and the
+/// reverse); the entry holds its address words only, and the real server's slot says which
+/// family they are (when the slot still holds that server). The kernel prints such an address
+/// in its own family (`cp->daf`).
+fn real_family(t: &Tables, mut s: ConnStatus, dest_id: u32, daddr: [u32; 4]) -> ConnStatus {
+    if let Ok(d) = t.dests.get(&dest_id, 0) {
+        if d.addr == daddr {
+            s.daddr = words_addr(daddr, d.family);
+        }
+    }
+    s
 }
 
 /// One persistence template as `-L -c` shows it, or `None` once it has expired.

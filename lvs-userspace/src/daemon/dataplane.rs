@@ -20,7 +20,7 @@ use aya::{
 use lvs_common::{
     map_names, MAP_ABI_VERSION, XDP6_NEW_PROGRAM, XDP6_NEW_SLOT, XDP6_PROGRAM, XDP6_SEND_PROGRAM, XDP6_SEND_SLOT, XDP6_SLOT,
     XDP6_ICMP_PROGRAM, XDP6_ICMP_SLOT, XDP_FRAG_PROGRAM, XDP_FRAG_SLOT, XDP_ICMP_PROGRAM, XDP_ICMP_SLOT,
-    XDP_MAIN_SLOT, XDP_SIP_PROGRAM, XDP_SIP_SLOT,
+    XDP_MAIN_SLOT, XDP_SIP_PROGRAM, XDP_SIP_SLOT, XDP_TUN_PROGRAM, XDP_TUN_SLOT,
     XDP_PROGRAM,
 };
 use tracing::{info, warn};
@@ -234,6 +234,7 @@ fn load_object(loader: &mut EbpfLoader, conn_table_size: u32) -> anyhow::Result<
         .set(XDP_MAIN_SLOT, &main_fd, 0)
         .context("installing the XDP program in its own slot")?;
     for (name, slot) in [
+        (XDP_TUN_PROGRAM, XDP_TUN_SLOT),
         (XDP_SIP_PROGRAM, XDP_SIP_SLOT),
         (XDP_FRAG_PROGRAM, XDP_FRAG_SLOT),
         (XDP_ICMP_PROGRAM, XDP_ICMP_SLOT), (XDP6_ICMP_PROGRAM, XDP6_ICMP_SLOT),

@@ -34,7 +34,7 @@ use self::{
 use crate::{
     config::{self, Config, ConfigError},
     control::{self, Errno, Info, Request, Response},
-    model::ServiceKey,
+    model::{DestSpec, ServiceKey},
 };
 
 /// IPVS version reported to ipvsadm: 1.2.1, what current kernels report.
@@ -93,8 +93,10 @@ impl Daemon {
             Request::AddService(s) => self.vs.add_service(t, s),
             Request::EditService(s) => self.vs.edit_service(t, s),
             Request::DelService(k) => self.vs.del_service(t, &k),
-            Request::AddDest { service, dest } => self.vs.add_dest(t, &service, dest),
-            Request::EditDest { service, dest } => self.vs.edit_dest(t, &service, dest),
+            Request::AddDest { service, dest } => mixed_family_sync(&self.vs, &self.sync, &service, &dest)
+                .and_then(|()| self.vs.add_dest(t, &service, dest)),
+            Request::EditDest { service, dest } => mixed_family_sync(&self.vs, &self.sync, &service, &dest)
+                .and_then(|()| self.vs.edit_dest(t, &service, dest)),
             Request::DelDest { service, addr, port } => self.vs.del_dest(t, &service, addr, port),
             Request::Clear => self.vs.clear(t),
             Request::List => return Response::Services(self.vs.list(t)),
@@ -122,6 +124,13 @@ impl Daemon {
             }
             Request::ListConns => return Response::Conns(connlist::list(t)),
             Request::Zero(k) => self.vs.zero(t, k.as_ref()),
+            // ip_vs_genl_new_daemon: the sync protocol cannot carry a connection whose real
+            // server is of another family than its service, so no daemon starts while one exists.
+            Request::StartDaemon(_) if self.vs.has_mixed_family() => Err(state::OpError {
+                errno: Errno::Inval,
+                detail: "a sync daemon cannot run while a service has a real server of the other address family"
+                    .into(),
+            }),
             Request::StartDaemon(c) => self.sync.start(c),
             Request::StopDaemon(role) => self.sync.stop(role),
             Request::GetDaemons => return Response::Daemons(self.sync.list()),
@@ -229,9 +238,37 @@ pub fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
         for (d, loc) in sc.dests.iter().zip(sc.dest_locations.iter()) {
             check_dest_supported(&sc.spec.key, d)
                 .map_err(|e| anyhow::anyhow!("{}", ConfigError::at(&cfg.source, *loc, &e.detail)))?;
+            // As the kernel: the sync protocol cannot carry a connection to a real server of
+            // the other family, so the two do not go together.
+            if d.addr.is_ipv6() != sc.spec.key.is_ipv6() && !cfg.sync.is_empty() {
+                let detail = format!(
+                    "real server {} is of the other address family than its service, which a sync daemon cannot carry (the config starts one)",
+                    d.addr
+                );
+                anyhow::bail!("{}", ConfigError::at(&cfg.source, *loc, &detail));
+            }
         }
     }
     Ok(cfg)
+}
+
+/// The kernel's check before `-a`/`-e` of a real server of the other address family than its
+/// service (do_ip_vs_set_ctl / ip_vs_genl_set_cmd): refused with EINVAL while a sync daemon
+/// runs, as the sync protocol cannot carry such connections. An unknown service is left to
+/// the operation itself (ESRCH comes first in the kernel too).
+fn mixed_family_sync(
+    vs: &VirtualServers,
+    sync: &sync::Daemons,
+    key: &ServiceKey,
+    d: &DestSpec,
+) -> Result<(), state::OpError> {
+    if d.addr.is_ipv6() != key.is_ipv6() && vs.exists(key) && !sync.list().is_empty() {
+        return Err(state::OpError {
+            errno: Errno::Inval,
+            detail: "a real server of the other address family cannot be added while a sync daemon runs".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Applies a plan in order; the first failure stops it (validation has already refused what

@@ -34,7 +34,7 @@ use super::{sync, timeouts::Named};
 use crate::{
     config::{ClassifierRule, Config},
     control::{SyncDaemon, SyncRole, Timeouts},
-    model::{svc_flags, DestSpec, Forward, Protocol, ServiceKey, ServiceSpec},
+    model::{svc_flags, DestSpec, Forward, Protocol, ServiceKey, ServiceSpec, TunType},
 };
 
 /// One operation of a reload.
@@ -280,6 +280,10 @@ fn dest_options(d: &DestSpec) -> String {
     if d.u_threshold != 0 || d.l_threshold != 0 {
         o.push_str(&format!(" -x {} -y {}", d.u_threshold, d.l_threshold));
     }
+    // IP-in-IP is ipvsadm's default: only the other encapsulations are spelled out.
+    if d.forward == Forward::Tunnel && d.tun_type != TunType::Ipip {
+        o.push_str(&d.tun_save());
+    }
     o
 }
 
@@ -378,7 +382,16 @@ mod tests {
     fn ipv6_and_fwmark_services_print_as_ipvsadm_takes_them() {
         let k = ServiceKey::Addr { protocol: Protocol::Udp, addr: "2001:db8::1".parse().unwrap(), port: 53 };
         let d = DestSpec::new("2001:db8:1::2".parse().unwrap(), 5353, Forward::Tunnel, 2);
-        assert_eq!(Change::AddDest(k, d).to_string(), "-a -u [2001:db8::1]:53 -r [2001:db8:1::2]:5353 -i -w 2");
+        assert_eq!(Change::AddDest(k, d.clone()).to_string(), "-a -u [2001:db8::1]:53 -r [2001:db8:1::2]:5353 -i -w 2");
+        // Tunnel types other than IP-in-IP are spelled out, as ipvsadm -S does; a change of
+        // type alone is an edit.
+        let mut g = d.clone();
+        (g.tun_type, g.tun_port, g.tun_flags) = (crate::model::TunType::Gue, 6080, crate::model::tun_flags::CSUM);
+        assert_eq!(
+            Change::EditDest(k, g.clone()).to_string(),
+            "-e -u [2001:db8::1]:53 -r [2001:db8:1::2]:5353 -i -w 2 --tun-type gue --tun-port 6080 --tun-csum"
+        );
+        assert_ne!(g, d);
         let mut s = ServiceSpec::new(ServiceKey::Fwmark { mark: 7, ipv6: true }, "sh");
         s.flags |= svc_flags::PERSISTENT;
         s.timeout = 360;

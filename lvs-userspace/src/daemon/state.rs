@@ -19,7 +19,7 @@ use tracing::info;
 use super::tables::{self, Tables};
 use crate::{
     control::Errno,
-    model::{DestSpec, DestStatus, Forward, ServiceKey, ServiceSpec, ServiceStatus, Stats},
+    model::{DestSpec, DestStatus, Forward, ServiceKey, ServiceSpec, ServiceStatus, Stats, TunType},
 };
 
 /// Every scheduler name kernel IPVS knows.
@@ -99,18 +99,14 @@ pub fn check_dest_supported(svc: &ServiceKey, d: &DestSpec) -> Result<(), OpErro
         }
     }
     // The kernel takes a real server of the other family for a tunnel only (ip_vs_ctl.c;
-    // ipvsadm refuses the rest itself). Those mixed tunnels (IPv4-in-IPv6, IPv6-in-IPv4) need
-    // an encapsulation the dataplane does not have: refused, so that no IPv4 packet is ever
-    // scheduled to an IPv6 address.
-    if d.addr.is_ipv6() != svc.is_ipv6() {
-        return if d.forward == Forward::Tunnel {
-            err(
-                Errno::NotImplemented,
-                "a tunnel to a real server of the other address family is not supported by lvsd yet",
-            )
-        } else {
-            err(Errno::Inval, "a real server's address family must be the service's (except for tunnels)")
-        };
+    // ipvsadm refuses the rest itself): the dataplane encapsulates IPv4 in IPv6 and IPv6 in
+    // IPv4 for it.
+    if d.addr.is_ipv6() != svc.is_ipv6() && d.forward != Forward::Tunnel {
+        return err(Errno::Inval, "a real server's address family must be the service's (except for tunnels)");
+    }
+    // ip_vs_add_dest/ip_vs_edit_dest: GUE needs a destination port.
+    if d.forward == Forward::Tunnel && d.tun_type == TunType::Gue && d.tun_port == 0 {
+        return err(Errno::Inval, "a GUE tunnel needs a port (tun_port 0)");
     }
     if !matches!(d.forward, Forward::Masq | Forward::Route | Forward::Tunnel) {
         return err(
@@ -249,6 +245,16 @@ impl VirtualServers {
 
     fn find(&self, key: &ServiceKey) -> Option<u32> {
         self.by_key.get(key).copied()
+    }
+
+    pub fn exists(&self, key: &ServiceKey) -> bool {
+        self.by_key.contains_key(key)
+    }
+
+    /// Whether any service has a real server of the other address family (IPVS's
+    /// `mixed_address_family_dests`).
+    pub fn has_mixed_family(&self) -> bool {
+        self.services.values().any(|s| s.dests.iter().any(|d| d.spec.addr.is_ipv6() != s.spec.key.is_ipv6()))
     }
 
     fn alloc_svc_slot(&mut self) -> Option<u32> {

@@ -24,7 +24,7 @@ use lvs_common::{
     AF_INET, AF_INET6,
 };
 
-use crate::model::{DestSpec, Forward, Protocol, ServiceKey};
+use crate::model::{DestSpec, Forward, Protocol, ServiceKey, TunType};
 
 /// Handles on every map the control plane writes or reads.
 pub struct Tables {
@@ -412,6 +412,9 @@ pub fn dest_conf(d: &DestSpec, svc_id: u32, flags: u32) -> DestConf {
         u_threshold: d.u_threshold,
         l_threshold: d.l_threshold,
         svc_id,
+        tun_type: d.tun_type.number(),
+        tun_flags: d.tun_flags as u8,
+        tun_port: d.tun_port.to_be(),
     }
 }
 
@@ -424,6 +427,9 @@ pub fn dest_spec(c: &DestConf) -> DestSpec {
         weight: c.weight,
         u_threshold: c.u_threshold,
         l_threshold: c.l_threshold,
+        tun_type: TunType::from_number(c.tun_type).unwrap_or_default(),
+        tun_port: u16::from_be(c.tun_port),
+        tun_flags: c.tun_flags as u16,
     }
 }
 

@@ -192,6 +192,9 @@ fn service_command(ctx: &mut Ctx<'_, '_>, r: &Resolved, key: ServiceKey) -> Resu
             weight: d.weight,
             u_threshold: d.u_threshold,
             l_threshold: d.l_threshold,
+            tun_type: crate::model::TunType::from_number(d.tun_type as u8).unwrap_or_default(),
+            tun_port: d.tun_port,
+            tun_flags: d.tun_flags as u16,
         }
     };
     match r.cmd {
@@ -202,12 +205,6 @@ fn service_command(ctx: &mut Ctx<'_, '_>, r: &Resolved, key: ServiceKey) -> Resu
         }
         Cmd::Del => ctx.set(Call::DelService, Request::DelService(key)),
         Cmd::AddDest | Cmd::EditDest => {
-            if r.dest.tun_type != 0 {
-                // The dataplane encapsulates in IP-in-IP only; the options were checked above
-                // exactly as ipvsadm checks them.
-                let what = format!("--tun-type {}", crate::ipvsadm::matrix::TUN_NAMES[r.dest.tun_type]);
-                return Ok(ctx.unsupported_with(&what, " (only ipip)"));
-            }
             if r.cmd == Cmd::AddDest {
                 ctx.set(Call::AddDest, Request::AddDest { service: key, dest: dest() })
             } else {

@@ -211,9 +211,7 @@ fn dest_line(d: &DestStatus, svc_name: &str, proto: &str, f: &Format, names: &dy
             Forward::Tunnel => "-i",
             Forward::Route | Forward::Local => "-g",
         };
-        // Every tunnel dest lvsd holds is IP-in-IP: the model has no other tunnel type.
-        let tun = if spec.forward == Forward::Tunnel { " --tun-type ipip" } else { "" };
-        return format!("-a {svc_name} -r {dname} {switch} -w {}{tun}\n", spec.weight);
+        return format!("-a {svc_name} -r {dname} {switch} -w {}{}\n", spec.weight, spec.tun_save());
     }
     if f.stats {
         let st = &d.stats;
@@ -244,7 +242,7 @@ fn dest_line(d: &DestStatus, svc_name: &str, proto: &str, f: &Format, names: &dy
             spec.weight as u32, d.persist_conns, d.active_conns, d.inact_conns
         )
     } else if f.tun_info {
-        let ti = if spec.forward == Forward::Tunnel { "ipip" } else { "n/a" };
+        let ti = spec.tun_info();
         format!(
             "  -> {dname:<28} {:<7} {ti:<13} {:<6} {:<10} {:<10}\n",
             spec.forward.ipvs_name(),
@@ -554,6 +552,69 @@ pub mod tests {
              \x20 -> 192.0.2.11:80                Route   n/a           1      0          0         \n\
              \x20 -> 192.0.2.12:80                Tunnel  ipip          2      1          0         \n\
              \x20 -> 192.0.2.13:80                Masq    n/a           3      0          2         \n"
+        );
+    }
+
+    /// The kernel's listing of tunnel types and of an IPv6 tunnel server of an IPv4 service
+    /// (tests/oracle/golden/listings.txt): `--tun-info`, `-L -n` and `-S -n`.
+    #[test]
+    fn tunnel_types_and_mixed_family_as_the_kernel_lists_them() {
+        use crate::model::{tun_flags, TunType};
+        let tun = |addr: &str, ty: TunType, port: u16, flags: u16, w: i32| {
+            let mut d = dest(addr, 8080, Forward::Tunnel, w, 0, 0);
+            (d.spec.tun_type, d.spec.tun_port, d.spec.tun_flags) = (ty, port, flags);
+            d
+        };
+        let mut a = ServiceStatus {
+            spec: ServiceSpec::new(key(Protocol::Tcp, "203.0.113.12", 8080), "wrr"),
+            dests: vec![
+                tun("192.0.2.13", TunType::Gue, 6082, tun_flags::REMCSUM, 1),
+                tun("192.0.2.12", TunType::Gue, 6081, tun_flags::CSUM, 1),
+                tun("192.0.2.11", TunType::Gue, 6080, 0, 100),
+            ],
+            stats: Default::default(),
+        };
+        let mut u = ServiceStatus {
+            spec: ServiceSpec::new(key(Protocol::Udp, "203.0.113.12", 53), "lc"),
+            dests: vec![
+                { let mut d = dest("2001:db8:1::13", 53, Forward::Tunnel, 20, 0, 0); d.spec.tun_type = TunType::Ipip; d },
+                dest("192.0.2.13", 53, Forward::Tunnel, 10, 0, 0),
+                { let mut d = dest("192.0.2.12", 53, Forward::Tunnel, 1, 0, 0); (d.spec.tun_type, d.spec.tun_flags) = (TunType::Gre, tun_flags::CSUM); d },
+                { let mut d = dest("192.0.2.11", 53, Forward::Tunnel, 1, 0, 0); d.spec.tun_type = TunType::Gre; d },
+            ],
+            stats: Default::default(),
+        };
+        sort_all(std::slice::from_mut(&mut a));
+        sort_all(std::slice::from_mut(&mut u));
+        let ti = Format { numeric: true, tun_info: true, ..Default::default() };
+        assert_eq!(
+            service_entry(&a, &ti, &FakeNames) + &service_entry(&u, &ti, &FakeNames),
+            "TCP  203.0.113.12:8080 wrr\n\
+             \x20 -> 192.0.2.11:8080              Tunnel  gue:6080:-c   100    0          0         \n\
+             \x20 -> 192.0.2.12:8080              Tunnel  gue:6081:+c   1      0          0         \n\
+             \x20 -> 192.0.2.13:8080              Tunnel  gue:6082:r+c  1      0          0         \n\
+             UDP  203.0.113.12:53 lc\n\
+             \x20 -> 192.0.2.11:53                Tunnel  gre:-c        1      0          0         \n\
+             \x20 -> 192.0.2.12:53                Tunnel  gre:+c        1      0          0         \n\
+             \x20 -> 192.0.2.13:53                Tunnel  ipip          10     0          0         \n\
+             \x20 -> [2001:db8:1::13]:53          Tunnel  ipip          20     0          0         \n"
+        );
+        let n = Format { numeric: true, ..Default::default() };
+        assert!(service_entry(&u, &n, &FakeNames).ends_with(
+            "  -> [2001:db8:1::13]:53          Tunnel  20     0          0         \n"
+        ));
+        let save = Format { numeric: true, rule: true, ..Default::default() };
+        assert_eq!(
+            service_entry(&a, &save, &FakeNames) + &service_entry(&u, &save, &FakeNames),
+            "-A -t 203.0.113.12:8080 -s wrr\n\
+             -a -t 203.0.113.12:8080 -r 192.0.2.11:8080 -i -w 100 --tun-type gue --tun-port 6080 --tun-nocsum\n\
+             -a -t 203.0.113.12:8080 -r 192.0.2.12:8080 -i -w 1 --tun-type gue --tun-port 6081 --tun-csum\n\
+             -a -t 203.0.113.12:8080 -r 192.0.2.13:8080 -i -w 1 --tun-type gue --tun-port 6082 --tun-remcsum\n\
+             -A -u 203.0.113.12:53 -s lc\n\
+             -a -u 203.0.113.12:53 -r 192.0.2.11:53 -i -w 1 --tun-type gre --tun-nocsum\n\
+             -a -u 203.0.113.12:53 -r 192.0.2.12:53 -i -w 1 --tun-type gre --tun-csum\n\
+             -a -u 203.0.113.12:53 -r 192.0.2.13:53 -i -w 10 --tun-type ipip\n\
+             -a -u 203.0.113.12:53 -r [2001:db8:1::13]:53 -i -w 20 --tun-type ipip\n"
         );
     }
 

@@ -321,7 +321,9 @@ impl<'a> ConnEntry<'a> {
         if proto_end == 0 || !line[..proto_end].bytes().all(|b| b.is_ascii_uppercase()) {
             return None;
         }
-        let start = proto_end + 1;
+        // The protocol is padded to three columns (`%-3s`): `IP  00:55` for a firewall-mark
+        // template has two blanks before the expiry.
+        let start = proto_end + line[proto_end..].bytes().take_while(|&b| b == b' ').count();
         let len = line[start..].find(' ').unwrap_or(line.len() - start);
         let (mm, ss) = line[start..start + len].split_once(':')?;
         let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
@@ -514,6 +516,9 @@ mod tests {
         assert_eq!(ConnEntry::parse("TCP 100:00  ESTABLISHED x").unwrap().expiry, 6000);
         assert_eq!(ConnEntry::parse("pro expire state       source"), None);
         assert_eq!(ConnEntry::parse("TCP 14:61  ESTABLISHED x"), None);
+        // A firewall-mark template: the protocol padded to three columns.
+        let t = ConnEntry::parse("IP  00:55  ASSURED     198.51.100.2:0     0.0.0.7:0          192.0.2.12:0").unwrap();
+        assert_eq!((t.before, t.expiry, t.client()), ("IP  ", 55, Some("198.51.100.2:0")));
     }
 
     #[test]
