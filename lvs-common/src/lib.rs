@@ -147,7 +147,7 @@ pub const DECAP_PROGRAM: &str = "lvs_decap";
 
 /// Version of the map layout. Pinned maps are reused without any schema check, so the pin
 /// directory carries this number; bump it whenever a key or value type changes.
-pub const MAP_ABI_VERSION: u32 = 4;
+pub const MAP_ABI_VERSION: u32 = 5;
 
 /// Address family values as the kernel numbers them.
 pub const AF_INET: u8 = 2;
