@@ -17,6 +17,7 @@ pub mod flow;
 pub mod fwd;
 pub mod maglev;
 pub mod persist;
+pub mod prefilter;
 pub mod sched_dynamic;
 #[cfg(test)]
 mod sched_golden;
@@ -50,10 +51,12 @@ pub mod map_names {
     pub const CLASSIFIER: &str = "CLASSIFIER";
     pub const LOOKUP_CTL: &str = "LOOKUP_CTL";
     pub const NEIGH_MISS: &str = "NEIGH_MISS";
+    /// Bitmap of virtual and real-server addresses (`prefilter`).
+    pub const ADDR_FILTER: &str = "ADDR_FILTER";
     /// The IPv6 path's programs, tail-called by the XDP entry (`XDP6_SLOT`, `XDP6_NEW_SLOT`, `XDP6_SEND_SLOT`).
     pub const XDP_PROGS: &str = "XDP_PROGS";
     /// Every map, for pinning.
-    pub const ALL: [&str; 21] = [
+    pub const ALL: [&str; 22] = [
         SVC_INDEX,
         SERVICES,
         SCHED_STATE,
@@ -75,6 +78,7 @@ pub mod map_names {
         LOOKUP_CTL,
         NEIGH_MISS,
         XDP_PROGS,
+        ADDR_FILTER,
     ];
 }
 

@@ -150,6 +150,11 @@ fn process(ctx: &XdpContext) -> Counter {
 
 #[inline(always)]
 fn decide(ctx: &XdpContext, pkt: &Packet) -> Step {
+    // 0. Neither to a virtual address nor from a real server or virtual address: nothing below
+    // can match (see `lvs_common::prefilter`).
+    if !classify::may_concern(pkt.saddr, pkt.daddr) {
+        return Counter::PassNoService.into();
+    }
     let now = conntrack::now_ns();
     let key = conntrack::key_of(&pkt);
 

@@ -301,6 +301,7 @@ fn start_dataplane(opts: &Options, cfg: &Config) -> anyhow::Result<(Dataplane, A
     timeouts::apply_config(&mut tables, &timeouts::named(cfg), &[None; 12])?;
     tables.sysctls.set(0, cfg.sysctls, 0)?;
     let mut vs = VirtualServers::recover(&tables)?;
+    vs.rebuild_filter(&mut tables)?;
     if !vs.is_empty() {
         info!(services = vs.len(), "recovered services from the pinned maps");
     }
