@@ -16,6 +16,7 @@ mod icmp;
 mod icmp_relay;
 mod maps;
 mod nat;
+mod nexthop;
 mod parse;
 mod persist;
 mod schedule;
@@ -307,7 +308,7 @@ fn send(ctx: &XdpContext, pkt: &Packet, fwd: u8, daddr: u32, dport: u16) -> Coun
         FWD_TUNNEL => tunnel::encapsulate(ctx, pkt, daddr),
         _ => {
             nat::to_real_server(pkt, daddr, dport);
-            forward::forward(ctx, pkt)
+            forward::forward_to_dest(ctx, pkt)
         }
     }
 }

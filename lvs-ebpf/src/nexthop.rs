@@ -1,0 +1,88 @@
+//! Next-hop cache: the result of a successful `bpf_fib_lookup` (egress interface, MAC
+//! addresses, the route's MTU and, for tunnels, its source address), kept per CPU for
+//! [`TTL_NS`] so that an established flow does not pay a route and neighbour lookup per
+//! packet (about 110 ns of 250 here). The FIB lookup stays the fallback: on a miss, an
+//! expired entry, a packet larger than the cached MTU, or any result but success.
+//!
+//! Towards a real server the entry is keyed by the real server's address alone (with the
+//! ingress interface): the route IPVS uses towards a real server is a property of the real
+//! server (its `dest_dst` cache), not of the client. Towards a client (NAT replies, routed-back
+//! DR replies) the key also holds the packet's source, as the FIB lookup sees it.
+//!
+//! Freshness: an entry lives [`TTL_NS`]; a changed route or neighbour (new MAC, entry
+//! deleted, route moved to another interface) is seen by the first packet after that, as a
+//! neighbour resolved by the kernel is seen by IPVS's cached route. Per-CPU, so entries are
+//! written without tearing and without cache-line bouncing between CPUs; direct-mapped (a
+//! slot holds one key, a colliding key replaces it), so a lookup is one inlined array read.
+
+use aya_ebpf::{macros::map, maps::PerCpuArray};
+
+use crate::forward::FibParams;
+
+/// How long an entry is trusted.
+pub const TTL_NS: u64 = 1_000_000_000;
+
+/// Slots per CPU (a power of two; 48 bytes each).
+const SLOTS: u32 = 8192;
+const SLOT_SHIFT: u32 = 32 - 13;
+const _: () = assert!(1 << (32 - SLOT_SHIFT) == SLOTS);
+
+/// `NextHop::flags`: `src` holds the route's source address (`BPF_FIB_LOOKUP_SRC` was used).
+pub const HAS_SRC: u16 = 1;
+
+#[repr(C)]
+pub struct NextHop {
+    /// Coarse monotonic time after which the entry is not used; 0: empty.
+    pub expires_ns: u64,
+    /// Key: destination the lookup was for, the source part of the key (0 towards a real
+    /// server), the ingress interface. Network order.
+    pub dst: u32,
+    pub src_key: u32,
+    pub iif: u32,
+    /// Egress interface.
+    pub oif: u32,
+    /// The route's source address (with [`HAS_SRC`]), network order.
+    pub src: u32,
+    /// The route's MTU; 0 when the lookup made no MTU check (then no packet that needs one
+    /// uses the entry).
+    pub mtu: u16,
+    pub flags: u16,
+    pub smac: [u8; 6],
+    pub dmac: [u8; 6],
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<NextHop>() == 48);
+
+/// Not pinned: it holds nothing a restarted daemon needs.
+#[map]
+static NEXT_HOPS: PerCpuArray<NextHop> = PerCpuArray::with_max_entries(SLOTS, 0);
+
+#[inline(always)]
+fn slot(dst: u32, src_key: u32, iif: u32) -> u32 {
+    (dst ^ src_key.rotate_left(16) ^ iif).wrapping_mul(0x9E37_79B1) >> SLOT_SHIFT
+}
+
+/// The live entry for this key, if any.
+#[inline(always)]
+pub fn get(dst: u32, src_key: u32, iif: u32, now: u64) -> Option<&'static NextHop> {
+    let e = NEXT_HOPS.get(slot(dst, src_key, iif))?;
+    (e.dst == dst && e.src_key == src_key && e.iif == iif && e.expires_ns > now).then_some(e)
+}
+
+/// Records a successful lookup. `mtu`: the route's MTU if the lookup checked it, else 0.
+#[inline(always)]
+pub fn put(dst: u32, src_key: u32, iif: u32, p: &FibParams, mtu: u16, flags: u16, now: u64) {
+    let Some(e) = NEXT_HOPS.get_ptr_mut(slot(dst, src_key, iif)) else { return };
+    unsafe {
+        (*e).expires_ns = now + TTL_NS;
+        (*e).dst = dst;
+        (*e).src_key = src_key;
+        (*e).iif = iif;
+        (*e).oif = p.ifindex;
+        (*e).src = p.src[0];
+        (*e).mtu = mtu;
+        (*e).flags = flags;
+        (*e).smac = p.smac;
+        (*e).dmac = p.dmac;
+    }
+}
