@@ -53,10 +53,13 @@ pub mod map_names {
     pub const NEIGH_MISS: &str = "NEIGH_MISS";
     /// Bitmap of virtual and real-server addresses (`prefilter`).
     pub const ADDR_FILTER: &str = "ADDR_FILTER";
+    /// One word lvsd advances on every route, neighbour, address, link or rule change: the
+    /// dataplane's next-hop cache trusts only entries of the current value.
+    pub const NEXT_HOP_EPOCH: &str = "NEXT_HOP_EPOCH";
     /// The IPv6 path's programs, tail-called by the XDP entry (`XDP6_SLOT`, `XDP6_NEW_SLOT`, `XDP6_SEND_SLOT`).
     pub const XDP_PROGS: &str = "XDP_PROGS";
     /// Every map, for pinning.
-    pub const ALL: [&str; 22] = [
+    pub const ALL: [&str; 23] = [
         SVC_INDEX,
         SERVICES,
         SCHED_STATE,
@@ -79,6 +82,7 @@ pub mod map_names {
         NEIGH_MISS,
         XDP_PROGS,
         ADDR_FILTER,
+        NEXT_HOP_EPOCH,
     ];
 }
 

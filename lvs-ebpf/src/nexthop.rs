@@ -9,13 +9,18 @@
 //! server (its `dest_dst` cache), not of the client. Towards a client (NAT replies, routed-back
 //! DR replies) the key also holds the packet's source, as the FIB lookup sees it.
 //!
-//! Freshness: an entry lives [`TTL_NS`]; a changed route or neighbour (new MAC, entry
-//! deleted, route moved to another interface) is seen by the first packet after that, as a
-//! neighbour resolved by the kernel is seen by IPVS's cached route. Per-CPU, so entries are
+//! Freshness: an entry is used only in the epoch it was filled in (`NEXT_HOP_EPOCH`, which
+//! lvsd advances on every route, neighbour, address, link or rule event the kernel announces),
+//! so a changed route or neighbour (new MAC, entry deleted, route moved to another gateway or
+//! interface) is seen by the next packet; and at most for [`TTL_NS`], the backstop for a
+//! change between a lookup and its recording, or one made while no lvsd listens. Per-CPU, so entries are
 //! written without tearing and without cache-line bouncing between CPUs; direct-mapped (a
 //! slot holds one key, a colliding key replaces it), so a lookup is one inlined array read.
 
-use aya_ebpf::{macros::map, maps::PerCpuArray};
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, PerCpuArray},
+};
 
 use crate::forward::FibParams;
 
@@ -49,13 +54,23 @@ pub struct NextHop {
     pub flags: u16,
     pub smac: [u8; 6],
     pub dmac: [u8; 6],
-    pub _pad: u32,
+    /// `NEXT_HOP_EPOCH` when the entry was filled (its low 32 bits).
+    pub epoch: u32,
 }
 const _: () = assert!(core::mem::size_of::<NextHop>() == 48);
 
 /// Not pinned: it holds nothing a restarted daemon needs.
 #[map]
 static NEXT_HOPS: PerCpuArray<NextHop> = PerCpuArray::with_max_entries(SLOTS, 0);
+
+/// The epoch (one word, pinned): see the module's comment.
+#[map]
+pub static NEXT_HOP_EPOCH: Array<u64> = Array::with_max_entries(1, 0);
+
+#[inline(always)]
+fn epoch() -> u32 {
+    NEXT_HOP_EPOCH.get(0).map_or(0, |e| *e as u32)
+}
 
 #[inline(always)]
 fn slot(dst: u32, src_key: u32, iif: u32) -> u32 {
@@ -66,7 +81,7 @@ fn slot(dst: u32, src_key: u32, iif: u32) -> u32 {
 #[inline(always)]
 pub fn get(dst: u32, src_key: u32, iif: u32, now: u64) -> Option<&'static NextHop> {
     let e = NEXT_HOPS.get(slot(dst, src_key, iif))?;
-    (e.dst == dst && e.src_key == src_key && e.iif == iif && e.expires_ns > now).then_some(e)
+    (e.dst == dst && e.src_key == src_key && e.iif == iif && e.expires_ns > now && e.epoch == epoch()).then_some(e)
 }
 
 /// Records a successful lookup. `mtu`: the route's MTU if the lookup checked it, else 0.
@@ -84,5 +99,6 @@ pub fn put(dst: u32, src_key: u32, iif: u32, p: &FibParams, mtu: u16, flags: u16
         (*e).flags = flags;
         (*e).smac = p.smac;
         (*e).dmac = p.dmac;
+        (*e).epoch = epoch();
     }
 }

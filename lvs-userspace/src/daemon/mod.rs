@@ -6,6 +6,7 @@ pub mod metrics;
 pub mod neigh;
 pub mod plan;
 pub mod reclaim;
+pub mod routewatch;
 pub mod server;
 pub mod state;
 pub mod sync;
@@ -350,6 +351,7 @@ fn serve(
     let estimator = spawn_estimator(daemon.clone(), stop.clone())?;
     let metrics_server = metrics::spawn(metrics_listener, daemon.clone(), stop.clone())?;
     let resolver = neigh::spawn(pins.maps(), stop.clone())?;
+    let route_watch = routewatch::spawn(pins.maps(), stop.clone())?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -370,6 +372,7 @@ fn serve(
     let _ = estimator.join();
     let _ = metrics_server.join();
     let _ = resolver.join();
+    let _ = route_watch.join();
     // Keep the program object alive until here: the links now own their program anyway.
     drop(dp);
     if opts.keep_dataplane {
