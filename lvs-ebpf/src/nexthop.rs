@@ -102,3 +102,57 @@ pub fn put(dst: u32, src_key: u32, iif: u32, p: &FibParams, mtu: u16, flags: u16
         (*e).epoch = epoch();
     }
 }
+
+/// IPv6 tunnelling's cache: the whole result of a successful lookup towards a real server
+/// (`BPF_FIB_LOOKUP_SRC` with an MTU check: its `src` is the route's source address, chosen by
+/// the kernel's IPv6 source address selection, which alone cost about 800 ns a packet, and
+/// its `tot_len` the route's MTU), keyed by the real server's address and the ingress
+/// interface, under the same epoch and lifetime as the IPv4 entries.
+#[repr(C)]
+pub struct NextHop6 {
+    pub expires_ns: u64,
+    pub dst: [u32; 4],
+    pub iif: u32,
+    pub epoch: u32,
+    pub p: FibParams,
+}
+const _: () = assert!(core::mem::size_of::<NextHop6>() == 96);
+
+const SLOTS6: u32 = 1024;
+const SLOT6_SHIFT: u32 = 32 - 10;
+const _: () = assert!(1 << (32 - SLOT6_SHIFT) == SLOTS6);
+
+#[map]
+static NEXT_HOPS6: PerCpuArray<NextHop6> = PerCpuArray::with_max_entries(SLOTS6, 0);
+
+#[inline(always)]
+fn slot6(dst: &[u32; 4], iif: u32) -> u32 {
+    (dst[0] ^ dst[1] ^ dst[2] ^ dst[3] ^ iif).wrapping_mul(0x9E37_79B1) >> SLOT6_SHIFT
+}
+
+/// The cached lookup result towards `dst`, if live and its MTU takes `len` bytes.
+#[inline(always)]
+pub fn get6(dst: &[u32; 4], iif: u32, now: u64, len: u16) -> Option<&'static FibParams> {
+    let e = NEXT_HOPS6.get(slot6(dst, iif))?;
+    (e.dst == *dst && e.iif == iif && e.expires_ns > now && e.epoch == epoch() && len <= e.p.tot_len).then_some(&e.p)
+}
+
+/// Records a successful lookup (made with an MTU check).
+#[inline(always)]
+pub fn put6(dst: &[u32; 4], iif: u32, p: &FibParams, now: u64) {
+    let Some(e) = NEXT_HOPS6.get_ptr_mut(slot6(dst, iif)) else { return };
+    unsafe {
+        (*e).expires_ns = now + TTL_NS;
+        (*e).dst = *dst;
+        (*e).iif = iif;
+        (*e).epoch = epoch();
+        (*e).p.family = p.family;
+        (*e).p.l4_protocol = p.l4_protocol;
+        (*e).p.tot_len = p.tot_len;
+        (*e).p.ifindex = p.ifindex;
+        (*e).p.src = p.src;
+        (*e).p.dst = p.dst;
+        (*e).p.smac = p.smac;
+        (*e).p.dmac = p.dmac;
+    }
+}
