@@ -9,7 +9,6 @@ use aya_ebpf::{
 use lvs_common::{counters::Counter, csum::replace2, fwd::NeighKey, AF_INET};
 
 use crate::{
-    conntrack::now_ns,
     maps::{FIB_SCRATCH, NEIGH_MISS},
     nexthop::{self, NextHop},
     parse::Packet,
@@ -122,20 +121,21 @@ pub fn redirect_cached(pkt: &Packet, h: &NextHop) -> Counter {
 
 /// Forwards the (already rewritten) packet to its own destination. Returns the counter that
 /// describes the verdict; `Counter::Redirect` means XDP_REDIRECT, the others XDP_PASS.
+/// `now`: the packet's coarse clock reading (one per packet: each read costs a helper call).
 #[inline(always)]
-pub fn forward(ctx: &XdpContext, pkt: &Packet) -> Counter {
-    forward_keyed(ctx, pkt, false)
+pub fn forward(ctx: &XdpContext, pkt: &Packet, now: u64) -> Counter {
+    forward_keyed(ctx, pkt, false, now)
 }
 
 /// [`forward`] for a packet rewritten towards a real server (NAT): its next hop is cached per
 /// real server, whatever the client (see `nexthop`).
 #[inline(always)]
-pub fn forward_to_dest(ctx: &XdpContext, pkt: &Packet) -> Counter {
-    forward_keyed(ctx, pkt, true)
+pub fn forward_to_dest(ctx: &XdpContext, pkt: &Packet, now: u64) -> Counter {
+    forward_keyed(ctx, pkt, true, now)
 }
 
 #[inline(always)]
-fn forward_keyed(ctx: &XdpContext, pkt: &Packet, to_dest: bool) -> Counter {
+fn forward_keyed(ctx: &XdpContext, pkt: &Packet, to_dest: bool, now: u64) -> Counter {
     let ip = pkt.ip;
     let (src, dst, tot_len, tos, ttl) = unsafe {
         (
@@ -148,7 +148,6 @@ fn forward_keyed(ctx: &XdpContext, pkt: &Packet, to_dest: bool) -> Counter {
     };
     let iif = ctx.ingress_ifindex() as u32;
     let src_key = if to_dest { 0 } else { src };
-    let now = now_ns();
     // A cached next hop, if the packet fits its route's MTU (else the lookup below decides).
     if let Some(h) = nexthop::get(dst, src_key, iif, now) {
         if tot_len <= h.mtu {
@@ -187,11 +186,10 @@ fn forward_keyed(ctx: &XdpContext, pkt: &Packet, to_dest: bool) -> Counter {
 /// VIP. So a missing neighbour entry drops the packet and records the next hop in
 /// `NEIGH_MISS`, which lvsd polls to ask the kernel to resolve it.
 #[inline(always)]
-pub fn direct_route(ctx: &XdpContext, pkt: &Packet, rip: u32) -> Counter {
+pub fn direct_route(ctx: &XdpContext, pkt: &Packet, rip: u32, now: u64) -> Counter {
     let ip = pkt.ip;
     let (src, tos, ttl) = unsafe { (u32::from_ne_bytes((*ip).src_addr), (*ip).tos, (*ip).ttl) };
     let iif = ctx.ingress_ifindex() as u32;
-    let now = now_ns();
     if let Some(h) = nexthop::get(rip, 0, iif, now) {
         if ttl <= 1 {
             return Counter::DropTtlExceeded;

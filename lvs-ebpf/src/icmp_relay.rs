@@ -117,8 +117,8 @@ fn relay(ctx: &XdpContext) -> Option<Counter> {
         // IPVS counts the error as inbound traffic of the connection (`ip_vs_in_stats`).
         stats::traffic(svc_id, dest_id, true, 0, tot_len as u64);
         return Some(match fwd {
-            FWD_ROUTE => forward::direct_route(ctx, &pkt, raddr),
-            FWD_TUNNEL => tunnel::encapsulate(ctx, &pkt, raddr),
+            FWD_ROUTE => forward::direct_route(ctx, &pkt, raddr, now),
+            FWD_TUNNEL => tunnel::encapsulate(ctx, &pkt, raddr, now),
             FWD_MASQ => {
                 unsafe {
                     // Outer destination VIP -> RIP.
@@ -139,7 +139,7 @@ fn relay(ctx: &XdpContext) -> Option<Counter> {
                     (*icmp)[3] = b[1];
                 }
                 pkt.daddr = raddr;
-                forward::forward(ctx, &pkt)
+                forward::forward(ctx, &pkt, now)
             }
             _ => Counter::DropUnsupportedForward,
         });
@@ -169,5 +169,5 @@ fn relay(ctx: &XdpContext) -> Option<Counter> {
         (*icmp)[3] = b[1];
     }
     pkt.saddr = vaddr;
-    Some(forward::forward(ctx, &pkt))
+    Some(forward::forward(ctx, &pkt, now))
 }

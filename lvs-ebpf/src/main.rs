@@ -143,20 +143,21 @@ fn process(ctx: &XdpContext) -> Counter {
         Ok(p) => p,
         Err(c) => return c,
     };
-    match decide(ctx, &pkt) {
+    // Neither to a virtual address nor from a real server or virtual address: nothing in
+    // `decide` can match (see `lvs_common::prefilter`).
+    if !classify::may_concern(pkt.saddr, pkt.daddr) {
+        return Counter::PassNoService;
+    }
+    // Read once per packet (a helper call) and passed down.
+    let now = conntrack::now_ns();
+    match decide(ctx, &pkt, now) {
         Step::Done(c) => c,
-        Step::Send(fwd, daddr, dport) => send(ctx, &pkt, fwd, daddr, dport),
+        Step::Send(fwd, daddr, dport) => send(ctx, &pkt, fwd, daddr, dport, now),
     }
 }
 
 #[inline(always)]
-fn decide(ctx: &XdpContext, pkt: &Packet) -> Step {
-    // 0. Neither to a virtual address nor from a real server or virtual address: nothing below
-    // can match (see `lvs_common::prefilter`).
-    if !classify::may_concern(pkt.saddr, pkt.daddr) {
-        return Counter::PassNoService.into();
-    }
-    let now = conntrack::now_ns();
+fn decide(ctx: &XdpContext, pkt: &Packet, now: u64) -> Step {
     let key = conntrack::key_of(&pkt);
 
     // 1. Client -> VIP on a known connection.
@@ -188,7 +189,7 @@ fn decide(ctx: &XdpContext, pkt: &Packet) -> Step {
         conntrack::update(e, &pkt, DIR_OUTPUT, now);
         let (vaddr, vport) = unsafe { ((*e).vaddr[0], (*e).vport) };
         nat::to_client(&pkt, vaddr, vport);
-        return forward::forward(ctx, &pkt).into();
+        return forward::forward(ctx, &pkt, now).into();
     }
     // 3. A new connection to a virtual service (firewall mark first, as IPVS)?
     let svc_id = classify::find_service(pkt.daddr, pkt.dport, pkt.proto);
@@ -302,13 +303,13 @@ fn to_real_server(pkt: &Packet, e: *mut ConnEntry, now: u64, new_conns: u64) -> 
 
 /// Sends a client packet to real server `daddr` by forwarding method `fwd`.
 #[inline(always)]
-fn send(ctx: &XdpContext, pkt: &Packet, fwd: u8, daddr: u32, dport: u16) -> Counter {
+fn send(ctx: &XdpContext, pkt: &Packet, fwd: u8, daddr: u32, dport: u16, now: u64) -> Counter {
     match fwd {
-        FWD_ROUTE => forward::direct_route(ctx, pkt, daddr),
-        FWD_TUNNEL => tunnel::encapsulate(ctx, pkt, daddr),
+        FWD_ROUTE => forward::direct_route(ctx, pkt, daddr, now),
+        FWD_TUNNEL => tunnel::encapsulate(ctx, pkt, daddr, now),
         _ => {
             nat::to_real_server(pkt, daddr, dport);
-            forward::forward_to_dest(ctx, pkt)
+            forward::forward_to_dest(ctx, pkt, now)
         }
     }
 }
@@ -348,7 +349,7 @@ fn dr_reply(ctx: &XdpContext, pkt: &Packet, now: u64) -> Counter {
     stats::count(Counter::ConnHit);
     unsafe { (*e).flags |= conn_flags::SEEN_OUTPUT };
     conntrack::update(e, pkt, DIR_OUTPUT, now);
-    forward::forward(ctx, pkt)
+    forward::forward(ctx, pkt, now)
 }
 
 #[cfg(not(test))]

@@ -19,7 +19,6 @@ use lvs_common::{
 use network_types::eth::EthHdr;
 
 use crate::{
-    conntrack::now_ns,
     forward::{
         decrement_ttl, lookup, redirect, redirect_cached, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH,
         BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_SRC,
@@ -31,8 +30,9 @@ use crate::{
 const IP_DF: u16 = 0x4000;
 
 /// Encapsulates the client's packet towards real server `rip` (network order) and forwards it.
+/// `now`: the packet's coarse clock reading.
 #[inline(always)]
-pub fn encapsulate(ctx: &XdpContext, pkt: &Packet, rip: u32) -> Counter {
+pub fn encapsulate(ctx: &XdpContext, pkt: &Packet, rip: u32, now: u64) -> Counter {
     let ip = pkt.ip;
     let (tot_len, tos, ttl, frags, id) = unsafe {
         (
@@ -46,7 +46,6 @@ pub fn encapsulate(ctx: &XdpContext, pkt: &Packet, rip: u32) -> Counter {
     let df = frags & IP_DF;
     let outer_len = tot_len.saturating_add(IPIP_OVERHEAD);
     let iif = ctx.ingress_ifindex() as u32;
-    let now = now_ns();
     // A cached next hop with the route's source address, if the encapsulated packet fits its
     // MTU (otherwise the lookup below decides between ICMP and the kernel's fragmentation).
     if let Some(h) = nexthop::get(rip, 0, iif, now) {
