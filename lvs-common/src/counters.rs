@@ -13,7 +13,10 @@ pub enum Counter {
     /// or TCP/UDP behind an IPv6 extension header that is not walked (ESP, AH, mobility, more
     /// than `MAX_EXT_HEADERS` of them).
     PassNotTcpUdp = 1,
-    /// Passed: a fragment (not handled yet; the kernel gets it).
+    /// Passed: an IPv4 fragment that does not carry the ports (offset != 0) and whose first
+    /// fragment was not forwarded here within the fragment table's lifetime (it arrived
+    /// first, was lost, or is not for a virtual service): the kernel gets it, as no real
+    /// server can be chosen for it.
     PassFragment = 2,
     /// Passed: malformed header (bad IHL, truncated L4 header, bad total length).
     PassMalformed = 3,
@@ -63,12 +66,30 @@ pub enum Counter {
     /// Dropped: no route to a DR or TUN real server (IPVS drops these too; handing them to
     /// the kernel would deliver them to the local VIP).
     DropNoRoute = 21,
-    /// Passed: an IPv6 packet with a fragment header (not handled yet; the kernel gets it).
+    /// Passed: an IPv6 fragment like `PassFragment` (offset != 0, first fragment not seen),
+    /// or a first fragment whose transport header does not directly follow the fragment
+    /// header.
     PassFragmentV6 = 22,
+    /// Dropped: a packet that would have been answered with ICMP port unreachable, over the
+    /// ICMP budget (`icmp_limit.rs`, the kernel's `icmp_msgs_per_sec`/`icmp_msgs_burst`).
+    DropIcmpRateLimited = 23,
+    /// Informational: a first fragment (offset 0, more fragments) was forwarded and its
+    /// datagram entered in the fragment table, IPv4 or IPv6.
+    FragTracked = 24,
+    /// Informational: a later fragment matched the fragment table and was sent where its
+    /// first fragment went (its verdict is counted as well), IPv4 or IPv6.
+    FragHit = 25,
+    /// Dropped: a new datagram of a persistent `--pe sip` service without a usable SIP
+    /// Call-ID in its first `sip::SCAN_MAX` bytes, or a new TCP connection of such a service
+    /// (the kernel's `ip_vs_sip_fill_param` fails and `ip_vs_sched_persist` drops).
+    DropSipNoCallId = 26,
+    /// Passed: a new datagram of a `--pe sip` service while the Call-ID search program
+    /// (`lvs_xdp_sip`) is not installed (only between loading and filling its slot).
+    PassSipUnscanned = 27,
 }
 
 /// Number of slots in `STATS`.
-pub const COUNTER_COUNT: u32 = 23;
+pub const COUNTER_COUNT: u32 = 28;
 
 impl Counter {
     /// Every counter, in index order.
@@ -96,6 +117,11 @@ impl Counter {
         Counter::DropTtlExceeded,
         Counter::DropNoRoute,
         Counter::PassFragmentV6,
+        Counter::DropIcmpRateLimited,
+        Counter::FragTracked,
+        Counter::FragHit,
+        Counter::DropSipNoCallId,
+        Counter::PassSipUnscanned,
     ];
 
     /// Stable snake_case name (metric label).
@@ -124,7 +150,44 @@ impl Counter {
             Counter::DropTtlExceeded => "drop_ttl_exceeded",
             Counter::DropNoRoute => "drop_no_route",
             Counter::PassFragmentV6 => "pass_fragment_v6",
+            Counter::DropIcmpRateLimited => "drop_icmp_rate_limited",
+            Counter::FragTracked => "frag_tracked",
+            Counter::FragHit => "frag_hit",
+            Counter::DropSipNoCallId => "drop_sip_no_callid",
+            Counter::PassSipUnscanned => "pass_sip_unscanned",
         }
+    }
+}
+
+/// XDP actions (`enum xdp_action`), for [`Counter::verdict`].
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_REDIRECT: u32 = 4;
+
+impl Counter {
+    /// The XDP action a packet ending in this counter gets: the dataplane returns it, and the
+    /// metrics label packets with it (one table, so the two cannot disagree). The
+    /// informational counters (`NewConn`, `ConnHit`) end no packet; they map to pass.
+    pub const fn verdict(self) -> u32 {
+        match self {
+            Counter::Redirect | Counter::TxIcmpUnreachable | Counter::TxIcmpFragNeeded => XDP_REDIRECT,
+            Counter::DropNoDest
+            | Counter::DropConnTableFull
+            | Counter::DropServiceMissing
+            | Counter::DropUnsupportedForward
+            | Counter::DropDestUnavailable
+            | Counter::DropNoNeigh
+            | Counter::DropTtlExceeded
+            | Counter::DropNoRoute
+            | Counter::DropIcmpRateLimited
+            | Counter::DropSipNoCallId => XDP_DROP,
+            _ => XDP_PASS,
+        }
+    }
+
+    /// Whether the counter is informational (counted besides a packet's final counter).
+    pub const fn is_informational(self) -> bool {
+        matches!(self, Counter::NewConn | Counter::ConnHit | Counter::FragTracked | Counter::FragHit)
     }
 }
 
@@ -132,5 +195,20 @@ impl TryFrom<u32> for Counter {
     type Error = u32;
     fn try_from(v: u32) -> Result<Self, u32> {
         Counter::ALL.get(v as usize).copied().ok_or(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_drop_counter_is_an_xdp_drop_and_only_those() {
+        for c in Counter::ALL {
+            assert_eq!(c.name().starts_with("drop_"), c.verdict() == XDP_DROP, "{c:?}");
+            if c.name().starts_with("tx_") || c == Counter::Redirect {
+                assert_eq!(c.verdict(), XDP_REDIRECT, "{c:?}");
+            }
+        }
     }
 }

@@ -53,6 +53,17 @@ pub mod conn_flags {
     pub const SEEN_OUTPUT: u16 = 0x10;
     /// Installed by a sync backup from a master's message (IPVS's `IP_VS_CONN_F_SYNC`).
     pub const SYNCED: u16 = 0x20;
+    /// The template is a sip persistence engine's: `ctl_mark` holds its Call-ID share
+    /// (`lvs_common::sip::key_hash`; such services have no firewall mark).
+    pub const CTL_PE_SIP: u16 = 0x40;
+
+    /// The Call-ID share of a controlled connection's template key (0: not a sip template).
+    /// Arithmetic, not a branch: this runs on the dataplane's per-packet paths, where a branch
+    /// doubles the states the verifier walks after it.
+    #[inline(always)]
+    pub fn pe(e: &super::ConnEntry) -> u32 {
+        e.ctl_mark & 0u32.wrapping_sub(((e.flags & CTL_PE_SIP) >> 6) as u32)
+    }
 }
 
 /// One tracked connection (value of `CONNS`). 72 bytes, no hidden padding.
@@ -88,7 +99,8 @@ pub struct ConnEntry {
     pub active: u64,
     /// For a `CONTROLLED` connection: the template's client mask (`TemplateScope::mask`).
     pub ctl_mask: u32,
-    /// For a `CONTROLLED` connection of a firewall-mark service: the mark, else 0.
+    /// For a `CONTROLLED` connection of a firewall-mark service: the mark; with `CTL_PE_SIP`,
+    /// the template's Call-ID share; else 0.
     pub ctl_mark: u32,
 }
 

@@ -14,7 +14,9 @@ pub mod classify;
 pub mod counters;
 pub mod csum;
 pub mod flow;
+pub mod frag;
 pub mod fwd;
+pub mod icmp_limit;
 pub mod maglev;
 pub mod persist;
 pub mod prefilter;
@@ -23,6 +25,7 @@ pub mod sched_dynamic;
 mod sched_golden;
 pub mod sched_hash;
 pub mod service;
+pub mod sip;
 pub mod stats;
 pub mod sysctl;
 pub mod tcp_state;
@@ -51,6 +54,7 @@ pub mod map_names {
     pub const CLASSIFIER: &str = "CLASSIFIER";
     pub const LOOKUP_CTL: &str = "LOOKUP_CTL";
     pub const NEIGH_MISS: &str = "NEIGH_MISS";
+    pub const ICMP_BUDGET: &str = "ICMP_BUDGET";
     /// Bitmap of virtual and real-server addresses (`prefilter`).
     pub const ADDR_FILTER: &str = "ADDR_FILTER";
     /// One word lvsd advances on every route, neighbour, address, link or rule change: the
@@ -58,8 +62,16 @@ pub mod map_names {
     pub const NEXT_HOP_EPOCH: &str = "NEXT_HOP_EPOCH";
     /// The IPv6 path's programs, tail-called by the XDP entry (`XDP6_SLOT`, `XDP6_NEW_SLOT`, `XDP6_SEND_SLOT`).
     pub const XDP_PROGS: &str = "XDP_PROGS";
+    /// Where the first fragment of each recent datagram went (`crate::frag`).
+    pub const FRAGS: &str = "FRAGS";
+    /// The running connection sync daemons' parameters, so that a restarted lvsd starts them
+    /// again. Not in the eBPF object: lvsd creates and pins it itself (the dataplane never
+    /// reads it; bpffs holds no plain files).
+    pub const SYNC_DAEMONS: &str = "SYNC_DAEMONS";
+    /// The Call-ID of each SIP persistence template (`sip::CallId`), same key as `TEMPLATES`.
+    pub const SIP_CALLIDS: &str = "SIP_CALLIDS";
     /// Every map, for pinning.
-    pub const ALL: [&str; 23] = [
+    pub const ALL: [&str; 27] = [
         SVC_INDEX,
         SERVICES,
         SCHED_STATE,
@@ -80,7 +92,11 @@ pub mod map_names {
         CLASSIFIER,
         LOOKUP_CTL,
         NEIGH_MISS,
+        ICMP_BUDGET,
         XDP_PROGS,
+        FRAGS,
+        SYNC_DAEMONS,
+        SIP_CALLIDS,
         ADDR_FILTER,
         NEXT_HOP_EPOCH,
     ];
@@ -110,12 +126,31 @@ pub const XDP6_SEND_SLOT: u32 = 2;
 pub const XDP_ICMP_PROGRAM: &str = "lvs_xdp_icmp";
 pub const XDP_ICMP_SLOT: u32 = 3;
 
+/// The program relaying ICMPv6 errors about tracked IPv6 connections, tail-called by
+/// [`XDP6_PROGRAM`] for IPv6 packets that are neither TCP nor UDP, and its slot.
+pub const XDP6_ICMP_PROGRAM: &str = "lvs_xdp6_icmp";
+pub const XDP6_ICMP_SLOT: u32 = 4;
+/// The program forwarding later fragments (IPv4 and IPv6) after their first one, tail-called
+/// by the IPv4 entry and by the IPv6 program for fragments that do not carry the ports, and
+/// its slot.
+pub const XDP_FRAG_PROGRAM: &str = "lvs_xdp_frag";
+pub const XDP_FRAG_SLOT: u32 = 5;
+
+/// The sip persistence engine's Call-ID search (`lvs_xdp_sip`), tail-called by
+/// [`XDP_PROGRAM`] for a new datagram of a persistent `--pe sip` service, and its slot.
+pub const XDP_SIP_PROGRAM: &str = "lvs_xdp_sip";
+pub const XDP_SIP_SLOT: u32 = 6;
+
+/// The slot holding [`XDP_PROGRAM`] itself: `lvs_xdp_sip` tail-calls back into it with the
+/// Call-ID found.
+pub const XDP_MAIN_SLOT: u32 = 7;
+
 /// Name of the real servers' decapsulation program (TC ingress) in its own object.
 pub const DECAP_PROGRAM: &str = "lvs_decap";
 
 /// Version of the map layout. Pinned maps are reused without any schema check, so the pin
 /// directory carries this number; bump it whenever a key or value type changes.
-pub const MAP_ABI_VERSION: u32 = 3;
+pub const MAP_ABI_VERSION: u32 = 4;
 
 /// Address family values as the kernel numbers them.
 pub const AF_INET: u8 = 2;

@@ -109,6 +109,9 @@ impl SvcKey {
 pub mod svc_conf_flags {
     /// The slot holds a live service.
     pub const IN_USE: u32 = 0x8000_0000;
+    /// The service has the sip persistence engine (`--pe sip`): with `IP_VS_SVC_F_PERSISTENT`,
+    /// its UDP templates are keyed on the datagram's SIP Call-ID too (`lvs_common::sip`).
+    pub const PE_SIP: u32 = 0x4000_0000;
     /// IPVS service flags (`IP_VS_SVC_F_*`) occupy the low bits unchanged.
     pub const IPVS_MASK: u32 = 0x0000_ffff;
 }

@@ -267,13 +267,14 @@ pub fn now_ns() -> u64 {
 /// reclaimed yet, or a TIME_WAIT one a new SYN reuses) has its count taken away here.
 /// `Err(())` when the table is full.
 #[inline(always)]
-pub fn create(
+pub fn create<P: FnOnce() -> u32>(
     key: &FlowKey,
     svc_id: u32,
     dest_id: u32,
     dest: &DestConf,
     svc_port: u16,
     ctl: Option<TemplateScope>,
+    pe: P,
     now: u64,
 ) -> Result<*mut ConnEntry, ()> {
     // DR and TUN connections have no reverse entry and keep the virtual port.
@@ -281,12 +282,21 @@ pub fn create(
     let nat_flag = if nat { conn_flags::NAT } else { 0 };
     let (dport, flags, ctl_mask, ctl_mark) = match ctl {
         // ip_vs_sched_persist: a port-zero service keeps the client's port.
-        Some(s) => (
+        // `pe`: a sip template's Call-ID share, which takes the mark's place (such services
+        // have none). Its flag is set without a branch ((-pe | pe) has the top bit set when pe
+        // is not 0): a branch here doubles the states the verifier walks after it.
+        Some(s) => {
+            let pe = pe();
+            (
             conn_dport(key.dport, svc_port, dest.port),
-            nat_flag | conn_flags::CONTROLLED | if s.any_port { conn_flags::CTL_ANY_PORT } else { 0 },
+            nat_flag
+                | conn_flags::CONTROLLED
+                | if s.any_port { conn_flags::CTL_ANY_PORT } else { 0 }
+                | (((0u32.wrapping_sub(pe) | pe) >> 31) as u16) * conn_flags::CTL_PE_SIP,
             s.mask,
-            s.mark,
-        ),
+            s.mark | pe,
+            )
+        }
         // ip_vs_schedule: port 0 on a real server means "the virtual port" (ipvsadm -r RIP
         // without port); DR and TUN cannot change the port at all.
         None => (if dest.port == 0 || !nat { key.dport } else { dest.port }, nat_flag, 0, 0),

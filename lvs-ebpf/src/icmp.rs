@@ -27,12 +27,27 @@ const TOS_INTERNETCONTROL: u8 = 0xc0;
 /// the way it came: a redirect to the ingress interface rather than XDP_TX, because native
 /// XDP_TX on a veth did not deliver to the peer here while redirects into it do. IPVS does the same when its scheduler finds no real server
 /// (`icmp_send(skb, ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, 0)`), so a client is refused at once
-/// instead of retrying into silence. No rate limit yet (the kernel's `icmp_ratelimit` applies
-/// there); the answer is never larger than 110 bytes.
+/// instead of retrying into silence. Within the kernel's global ICMP budget ([`within_budget`]);
+/// the answer is never larger than 110 bytes.
 #[inline(always)]
 pub fn port_unreachable(ctx: &XdpContext, pkt: &Packet) -> Counter {
+    if !within_budget() {
+        return Counter::DropIcmpRateLimited;
+    }
     // A failure half way leaves a mangled frame: it is dropped, as IPVS drops the packet.
     build(ctx, pkt, ICMP_PORT_UNREACH, 0).map_or(Counter::DropNoDest, |()| Counter::TxIcmpUnreachable)
+}
+
+/// Whether one more ICMP error may be sent now (lvs-common icmp_limit.rs: the kernel's
+/// `icmp_msgs_per_sec`/`icmp_msgs_burst`, per CPU). Port unreachable only: fragmentation
+/// needed and packet too big are exempt, as in the kernel. Shared with the IPv6 errors, as the
+/// kernel's budget is.
+#[inline(always)]
+pub fn within_budget() -> bool {
+    match crate::maps::ICMP_BUDGET.get_ptr_mut(0) {
+        Some(b) => unsafe { (*b).take(crate::conntrack::now_ns()) },
+        None => false,
+    }
 }
 
 /// Turns the packet into ICMP fragmentation needed from the VIP back to the client, with

@@ -12,7 +12,9 @@
 mod classify;
 mod conntrack;
 mod forward;
+mod frag;
 mod icmp;
+mod icmp6_relay;
 mod icmp_relay;
 mod maps;
 mod nat;
@@ -20,17 +22,18 @@ mod nexthop;
 mod parse;
 mod persist;
 mod schedule;
+mod sip;
 mod stats;
 mod tunnel;
 mod v6;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{macros::xdp, programs::XdpContext};
 use lvs_common::{
     counters::Counter,
     flow::{conn_flags, ConnEntry},
     service::{dest_flags, SVC_F_ONEPACKET},
     tcp_state::{DIR_INPUT, DIR_OUTPUT, TCP_RST, TCP_SYN},
-    XDP6_SLOT, XDP_ICMP_SLOT,
+    XDP6_ICMP_SLOT, XDP6_SLOT, XDP_FRAG_SLOT, XDP_ICMP_SLOT, XDP_MAIN_SLOT, XDP_SIP_SLOT,
 };
 
 use crate::{
@@ -63,6 +66,33 @@ pub fn lvs_xdp(ctx: XdpContext) -> u32 {
     if matches!(c, Counter::PassNotTcpUdp) {
         maps::tail_call(&ctx, XDP_ICMP_SLOT);
     }
+    // Later fragments (no ports) follow their first fragment in a program of their own
+    // (frag.rs); only reached if its slot is empty, and then the kernel gets them.
+    if matches!(c, Counter::PassFragment) {
+        maps::tail_call(&ctx, XDP_FRAG_SLOT);
+    }
+    // A new datagram of a persistent --pe sip service: the Call-ID search (sip.rs), which
+    // comes back here with its result.
+    if matches!(c, Counter::PassSipUnscanned) {
+        maps::tail_call(&ctx, XDP_SIP_SLOT);
+    }
+    stats::count(c);
+    verdict(c)
+}
+
+/// The sip persistence engine's Call-ID search, tail-called from `lvs_xdp`, which it
+/// tail-calls again with the result: see sip.rs.
+#[xdp]
+#[inline(always)]
+pub fn lvs_xdp_sip(ctx: XdpContext) -> u32 {
+    let c = match sip::process(&ctx) {
+        Some(c) => c,
+        None => {
+            maps::tail_call(&ctx, XDP_MAIN_SLOT);
+            // Only reached while lvsd has not filled the slot.
+            Counter::PassSipUnscanned
+        }
+    };
     stats::count(c);
     verdict(c)
 }
@@ -72,6 +102,15 @@ pub fn lvs_xdp(ctx: XdpContext) -> u32 {
 #[inline(always)]
 pub fn lvs_xdp6(ctx: XdpContext) -> u32 {
     let c = v6::process(&ctx);
+    // ICMPv6 errors about our connections (icmp6_relay.rs), in a program of their own as the
+    // IPv4 ones; only reached if that program's slot is empty.
+    if matches!(c, Counter::PassNotTcpUdp) {
+        maps::tail_call(&ctx, XDP6_ICMP_SLOT);
+    }
+    // A later fragment: see `lvs_xdp`.
+    if matches!(c, Counter::PassFragmentV6) {
+        maps::tail_call(&ctx, XDP_FRAG_SLOT);
+    }
     stats::count(c);
     verdict(c)
 }
@@ -103,22 +142,29 @@ pub fn lvs_xdp_icmp(ctx: XdpContext) -> u32 {
     verdict(c)
 }
 
-/// The XDP action for a final counter.
+/// ICMPv6 errors about tracked connections, tail-called from `lvs_xdp6`: see icmp6_relay.rs.
+#[xdp]
+#[inline(always)]
+pub fn lvs_xdp6_icmp(ctx: XdpContext) -> u32 {
+    let c = icmp6_relay::process(&ctx);
+    stats::count(c);
+    verdict(c)
+}
+
+/// Later fragments of IPv4 and IPv6 datagrams, tail-called from `lvs_xdp` and `lvs_xdp6`:
+/// see frag.rs.
+#[xdp]
+#[inline(always)]
+pub fn lvs_xdp_frag(ctx: XdpContext) -> u32 {
+    let c = frag::process(&ctx);
+    stats::count(c);
+    verdict(c)
+}
+
+/// The XDP action for a final counter (the table is in lvs-common, shared with the metrics).
 #[inline(always)]
 pub(crate) fn verdict(c: Counter) -> u32 {
-    match c {
-        Counter::Redirect | Counter::TxIcmpUnreachable => xdp_action::XDP_REDIRECT,
-        Counter::DropNoDest
-        | Counter::DropConnTableFull
-        | Counter::DropServiceMissing
-        | Counter::DropUnsupportedForward
-        | Counter::DropDestUnavailable
-        | Counter::DropNoNeigh
-        | Counter::DropTtlExceeded
-        | Counter::DropNoRoute => xdp_action::XDP_DROP,
-        Counter::TxIcmpFragNeeded => xdp_action::XDP_REDIRECT,
-        _ => xdp_action::XDP_PASS,
-    }
+    c.verdict()
 }
 
 /// What to do with a packet: counted and done, or sent to a real server (one call site for
@@ -188,6 +234,7 @@ fn decide(ctx: &XdpContext, pkt: &Packet, now: u64) -> Step {
         }
         conntrack::update(e, &pkt, DIR_OUTPUT, now);
         let (vaddr, vport) = unsafe { ((*e).vaddr[0], (*e).vport) };
+        frag::remember_v4(pkt, lvs_common::frag::FRAG_REPLY, vaddr);
         nat::to_client(&pkt, vaddr, vport);
         return forward::forward(ctx, &pkt, now).into();
     }
@@ -202,11 +249,18 @@ fn decide(ctx: &XdpContext, pkt: &Packet, now: u64) -> Step {
         return Counter::PassNotSyn.into();
     }
     let Some(svc) = SERVICES.get(svc_id) else { return Counter::DropServiceMissing.into() };
+    // --pe sip on a persistent service: the Call-ID must be known first (sip.rs). Asked of
+    // every service, so that one state (not one per kind of service) goes on from here.
+    match sip::gate(svc_id, svc.flags, &key) {
+        sip::GO => {}
+        sip::SCAN => return Counter::PassSipUnscanned.into(),
+        _ => return Counter::DropSipNoCallId.into(),
+    }
     // Persistence: a live template decides; otherwise the scheduler, and a new template.
     // Nothing computed for persistence stays live across `schedule::pick`: the verifier then
     // sees the same state entering it with and without persistence, and explores it once.
     let hit = match persist::scope(svc, &key) {
-        Some(scope) => persist::lookup(svc_id, &scope, &key, now),
+        Some(scope) => persist::lookup(svc_id, &scope, &key, now, sip::pe_share()),
         None => persist::MISS,
     };
     let dest_id = if hit != persist::MISS {
@@ -219,7 +273,7 @@ fn decide(ctx: &XdpContext, pkt: &Packet, now: u64) -> Step {
     };
     let ctl = persist::scope(svc, &key);
     if let (persist::MISS, Some(scope)) = (hit, &ctl) {
-        if persist::bind(svc, scope, &key, dest_id, now).is_none() {
+        if persist::bind(svc, scope, &key, dest_id, now, sip::pe_share).is_none() {
             return Counter::DropConnTableFull.into();
         }
     }
@@ -241,7 +295,7 @@ fn decide(ctx: &XdpContext, pkt: &Packet, now: u64) -> Step {
         let dport = if dest.port == 0 { pkt.dport } else { dest.port };
         return Step::Send(dest.fwd, dest.addr[0], dport);
     }
-    let Ok(e) = conntrack::create(&key, svc_id, dest_id, dest, svc.key.port, ctl, now) else {
+    let Ok(e) = conntrack::create(&key, svc_id, dest_id, dest, svc.key.port, ctl, sip::pe_share, now) else {
         return Counter::DropConnTableFull.into();
     };
     stats::count(Counter::NewConn);
@@ -304,6 +358,7 @@ fn to_real_server(pkt: &Packet, e: *mut ConnEntry, now: u64, new_conns: u64) -> 
 /// Sends a client packet to real server `daddr` by forwarding method `fwd`.
 #[inline(always)]
 fn send(ctx: &XdpContext, pkt: &Packet, fwd: u8, daddr: u32, dport: u16, now: u64) -> Counter {
+    frag::remember_v4(pkt, fwd, daddr);
     match fwd {
         FWD_ROUTE => forward::direct_route(ctx, pkt, daddr, now),
         FWD_TUNNEL => tunnel::encapsulate(ctx, pkt, daddr, now),

@@ -9,6 +9,7 @@ use lvs_common::{
     classify::{ClassRuleSet, CTL_WORDS},
     counters::COUNTER_COUNT,
     flow::{ConnEntry, ConnRef, FlowKey, DEFAULT_CONN_TABLE_SIZE},
+    frag::{FragEntry, FragKey, FRAG_TABLE_SIZE},
     fwd::{NeighKey, NEIGH_MISS_SIZE},
     persist::Template,
     sysctl::Sysctls,
@@ -56,6 +57,10 @@ pub static TIMEOUTS: Array<u32> = Array::with_max_entries(TIMEOUT_SLOTS, 0);
 #[map]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
 
+/// The budget of ICMP errors the director originates, per CPU (lvs-common icmp_limit.rs).
+#[map]
+pub static ICMP_BUDGET: PerCpuArray<lvs_common::icmp_limit::IcmpBucket> = PerCpuArray::with_max_entries(1, 0);
+
 /// `BPF_F_MMAPABLE`: userspace maps the array's memory and updates counters atomically there.
 const BPF_F_MMAPABLE: u32 = 1 << 10;
 
@@ -96,6 +101,18 @@ pub struct Scratch {
 
 #[map]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// The Call-ID of each sip persistence engine template, under the template's key: for the
+/// listing (`-L -c --persistent-conn`). Written by `lvs_xdp_sip`, removed with the template
+/// by userspace. Not preallocated: only `--pe sip` services use it.
+#[map]
+pub static SIP_CALLIDS: HashMap<FlowKey, lvs_common::sip::CallId> =
+    HashMap::with_max_entries(DEFAULT_CONN_TABLE_SIZE, BPF_F_NO_PREALLOC);
+
+/// The hand-over between `lvs_xdp` and `lvs_xdp_sip` (see sip.rs). Not pinned: it holds
+/// nothing between packets (a tail call stays on its CPU).
+#[map]
+pub static SIP_WORK: PerCpuArray<crate::sip::SipWork> = PerCpuArray::with_max_entries(1, 0);
 
 /// The IPVS sysctls the dataplane honours (one element).
 #[map]
@@ -144,9 +161,16 @@ pub static FIB_SCRATCH: PerCpuArray<crate::forward::FibParams> = PerCpuArray::wi
 /// `lvs_common::XDP6_SLOT`, `XDP6_NEW_SLOT`, `XDP6_SEND_SLOT`) and the ICMP error relay
 /// (`lvs_xdp_icmp`, `XDP_ICMP_SLOT`), filled by lvsd. IPv6 runs in programs of its own, reached by tail
 /// calls, because the IPv4 program alone takes most of the verifier's million-instruction
-/// budget: see `lvs_xdp` and v6.rs.
+/// budget: see `lvs_xdp` and v6.rs. Also the sip Call-ID search (`lvs_xdp_sip`,
+/// `XDP_SIP_SLOT`) and `lvs_xdp` itself (`XDP_MAIN_SLOT`), which the search tail-calls back.
 #[map]
-pub static XDP_PROGS: ProgramArray = ProgramArray::with_max_entries(4, 0);
+pub static XDP_PROGS: ProgramArray = ProgramArray::with_max_entries(16, 0);
+
+/// Where the first fragment of each recent datagram went, for its later fragments
+/// (`lvs_common::frag`; filled on the normal paths, read by `lvs_xdp_frag`, frag.rs). LRU:
+/// datagrams whose later fragments never come make way by themselves.
+#[map]
+pub static FRAGS: LruHashMap<FragKey, FragEntry> = LruHashMap::with_max_entries(FRAG_TABLE_SIZE, 0);
 
 /// Tail-calls the program in `XDP_PROGS` slot `slot`; returns only if there is none. The
 /// helper is called here directly, always inlined: aya's `ProgramArray::tail_call`, called
@@ -174,6 +198,10 @@ pub struct V6Scratch {
     pub addr: [u32; 4],
     pub port: u16,
     pub how: u8,
+    /// Set by the parser: whether the packet is a first fragment (offset 0, more to come),
+    /// and its fragment header's identification (network order).
+    pub frag: u8,
+    pub frag_id: u32,
 }
 
 // Per-CPU: only the CPU running the program touches its slot; the raw pointers in `view`

@@ -8,7 +8,7 @@ use network_types::{eth::EthHdr, ip::Ipv4Hdr, tcp::TcpHdr, udp::UdpHdr};
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 /// ETH_P_IP as it sits in the frame (network order); `EthHdr::ether_type` is a raw u16.
-const ETH_P_IP_BE: u16 = 0x0800u16.to_be();
+pub const ETH_P_IP_BE: u16 = 0x0800u16.to_be();
 
 /// ETH_P_IPV6 as it sits in the frame.
 pub const ETH_P_IPV6_BE: u16 = 0x86ddu16.to_be();
@@ -73,9 +73,10 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Counter> {
     if tot_len < ip_len || ctx.data() + EthHdr::LEN + tot_len > ctx.data_end() {
         return Err(Counter::PassMalformed);
     }
-    // MF set or a non-zero offset: a fragment. Only the first carries ports; without a
-    // fragment table we cannot keep them together, so the kernel gets all of them.
-    if u16::from_be_bytes(unsafe { (*ip).frags }) & 0x3fff != 0 {
+    // A non-zero offset: a later fragment, without ports. `lvs_xdp` hands it to the fragment
+    // program (frag.rs). A first fragment (offset 0, MF) carries the transport header and
+    // goes on as any packet; frag.rs records where it is sent.
+    if u16::from_be_bytes(unsafe { (*ip).frags }) & 0x1fff != 0 {
         return Err(Counter::PassFragment);
     }
     let proto = unsafe { (*ip).proto };

@@ -8,6 +8,7 @@ use lvs_common::{
         INVALID_PORT,
     },
     service::{dest_flags, ServiceConf},
+    sip::mark_key,
 };
 
 use crate::{
@@ -59,12 +60,14 @@ pub const MISS: u32 = u32::MAX;
 /// way of missing reached `schedule::pick` in a state of its own, and the program went past
 /// the verifier's million instructions.
 #[inline(never)]
-pub fn lookup(svc_id: u32, scope: &TemplateScope, key: &FlowKey, now: u64) -> u32 {
+pub fn lookup(svc_id: u32, scope: &TemplateScope, key: &FlowKey, now: u64, pe: u32) -> u32 {
     // The keys live in a per-CPU scratch map, not on the stack: this frame and the caller's
     // together must stay within BPF's 512 bytes.
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return MISS };
     let tkey = unsafe { &mut (*scratch).tkey };
     fill_template_key(tkey, key, scope);
+    // --pe sip: the Call-ID's share of the key (0 for any other service).
+    mark_key(tkey, pe);
     let Some(t) = TEMPLATES.get_ptr_mut(tkey) else { return MISS };
     // Copies: the entry may be replaced under us by another CPU.
     let (expires, dest_id) = unsafe { ((*t).expires_ns, (*t).dest_id) };
@@ -81,10 +84,14 @@ pub fn lookup(svc_id: u32, scope: &TemplateScope, key: &FlowKey, now: u64) -> u3
 
 /// Makes the template for a client the scheduler just sent to `dest_id`
 /// (`ip_vs_sched_persist`). `None` when the template table is full.
+///
+/// `pe` gives the Call-ID share of the key (sip.rs), asked for only where it is written: a
+/// value held across the body costs stack that `lvs_xdp` does not have.
 #[inline(always)]
-pub fn bind(svc: &ServiceConf, scope: &TemplateScope, key: &FlowKey, dest_id: u32, now: u64) -> Option<()> {
+pub fn bind<P: FnOnce() -> u32>(svc: &ServiceConf, scope: &TemplateScope, key: &FlowKey, dest_id: u32, now: u64, pe: P) -> Option<()> {
     let dest = DESTS.get(dest_id)?;
-    let tkey = template_key(key, scope);
+    let mut tkey = template_key(key, scope);
+    mark_key(&mut tkey, pe());
     let t = Template {
         daddr: dest.addr,
         dport: template_dport(scope, dest.port),
@@ -151,7 +158,9 @@ pub fn assure(e: *mut ConnEntry, client: [u32; 4], client_port: u16, proto: u8, 
     }
     let conn = FlowKey { src: client, dst: vaddr, sport: client_port, dport: vport, proto, family, _pad: [0; 2] };
     let scope = unsafe { conn_flags::scope(&*e) };
-    if let Some(t) = TEMPLATES.get_ptr_mut(&template_key(&conn, &scope)) {
+    let mut tkey = template_key(&conn, &scope);
+    mark_key(&mut tkey, unsafe { conn_flags::pe(&*e) });
+    if let Some(t) = TEMPLATES.get_ptr_mut(&tkey) {
         unsafe { (*t).flags |= template_flags::ASSURED };
     }
     unsafe { (*e).flags |= conn_flags::CTL_ASSURED };

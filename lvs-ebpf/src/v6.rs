@@ -46,11 +46,11 @@ use crate::{
     persist, schedule, stats, DestState, FWD_MASQ, FWD_ROUTE, FWD_TUNNEL,
 };
 
-const NEXTHDR_HOP: u8 = 0;
-const NEXTHDR_ROUTING: u8 = 43;
-const NEXTHDR_FRAGMENT: u8 = 44;
-const NEXTHDR_DEST: u8 = 60;
-const NEXTHDR_ICMPV6: u8 = 58;
+pub(crate) const NEXTHDR_HOP: u8 = 0;
+pub(crate) const NEXTHDR_ROUTING: u8 = 43;
+pub(crate) const NEXTHDR_FRAGMENT: u8 = 44;
+pub(crate) const NEXTHDR_DEST: u8 = 60;
+pub(crate) const NEXTHDR_ICMPV6: u8 = 58;
 /// IPv6-in-IPv6 (`IPPROTO_IPV6`), the outer header's next header in a tunnel.
 const NEXTHDR_IPV6: u8 = 41;
 /// Extension headers walked before the TCP/UDP header; a packet with more passes to the
@@ -58,12 +58,12 @@ const NEXTHDR_IPV6: u8 = 41;
 /// all RFC 8200 allows in front of a transport header without fragmentation or IPsec.
 pub const MAX_EXT_HEADERS: usize = 4;
 /// The IPv6 header's length, and the tunnel's overhead.
-const IPV6_HLEN: usize = 40;
+pub(crate) const IPV6_HLEN: usize = 40;
 /// RFC 8200's minimum link MTU: IPVS refuses to tunnel over a path with less.
 const IPV6_MIN_MTU: u16 = 1280;
 
 /// A parsed IPv6 TCP/UDP packet.
-pub struct Packet6 {
+pub(crate) struct Packet6 {
     pub eth: *mut EthHdr,
     pub ip: *mut Ipv6Hdr,
     /// Start of the TCP or UDP header (after any extension headers).
@@ -88,14 +88,14 @@ pub struct Packet6 {
 /// 2-byte aligned in the frame; the loads are unaligned, which XDP programs may do (the
 /// verifier checks alignment only where the architecture needs it, not on x86 or arm64).
 #[inline(always)]
-fn load_addr(p: *const [u8; 16]) -> [u32; 4] {
+pub(crate) fn load_addr(p: *const [u8; 16]) -> [u32; 4] {
     let w = p as *const u32;
     unsafe { [*w, *w.add(1), *w.add(2), *w.add(3)] }
 }
 
 /// The inverse of [`load_addr`]: four 32-bit stores.
 #[inline(always)]
-fn store_addr(p: *mut [u8; 16], a: [u32; 4]) {
+pub(crate) fn store_addr(p: *mut [u8; 16], a: [u32; 4]) {
     let w = p as *mut u32;
     unsafe {
         *w = a[0];
@@ -142,12 +142,35 @@ fn parse(ctx: &XdpContext) -> Result<Packet6, Counter> {
         }
         i += 1;
     }
+    let Some(sc) = V6_SCRATCH.get_ptr_mut(0) else { return Err(Counter::PassMalformed) };
+    // A fragment header: a later fragment (offset != 0, no ports) goes to the fragment
+    // program (`lvs_xdp6` tail-calls it on this counter; frag.rs); a first fragment goes on
+    // with the transport header behind it, and what frag.rs needs to record where it is sent
+    // waits in the scratch slot (kept out of `Packet6`, so that the verifier does not explore
+    // the rest twice, once per value of a flag).
+    let mut frag = 0u8;
+    let mut frag_id = 0u32;
+    if next == NEXTHDR_FRAGMENT {
+        let h: *const [u8; 8] = ptr_at(ctx, off).ok_or(Counter::PassMalformed)?;
+        let h = unsafe { *h };
+        if u16::from_be_bytes([h[2], h[3]]) & 0xfff8 != 0 {
+            return Err(Counter::PassFragmentV6);
+        }
+        // M clear at offset 0 is an atomic fragment (RFC 6946): a whole datagram.
+        frag = h[3] & 1;
+        frag_id = u32::from_ne_bytes([h[4], h[5], h[6], h[7]]);
+        next = h[0];
+        off += 8;
+    }
+    unsafe {
+        core::ptr::write_volatile(&raw mut (*sc).frag, frag);
+        core::ptr::write_volatile(&raw mut (*sc).frag_id, frag_id);
+    }
     // How many extension headers there were must not reach the rest of the program: the
     // verifier would explore everything after this point once per count (with a different
     // range for `off` each time), which took the new-connection program past its million
     // instructions. Stored and read back through a per-CPU slot, the offset is just "some
     // number below 16 KiB" on every path, and the paths merge.
-    let Some(sc) = V6_SCRATCH.get_ptr_mut(0) else { return Err(Counter::PassMalformed) };
     let off = unsafe {
         let slot = &raw mut (*sc).off;
         core::ptr::write_volatile(slot, off as u64);
@@ -162,6 +185,8 @@ fn parse(ctx: &XdpContext) -> Result<Packet6, Counter> {
             let udp: *mut UdpHdr = ptr_at(ctx, off).ok_or(Counter::PassMalformed)?;
             (udp as *mut u8, 0)
         }
+        // A second fragment header, or one in a first fragment followed by more extension
+        // headers: not walked.
         NEXTHDR_FRAGMENT => return Err(Counter::PassFragmentV6),
         _ => return Err(Counter::PassNotTcpUdp),
     };
@@ -256,7 +281,16 @@ pub fn process_send(ctx: &XdpContext) -> Counter {
         Err(c) => return c,
     };
     let Some(sc) = V6_SCRATCH.get_ptr_mut(0) else { return Counter::PassFibFailed };
-    let (how, addr, port) = unsafe { ((*sc).how, (*sc).addr, (*sc).port) };
+    let (how, addr, port, frag, frag_id) = unsafe { ((*sc).how, (*sc).addr, (*sc).port, (*sc).frag, (*sc).frag_id) };
+    // A first fragment: where it goes, for its later fragments (frag.rs). Before `send`
+    // rewrites anything: the key is the datagram as it arrived.
+    if frag != 0 {
+        match how {
+            FWD_ROUTE | FWD_TUNNEL | FWD_MASQ => crate::frag::remember_v6(&pkt, frag_id, how, addr),
+            SEND_REPLY => crate::frag::remember_v6(&pkt, frag_id, lvs_common::frag::FRAG_REPLY, addr),
+            _ => {}
+        }
+    }
     send(ctx, &pkt, how, &addr, port)
 }
 
@@ -397,7 +431,7 @@ fn decide_new(pkt: &Packet6) -> Step {
     let key = &sc.key;
     let Some(svc) = SERVICES.get(svc_id) else { return Counter::DropServiceMissing.into() };
     let hit = match persist::scope(svc, key) {
-        Some(scope) => persist::lookup(svc_id, &scope, key, now),
+        Some(scope) => persist::lookup(svc_id, &scope, key, now, 0),
         None => persist::MISS,
     };
     let dest_id = if hit != persist::MISS {
@@ -454,7 +488,7 @@ fn decide_new(pkt: &Packet6) -> Step {
 #[inline(always)]
 fn bind(svc_id: u32, scope: &TemplateScope, key: &FlowKey, dest_id: u32, now: u64) -> u32 {
     let Some(svc) = SERVICES.get(svc_id) else { return 0 };
-    persist::bind(svc, scope, key, dest_id, now).map_or(0, |()| 1)
+    persist::bind(svc, scope, key, dest_id, now, || 0).map_or(0, |()| 1)
 }
 
 /// `conntrack::create`: the new connection's entry, or null when the table is full. `ids`:
@@ -467,7 +501,7 @@ fn create(key: &FlowKey, ids: u64, svc_port: u16, ctl: *const TemplateScope, now
     let (svc_id, dest_id) = ((ids >> 32) as u32, ids as u32);
     let Some(dest) = DESTS.get(dest_id) else { return core::ptr::null_mut() };
     let ctl = if ctl.is_null() { None } else { Some(unsafe { *ctl }) };
-    conntrack::create(key, svc_id, dest_id, dest, svc_port, ctl, now).unwrap_or(core::ptr::null_mut())
+    conntrack::create(key, svc_id, dest_id, dest, svc_port, ctl, || 0, now).unwrap_or(core::ptr::null_mut())
 }
 
 #[inline(always)]
@@ -661,7 +695,7 @@ fn redirect(eth: *mut EthHdr, p: &FibParams) -> Counter {
 /// kernel's stack when the neighbour is unresolved or the hop limit runs out (it sends the
 /// ICMPv6 time exceeded).
 #[inline(always)]
-fn forward(ctx: &XdpContext, pkt: &Packet6) -> Counter {
+pub(crate) fn forward(ctx: &XdpContext, pkt: &Packet6) -> Counter {
     let (src, dst, hop) = unsafe {
         (load_addr(&raw const (*pkt.ip).src_addr), load_addr(&raw const (*pkt.ip).dst_addr), (*pkt.ip).hop_limit)
     };
@@ -685,7 +719,7 @@ fn forward(ctx: &XdpContext, pkt: &Packet6) -> Counter {
 /// for IPv4, nothing may go to the kernel (it would deliver to the local VIP): a missing
 /// neighbour is reported in `NEIGH_MISS` for lvsd to resolve, and the packet dropped.
 #[inline(always)]
-fn direct_route(ctx: &XdpContext, pkt: &Packet6, rip: [u32; 4]) -> Counter {
+pub(crate) fn direct_route(ctx: &XdpContext, pkt: &Packet6, rip: [u32; 4]) -> Counter {
     let hop = unsafe { (*pkt.ip).hop_limit };
     let ports = unsafe { *(pkt.l4 as *const [u8; 4]) };
     let Some((rc, p)) = lookup(ctx, pkt.proto, ports, 0, flowinfo(pkt), pkt.src, rip, 0) else {
@@ -717,7 +751,7 @@ fn direct_route(ctx: &XdpContext, pkt: &Packet6, rip: [u32; 4]) -> Counter {
 ///   forwarded; a route whose MTU leaves less than 1280 for the inner packet drops it, as
 ///   IPVS does.
 #[inline(always)]
-fn encapsulate(ctx: &XdpContext, pkt: &Packet6, rip: [u32; 4]) -> Counter {
+pub(crate) fn encapsulate(ctx: &XdpContext, pkt: &Packet6, rip: [u32; 4]) -> Counter {
     let (hop, vcf) = unsafe { ((*pkt.ip).hop_limit, (*pkt.ip).vcf) };
     let inner_len = pkt.tot_len;
     let outer_len = inner_len.saturating_add(IPV6_HLEN as u16);
@@ -795,6 +829,9 @@ const MAX_QUOTE: usize = IPV6_MIN_MTU as usize - ICMP6_PREPEND;
 /// `icmpv6_send(skb, ICMPV6_DEST_UNREACH, ICMPV6_PORT_UNREACH, 0)`.
 #[inline(always)]
 fn port_unreachable(ctx: &XdpContext, pkt: &Packet6) -> Counter {
+    if !crate::icmp::within_budget() {
+        return Counter::DropIcmpRateLimited;
+    }
     icmp_error(ctx, pkt, ICMPV6_DEST_UNREACH, ICMPV6_PORT_UNREACH, 0)
         .map_or(Counter::DropNoDest, |()| Counter::TxIcmpUnreachable)
 }
@@ -809,7 +846,7 @@ fn packet_too_big(ctx: &XdpContext, pkt: &Packet6, mtu: u16) -> Counter {
 /// Turns the packet into an ICMPv6 error from its destination (the VIP) to its source (the
 /// client), quoting it from its IPv6 header on (truncated to `MAX_QUOTE`), and sends it back
 /// out the ingress interface (a redirect, as the IPv4 errors in icmp.rs). Hop limit 64, the
-/// kernel's default; no rate limit.
+/// kernel's default.
 #[inline(always)]
 fn icmp_error(ctx: &XdpContext, pkt: &Packet6, ty: u8, code: u8, info: u32) -> Option<()> {
     let (src_mac, dst_mac) = unsafe { ((*pkt.eth).src_addr, (*pkt.eth).dst_addr) };

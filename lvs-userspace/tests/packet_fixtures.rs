@@ -205,7 +205,7 @@ fn nat_fixtures() {
         arp.extend_from_slice(&[0; 18]);
 
         let mut frag = Ip::new(CLIENT, VIP);
-        frag.frag = 0x2000; // MF: first fragment
+        frag.frag = 0x0001; // offset 8, last: a later fragment, whose first was never seen
         let mut bad_ihl = tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 40000, 80, SYN);
         bad_ihl[14] = 0x44;
         let short_tcp = {
@@ -228,7 +228,7 @@ fn nat_fixtures() {
                 output: None,
             },
             Fixture {
-                name: "first fragment to the VIP passes untouched",
+                name: "a later fragment to the VIP without its first passes untouched",
                 input: tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, frag, 40000, 80, SYN),
                 verdict: XDP_PASS,
                 output: None,
@@ -962,4 +962,234 @@ fn icmp_error_fixtures() {
     })
     .join()
     .unwrap();
+}
+
+/// ICMP port unreachable within the kernel's global budget (`icmp_msgs_burst` 50, then
+/// `icmp_msgs_per_sec` 1000): a flood of SYNs to a service whose real servers are all
+/// quiesced gets 50 answers at once, then about one per millisecond, the rest dropped and
+/// counted. The thread is pinned to one CPU, so one per-CPU bucket serves every run.
+#[test]
+fn port_unreachable_within_the_icmp_budget() {
+    if !require_root() {
+        return;
+    }
+    std::thread::spawn(|| {
+        // SAFETY: a zeroed cpu_set_t with CPU 0 set, for this thread only.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(0, &mut set);
+            assert_eq!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set), 0);
+        }
+        private_director_netns();
+        let mut rig = Rig::new("icmp-budget");
+        let key = ServiceKey::Addr { protocol: Protocol::Tcp, addr: IpAddr::from(VIP), port: 80 };
+        rig.vs.add_service(&mut rig.tables, ServiceSpec::new(key, "rr")).unwrap();
+        let quiesced = DestSpec::new(IpAddr::from(RS1), 80, Forward::Masq, 0);
+        rig.vs.add_dest(&mut rig.tables, &key, quiesced).unwrap();
+        const N: u64 = 1000;
+        let t0 = std::time::Instant::now();
+        let mut answered = 0;
+        for i in 0..N {
+            let syn = tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 20000 + i as u16, 80, SYN);
+            let (v, out) = rig.run(&syn);
+            if v == XDP_REDIRECT {
+                assert_eq!(hex(&out), hex(&frames::icmp_port_unreachable(&syn)));
+                answered += 1;
+            } else {
+                assert_eq!(v, XDP_DROP, "SYN {i} over the budget");
+            }
+        }
+        let took_ms = t0.elapsed().as_millis() as u64;
+        // The burst, plus one credit per millisecond the loop took; the slack is the partial
+        // millisecond and the granularity of the dataplane's clock (a coarse one ticks at the
+        // kernel's HZ, every 4 ms at 250).
+        assert!(answered >= 50 && answered <= 50 + took_ms + 5, "{answered} answered in {took_ms} ms");
+        assert_eq!(rig.counter(Counter::TxIcmpUnreachable), answered);
+        assert_eq!(rig.counter(Counter::DropIcmpRateLimited), N - answered);
+        // A second later the burst is back.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let again = (0..60u16)
+            .filter(|i| rig.run(&tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 30000 + i, 80, SYN)).0 == XDP_REDIRECT)
+            .count();
+        assert!((50..=55).contains(&again), "{again} answered after a second of quiet");
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+}
+
+/// The two IPv4 fragments of `full` (an Ethernet/IPv4 frame without options) with
+/// identification `id`, split after `first` bytes of its payload (a multiple of 8): the first
+/// with MF, the second at offset `first`; full header checksums.
+fn fragments(full: &[u8], id: u16, first: usize) -> (Vec<u8>, Vec<u8>) {
+    let part = |frag: u16, data: &[u8]| {
+        let mut h = full[14..34].to_vec();
+        h[2..4].copy_from_slice(&((20 + data.len()) as u16).to_be_bytes());
+        h[4..6].copy_from_slice(&id.to_be_bytes());
+        h[6..8].copy_from_slice(&frag.to_be_bytes());
+        h[10..12].copy_from_slice(&[0, 0]);
+        let c = lvs_common::csum::checksum(&h);
+        h[10..12].copy_from_slice(&c.to_ne_bytes());
+        let mut f = full[..14].to_vec();
+        f.extend_from_slice(&h);
+        f.extend_from_slice(data);
+        f
+    };
+    let payload = &full[34..];
+    (part(0x2000, &payload[..first]), part((first / 8) as u16, &payload[first..]))
+}
+
+/// Fragmented UDP datagrams: the first fragment takes the normal path and is rewritten in full
+/// (its UDP checksum covers the whole datagram), the later one follows it to the same real
+/// server by the same method with only its IP header changed, in NAT (both ways), DR and TUN;
+/// a later fragment whose first was not seen goes to the stack untouched.
+#[test]
+fn fragment_fixtures() {
+    if !require_root() {
+        return;
+    }
+    std::thread::spawn(|| {
+        private_director_netns();
+        let mut rig = Rig::new("frag");
+        // rr over rs2, rs1 (newest first).
+        rig.service(Protocol::Udp, 53, &[RS1, RS2]);
+        rig.service_fwd(Protocol::Udp, 54, &[RS1], Forward::Route);
+        rig.service_fwd(Protocol::Udp, 55, &[RS2], Forward::Tunnel);
+        const DIRECTOR_RS_IP: [u8; 4] = [192, 0, 2, 1];
+
+        // 64 bytes of payload: 72 of UDP, cut after 32 (the UDP header and 24 bytes).
+        let data: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
+        let nodf = |src: [u8; 4], dst: [u8; 4], ttl: u8| {
+            let mut ip = Ip::new(src, dst).with_ttl(ttl);
+            ip.frag = 0;
+            ip
+        };
+        // The datagram `src:sport -> dst:dport` between the given MACs, in two fragments.
+        let dgram = |dmac, smac, src, dst, ttl, sport, dport, id| {
+            fragments(&frames::udp_frame(dmac, smac, nodf(src, dst, ttl), sport, dport, &data), id, 32)
+        };
+        let to_vip = |sport, dport, id| dgram(DIRECTOR_IN_MAC, CLIENT_MAC, CLIENT, VIP, 64, sport, dport, id);
+        let (miss_first, miss_later) = to_vip(40000, 53, 0x0101);
+        let _ = miss_first;
+        let (a1, a2) = to_vip(40000, 53, 0x0101);
+        let (a1_out, a2_out) = dgram(RS2_MAC, DIRECTOR_RS_MAC, CLIENT, RS2, 63, 40000, 53, 0x0101);
+        let (b1, b2) = to_vip(40001, 53, 0x0202);
+        let (b1_out, b2_out) = dgram(RS1_MAC, DIRECTOR_RS_MAC, CLIENT, RS1, 63, 40001, 53, 0x0202);
+        let (r1, r2) = dgram(DIRECTOR_RS_MAC, RS2_MAC, RS2, CLIENT, 64, 53, 40000, 0x0303);
+        let (r1_out, r2_out) = dgram(CLIENT_MAC, DIRECTOR_CL_MAC, VIP, CLIENT, 63, 53, 40000, 0x0303);
+        let (d1, d2) = to_vip(40002, 54, 0x0404);
+        // DR: the addresses stay, only the MACs and the TTL change.
+        let (d1_out, d2_out) = dgram(RS1_MAC, DIRECTOR_RS_MAC, CLIENT, VIP, 63, 40002, 54, 0x0404);
+        let (t1, t2) = to_vip(40003, 55, 0x0505);
+        let (t1_in63, t2_in63) = dgram(DIRECTOR_IN_MAC, CLIENT_MAC, CLIENT, VIP, 63, 40003, 55, 0x0505);
+        // TUN: each fragment in its own outer header (no DF: the outer ID is the inner one).
+        let tun = |inner: &[u8]| frames::ipip_frame(RS2_MAC, DIRECTOR_RS_MAC, DIRECTOR_RS_IP, RS2, 63, 0x0505, inner);
+        // A last fragment of a single byte (57 bytes of payload, 65 of UDP, cut after 64).
+        let tiny = |dmac, smac, dst, ttl| {
+            fragments(&frames::udp_frame(dmac, smac, nodf(CLIENT, dst, ttl), 40004, 53, &data[..57]), 0x0606, 64)
+        };
+        let (s1, s2) = tiny(DIRECTOR_IN_MAC, CLIENT_MAC, VIP, 64);
+        let (s1_out, s2_out) = tiny(RS2_MAC, DIRECTOR_RS_MAC, RS2, 63);
+
+        let fixtures = vec![
+            Fixture { name: "a later fragment whose first was not seen passes untouched", input: miss_later, verdict: XDP_PASS, output: None },
+            Fixture { name: "NAT: first fragment goes to rs2, ports and the whole datagram's checksum rewritten", input: a1, verdict: XDP_REDIRECT, output: Some(a1_out) },
+            Fixture { name: "NAT: its later fragment follows to rs2, only the destination and header checksum change", input: a2, verdict: XDP_REDIRECT, output: Some(a2_out) },
+            Fixture { name: "NAT: another datagram from another port goes to rs1 (rr)", input: b1, verdict: XDP_REDIRECT, output: Some(b1_out) },
+            Fixture { name: "NAT: its later fragment follows to rs1", input: b2, verdict: XDP_REDIRECT, output: Some(b2_out) },
+            Fixture { name: "NAT: a fragmented reply from rs2: the first comes from VIP:53", input: r1, verdict: XDP_REDIRECT, output: Some(r1_out) },
+            Fixture { name: "NAT: the reply's later fragment comes from the VIP too", input: r2, verdict: XDP_REDIRECT, output: Some(r2_out) },
+            Fixture { name: "DR: first fragment to rs1's MAC, TTL 63", input: d1, verdict: XDP_REDIRECT, output: Some(d1_out) },
+            Fixture { name: "DR: its later fragment, same", input: d2, verdict: XDP_REDIRECT, output: Some(d2_out) },
+            Fixture { name: "TUN: first fragment encapsulated towards rs2", input: t1, verdict: XDP_REDIRECT, output: Some(tun(&t1_in63)) },
+            Fixture { name: "TUN: its later fragment encapsulated the same way", input: t2, verdict: XDP_REDIRECT, output: Some(tun(&t2_in63)) },
+            Fixture { name: "NAT: a third datagram goes to rs2 (rr)", input: s1, verdict: XDP_REDIRECT, output: Some(s1_out) },
+            Fixture { name: "NAT: its one-byte last fragment follows", input: s2, verdict: XDP_REDIRECT, output: Some(s2_out) },
+        ];
+        check(&mut rig, fixtures);
+        assert_eq!(rig.counter(Counter::PassFragment), 1);
+        assert_eq!(rig.counter(Counter::FragTracked), 6);
+        assert_eq!(rig.counter(Counter::FragHit), 6);
+        assert_eq!(rig.counter(Counter::Redirect), 12);
+        assert_eq!(rig.counter(Counter::NewConn), 5);
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+}
+
+/// `--pe sip`: the Call-ID search in `lvs_xdp_sip` and the way back into `lvs_xdp` (both
+/// through `XDP_PROGS`, as in production), on real SIP requests. One call goes to one real
+/// server whatever the client's port, in either header form; another call is scheduled
+/// afresh; a request without a Call-ID, and a TCP SYN to such a service, are dropped as the
+/// kernel drops them (its engine's fill_param fails).
+#[test]
+fn sip_persistence_engine_fixtures() {
+    if !require_root() {
+        return;
+    }
+    std::thread::spawn(|| {
+        private_director_netns();
+        let mut rig = Rig::new("sip");
+        for proto in [Protocol::Udp, Protocol::Tcp] {
+            let port = if proto == Protocol::Udp { 5060 } else { 80 };
+            let key = ServiceKey::Addr { protocol: proto, addr: IpAddr::from(VIP), port };
+            let mut spec = ServiceSpec::new(key, "rr");
+            spec.flags = lvs_userspace::model::svc_flags::PERSISTENT;
+            spec.timeout = 60;
+            spec.pe = Some("sip".to_string());
+            rig.vs.add_service(&mut rig.tables, spec).unwrap();
+            for s in [RS1, RS2] {
+                rig.vs.add_dest(&mut rig.tables, &key, DestSpec::new(IpAddr::from(s), port, Forward::Masq, 1)).unwrap();
+            }
+        }
+        let sip = |sport: u16, header: &str| {
+            format!(
+                "INVITE sip:bob@203.0.113.10 SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.2:{sport}\r\n\
+                 From: <sip:alice@198.51.100.2>;tag=1928301774\r\nTo: <sip:bob@203.0.113.10>\r\n\
+                 {header}\r\nCSeq: 314159 INVITE\r\nContent-Length: 0\r\n\r\n"
+            )
+            .into_bytes()
+        };
+        let dgram = |sport, payload: &[u8]| frames::udp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), sport, 5060, payload);
+        let to = |mac, rs, sport, payload: &[u8]| {
+            Some(frames::udp_frame(mac, DIRECTOR_RS_MAC, with_ttl(Ip::new(CLIENT, rs), 63), sport, 5060, payload))
+        };
+        let (a1, a2, a3) = (sip(5070, "Call-ID: a84b4c76e66710@pc33.example.com"), sip(5071, "Call-ID: a84b4c76e66710@pc33.example.com"), sip(5073, "i: a84b4c76e66710@pc33.example.com"));
+        let b = sip(5072, "call-id:   f81d4fae-7dec-11d0-a765-00a0c91e6bf6");
+        let none = sip(5074, "Subject: no call id");
+        let in_request_line = b"OPTIONS sip:Call-ID:x SIP/2.0\r\n\r\n".to_vec();
+        let fixtures = vec![
+            Fixture { name: "call A from port 5070: scheduled (rs2)", input: dgram(5070, &a1), verdict: XDP_REDIRECT, output: to(RS2_MAC, RS2, 5070, &a1) },
+            Fixture { name: "call A from port 5071: its template (rs2)", input: dgram(5071, &a2), verdict: XDP_REDIRECT, output: to(RS2_MAC, RS2, 5071, &a2) },
+            Fixture { name: "call B from port 5072: scheduled (rs1)", input: dgram(5072, &b), verdict: XDP_REDIRECT, output: to(RS1_MAC, RS1, 5072, &b) },
+            Fixture { name: "call A, compact i:, port 5073 (rs2)", input: dgram(5073, &a3), verdict: XDP_REDIRECT, output: to(RS2_MAC, RS2, 5073, &a3) },
+            Fixture { name: "no Call-ID: dropped", input: dgram(5074, &none), verdict: XDP_DROP, output: None },
+            Fixture { name: "Call-ID only in the request line: dropped", input: dgram(5075, &in_request_line), verdict: XDP_DROP, output: None },
+            Fixture { name: "call A again on 5070: its connection (rs2)", input: dgram(5070, &a1), verdict: XDP_REDIRECT, output: to(RS2_MAC, RS2, 5070, &a1) },
+        ];
+        check(&mut rig, fixtures);
+        assert_eq!(rig.counter(Counter::DropSipNoCallId), 2);
+        assert_eq!(rig.counter(Counter::NewConn), 4);
+        // A TCP service with the engine: every new connection is dropped.
+        assert_eq!(rig.schedule_syn(40000), None);
+        assert_eq!(rig.counter(Counter::DropSipNoCallId), 3);
+        // Two templates, each with its Call-ID for the listing, and no plain one.
+        let templates: Vec<_> = rig.tables.templates.keys().filter_map(Result::ok).collect();
+        assert_eq!(templates.len(), 2, "{templates:?}");
+        let mut ids: Vec<String> = templates
+            .iter()
+            .map(|k| {
+                assert_ne!(lvs_common::sip::key_mark(k), 0, "a sip template's key carries the Call-ID hash");
+                let c = rig.tables.sip_callids.get(k, 0).expect("Call-ID recorded with the template");
+                String::from_utf8(c.bytes().to_vec()).unwrap()
+            })
+            .collect();
+        ids.sort();
+        assert_eq!(ids, ["a84b4c76e66710@pc33.example.com", "f81d4fae-7dec-11d0-a765-00a0c91e6bf6"]);
+        // A restarted lvsd reads the engine back from the maps (`svc_conf_flags::PE_SIP`).
+        let again = VirtualServers::recover(&rig.tables).unwrap();
+        let pes: Vec<_> = again.specs().into_iter().map(|(s, _)| s.pe).collect();
+        assert_eq!(pes, [Some("sip".to_string()), Some("sip".to_string())]);
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e));
 }

@@ -18,7 +18,7 @@ const ECHO_PORT: u16 = 9000;
 
 /// Real servers ready for DR/TUN (VIP on lo, ARP sysctls) and a direct path back to the client
 /// that does not cross the director.
-fn dr_topology() -> Topology {
+pub(crate) fn dr_topology() -> Topology {
     let topo = Topology::new(2).unwrap();
     topo.configure_rs_for_dr().unwrap();
     veth_pair(&topo.client, "eth1", &topo.lan, "p-client").unwrap();
@@ -38,7 +38,7 @@ fn dr_topology() -> Topology {
 
 /// Services on the VIP: HTTP 80, echo 9000 (TCP) and 53 (UDP), rr, every real server with
 /// `forward`.
-fn config(topo: &Topology, forward: &str) -> String {
+pub(crate) fn config(topo: &Topology, forward: &str) -> String {
     let mut servers = String::new();
     for i in 1..=topo.n() {
         servers.push_str(&format!("      - {{ address: {}, forward: {forward} }}\n", rs_ip(i)));
@@ -56,13 +56,13 @@ fn config(topo: &Topology, forward: &str) -> String {
 
 /// Application servers on every real server: HTTP on 0.0.0.0:80, echo on 0.0.0.0:9000, UDP
 /// echo bound to the VIP (so its answers leave from the VIP, as a DR service's must).
-struct Apps {
+pub(crate) struct Apps {
     _http: Vec<HttpServer>,
     _udp: Vec<UdpEchoServer>,
     _echo: Vec<TcpEchoServer>,
 }
 
-fn start_apps(topo: &Topology) -> Apps {
+pub(crate) fn start_apps(topo: &Topology) -> Apps {
     let mut a = Apps { _http: Vec::new(), _udp: Vec::new(), _echo: Vec::new() };
     for i in 1..=topo.n() {
         let rs = topo.rs(i);
@@ -216,13 +216,13 @@ fn dr_next_hop_cache_follows_neighbour_and_route_changes() {
 
 /// `lvsd decap` attached to a real server's `eth0` with its own pin directory; detached (and
 /// checked gone) on drop.
-struct Decap<'a> {
+pub(crate) struct Decap<'a> {
     ns: &'a Netns,
     pin_dir: String,
 }
 
 impl<'a> Decap<'a> {
-    fn attach(ns: &'a Netns, tag: &str) -> Decap<'a> {
+    pub(crate) fn attach(ns: &'a Netns, tag: &str) -> Decap<'a> {
         let pin_dir = format!("/sys/fs/bpf/lvs-{}-decap-{tag}", std::process::id());
         let d = Decap { ns, pin_dir };
         let out = d.run(&[]);
@@ -237,7 +237,7 @@ impl<'a> Decap<'a> {
         self.ns.output(lvs_bin("lvsd").to_str().unwrap(), &args).unwrap()
     }
 
-    fn decapsulated(&self) -> u64 {
+    pub(crate) fn decapsulated(&self) -> u64 {
         let out = self.run(&["--counters"]);
         assert!(out.success(), "lvsd decap --counters: {}", out.stderr_str());
         let text = out.stdout_str();

@@ -25,7 +25,7 @@ use lvs_tests::*;
 const CLIENT_LAN_IP6: &str = "2001:db8:1::100";
 const ECHO_PORT: u16 = 9000;
 
-fn topology() -> Topology {
+pub(crate) fn topology() -> Topology {
     let topo = Topology::new(2).unwrap();
     topo.enable_ipv6().unwrap();
     topo
@@ -34,7 +34,7 @@ fn topology() -> Topology {
 /// Real servers ready for DR/TUN: the IPv6 VIP on lo (a Linux host answers neighbour
 /// solicitations only for addresses of the interface they arrive on, so no sysctl is needed
 /// to keep it quiet) and a direct path back to the client that does not cross the director.
-fn dr_topology() -> Topology {
+pub(crate) fn dr_topology() -> Topology {
     let topo = topology();
     for i in 1..=topo.n() {
         topo.rs(i).ip(&["-6", "addr", "add", &format!("{VIP6}/128"), "dev", "lo", "nodad"]).unwrap();
@@ -88,13 +88,13 @@ impl Drop for UdpEcho6 {
 }
 
 /// HTTP on [::]:80, TCP echo on [::]:9000, UDP echo on `udp_bind`:53 on every real server.
-struct Apps {
+pub(crate) struct Apps {
     _http: Vec<HttpServer>,
     _udp: Vec<UdpEcho6>,
     _echo: Vec<TcpEchoServer>,
 }
 
-fn start_apps(topo: &Topology, udp_bind: Ipv6Addr) -> Apps {
+pub(crate) fn start_apps(topo: &Topology, udp_bind: Ipv6Addr) -> Apps {
     let mut a = Apps { _http: Vec::new(), _udp: Vec::new(), _echo: Vec::new() };
     for i in 1..=topo.n() {
         let rs = topo.rs(i);
@@ -108,7 +108,7 @@ fn start_apps(topo: &Topology, udp_bind: Ipv6Addr) -> Apps {
 
 /// Services on the IPv6 VIP: HTTP 80, echo 9000 (TCP) and 53 (UDP), rr, every real server
 /// with `forward`.
-fn config(topo: &Topology, forward: &str) -> String {
+pub(crate) fn config(topo: &Topology, forward: &str) -> String {
     let mut servers = String::new();
     for i in 1..=topo.n() {
         servers.push_str(&format!("      - {{ address: '{}', forward: {forward} }}\n", rs_ip6(i)));

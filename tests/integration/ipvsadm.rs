@@ -106,16 +106,19 @@ fn unsupported_requests_are_refused_without_changes() {
     let topo = Topology::builder().real_servers(2).build().unwrap();
     let tmp = TempDir::new("unsup").unwrap();
     let lvsd = bare_lvsd(&topo, &tmp);
-    // An unknown scheduler gets the kernel's text; something kernel IPVS has and lvsd lacks
-    // yet (here the sip persistence engine) says so.
+    // An unknown scheduler or persistence engine gets the kernel's text; something kernel
+    // IPVS has and lvsd lacks yet (here the sip engine on an IPv6 service) says so.
     let out = lvsd.ipvsadm(&["-A", "-t", "203.0.113.10:80", "-s", "foo"]).unwrap();
     assert_eq!(out.status.code(), Some(255));
     assert_eq!(out.stderr_str(), "Scheduler or persistence engine not found\n");
-    let out = lvsd.ipvsadm(&["-A", "-u", "203.0.113.10:5060", "-s", "wrr", "-p", "60", "--pe", "sip"]).unwrap();
+    let out = lvsd.ipvsadm(&["-A", "-u", "203.0.113.10:5060", "-s", "wrr", "-p", "60", "--pe", "nope"]).unwrap();
+    assert_eq!(out.status.code(), Some(255));
+    assert_eq!(out.stderr_str(), "Scheduler or persistence engine not found\n");
+    let out = lvsd.ipvsadm(&["-A", "-u", "[2001:db8::10]:5060", "-s", "wrr", "-p", "60", "--pe", "sip"]).unwrap();
     assert_eq!(out.status.code(), Some(255));
     // (ipvsadm names itself by argv[0], here a path.)
     assert!(
-        out.stderr_str().ends_with("ipvsadm: the sip persistence engine (--pe) is not supported by lvsd yet\n"),
+        out.stderr_str().ends_with("ipvsadm: the sip persistence engine (--pe) on an IPv6 service is not supported by lvsd yet\n"),
         "{out:?}"
     );
     assert_eq!(lvsd.ipvsadm_ok(&["-L", "-n"]).unwrap(), HEADER);

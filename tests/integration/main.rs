@@ -17,3 +17,5 @@ mod sync;
 mod fwmark;
 mod ipv6;
 mod icmp;
+mod frag;
+mod sip;

@@ -144,3 +144,58 @@ fn reload_applies_only_the_difference_under_traffic() {
         assert_eq!(lvs_tests::client::keepalive_get(conn, "/").unwrap(), *who);
     }
 }
+
+/// The plan lists classifier, timeout and sysctl changes as well, in the dry run and the
+/// reload alike, and the reload applies exactly them: `-L --timeout` shows the new values and
+/// a second reload finds nothing to do.
+#[test]
+fn reload_plan_lists_classifier_timeout_and_sysctl_changes() {
+    if !require_root() {
+        return;
+    }
+    let topo = Topology::builder().real_servers(2).build().unwrap();
+    let tmp = TempDir::new("reload-settings").unwrap();
+    let first = "timeouts: {tcpfin: 7}\nsysctls: {expire_quiescent_template: 1}\n\
+                 classifier:\n  - {mark: 1, destination: 203.0.113.0/24, protocol: tcp, ports: 80}\n  - {mark: 2, destination: 198.51.100.0/24, ports: 5000-5099}\n";
+    let cfg = tmp.write("lvs.yaml", config(&server(1, 1), false, "") + first).unwrap();
+    let lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
+    assert_eq!(lvsd.ipvsadm_ok(&["-L", "--timeout"]).unwrap(), "Timeout (tcp tcpfin udp): 900 7 300\n");
+    // A --set of a state the file names is put back by the reload; of one it leaves out, kept.
+    lvsd.ipvsadm_ok(&["--set", "0", "9", "0"]).unwrap();
+
+    let second = "timeouts: {tcpfin: 7, udp: 60, syn_recv: 30}\nsysctls: {expire_nodest_conn: 1}\n\
+                  classifier:\n  - {mark: 3, destination: 203.0.113.0/24, protocol: tcp, ports: 80}\n";
+    let changes = "  classifier -R 1 -d 203.0.113.0/24 -p tcp --dport 80 --set-mark 3\n\
+                   \x20 classifier -D 2\n\
+                   \x20 --set 900 7 60\n\
+                   \x20 timeout syn_recv 30\n\
+                   \x20 sysctl net.ipv4.vs.expire_nodest_conn=1\n\
+                   \x20 sysctl net.ipv4.vs.expire_quiescent_template=0\n";
+    let next = tmp.write("next.yaml", config(&server(1, 1), false, "") + second).unwrap();
+    let dry = lvsd_cli(&lvsd, &["--check-config", next.to_str().unwrap()]);
+    assert_eq!(dry.status, 0, "{}", dry.stderr);
+    assert_eq!(
+        dry.stdout,
+        format!(
+            "{}: OK: 2 interface(s), 1 service(s), 1 real server(s)\na reload of the lvsd at {} would make 6 change(s):\n{changes}",
+            next.display(),
+            lvsd.socket().display()
+        )
+    );
+    assert_eq!(lvsd.ipvsadm_ok(&["-L", "--timeout"]).unwrap(), "Timeout (tcp tcpfin udp): 900 9 300\n");
+
+    std::fs::write(&cfg, config(&server(1, 1), false, "") + second).unwrap();
+    let r = lvsd_cli(&lvsd, &["--reload"]);
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, format!("reloaded: 6 change(s)\n{changes}"));
+    assert_eq!(lvsd.ipvsadm_ok(&["-L", "--timeout"]).unwrap(), "Timeout (tcp tcpfin udp): 900 7 60\n");
+    assert_eq!(lvsd_cli(&lvsd, &["--reload"]).stdout, "reloaded: 0 change(s)\n");
+
+    // Everything dropped from the file goes back to the defaults, one line each.
+    std::fs::write(&cfg, config(&server(1, 1), false, "")).unwrap();
+    let r = lvsd_cli(&lvsd, &["--reload"]);
+    assert_eq!(
+        r.stdout,
+        "reloaded: 4 change(s)\n  classifier -D 1\n  --set 900 120 300\n  timeout syn_recv 60\n  sysctl net.ipv4.vs.expire_nodest_conn=0\n"
+    );
+}

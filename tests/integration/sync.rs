@@ -256,3 +256,147 @@ fn sync_id_filter_and_unknown_interface() {
     });
     assert!(got.is_ok(), "backup: {:?} master: {:?}", conns(&b), conns(&a));
 }
+
+/// `lvsd ARGS --socket <l's>` from the host: `--reload`, `--check-config`.
+fn lvsd_cli(l: &Lvsd, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(lvs_bin("lvsd")).args(args).arg("--socket").arg(l.socket()).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn daemon_line(role: &str, syncid: u8, maxlen: u16) -> String {
+    format!("{role} sync daemon (mcast={DIRECTOR_SERVER_IF}, syncid={syncid}, maxlen={maxlen}, group=224.0.0.81, port=8848, ttl=1)\n")
+}
+
+/// Opens a keep-alive connection through the master and waits until the backup shows the
+/// master's TCP entries.
+fn synced_connection(r: &Rig, a: &Lvsd, b: &Lvsd) -> BufReader<std::net::TcpStream> {
+    let conn = r.client.tcp_connect(vip(80), Duration::from_secs(3)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut conn = BufReader::new(conn);
+    assert_eq!(keepalive_get(&mut conn, "/").unwrap(), "rs1");
+    let on_a: Vec<String> = conns(a).into_iter().filter(|l| l.starts_with("TCP ESTABLISHED")).collect();
+    assert!(!on_a.is_empty());
+    let got = wait_for("the connections on the backup", Duration::from_secs(6), || {
+        let c = conns(b);
+        Ok(on_a.iter().all(|l| c.contains(l)).then_some(c))
+    });
+    assert!(got.is_ok(), "backup: {:?}\nmaster: {on_a:?}\nbackup log:\n{}", conns(b), b.stderr());
+    conn
+}
+
+/// Both daemons from the config files; a reload restarts, stops and starts them as the files
+/// change (the file wins over ipvsadm for the roles it declares), and a file naming a missing
+/// interface is refused with its position, changing nothing.
+#[test]
+fn sync_daemons_from_the_config_and_reload() {
+    if !require_root() {
+        return;
+    }
+    let r = rig().unwrap();
+    let tmp = TempDir::new("sync-cfg").unwrap();
+    let master = format!("sync:\n  master: {{interface: {DIRECTOR_SERVER_IF}, syncid: 5}}\n");
+    let backup = |id: u8, ifn: &str| format!("sync:\n  backup:\n    interface: {ifn}\n    syncid: {id}\n    sync_maxlen: 1400\n");
+    let ca = tmp.write("a.yaml", config(false, false) + &master).unwrap();
+    let cb = tmp.write("b.yaml", config(false, false) + &backup(5, DIRECTOR_SERVER_IF)).unwrap();
+    let a = Lvsd::start(&r.a, &ca).unwrap();
+    let b = Lvsd::start(&r.b, &cb).unwrap();
+    assert_eq!(a.ipvsadm_ok(&["-L", "--daemon"]).unwrap(), daemon_line("master", 5, 1472));
+    assert_eq!(b.ipvsadm_ok(&["-L", "--daemon"]).unwrap(), daemon_line("backup", 5, 1400));
+    let _held = synced_connection(&r, &a, &b);
+
+    // Stopped with ipvsadm, the file's master comes back at the next reload.
+    a.ipvsadm_ok(&["--stop-daemon", "master"]).unwrap();
+    assert_eq!(a.ipvsadm_ok(&["-L", "--daemon"]).unwrap(), "");
+    let (st, out, err) = lvsd_cli(&a, &["--reload"]);
+    assert_eq!((st, out.as_str()), (0, "reloaded: 1 change(s)\n  --start-daemon master --mcast-interface to-servers --syncid 5\n"), "{err}");
+    assert_eq!(a.ipvsadm_ok(&["-L", "--daemon"]).unwrap(), daemon_line("master", 5, 1472));
+
+    // A changed section: the dry run says it, the reload restarts the daemon.
+    let next = tmp.write("b-next.yaml", config(false, false) + &backup(6, DIRECTOR_SERVER_IF)).unwrap();
+    let (st, out, err) = lvsd_cli(&b, &["--check-config", next.to_str().unwrap()]);
+    assert_eq!(st, 0, "{err}");
+    assert_eq!(
+        out,
+        format!(
+            "{}: OK: 2 interface(s), 1 service(s), 1 real server(s)\na reload of the lvsd at {} would make 2 change(s):\n  \
+             --stop-daemon backup\n  --start-daemon backup --mcast-interface to-servers --syncid 6 --sync-maxlen 1400\n",
+            next.display(),
+            b.socket().display()
+        )
+    );
+    assert_eq!(b.ipvsadm_ok(&["-L", "--daemon"]).unwrap(), daemon_line("backup", 5, 1400), "a dry run changed something");
+    std::fs::write(&cb, config(false, false) + &backup(6, DIRECTOR_SERVER_IF)).unwrap();
+    let (st, out, err) = lvsd_cli(&b, &["--reload"]);
+    assert_eq!(
+        (st, out.as_str()),
+        (0, "reloaded: 2 change(s)\n  --stop-daemon backup\n  --start-daemon backup --mcast-interface to-servers --syncid 6 --sync-maxlen 1400\n"),
+        "{err}"
+    );
+    assert_eq!(b.ipvsadm_ok(&["-L", "--daemon"]).unwrap(), daemon_line("backup", 6, 1400));
+
+    // A missing interface: refused at its line and column, the running daemon untouched.
+    std::fs::write(&cb, config(false, false) + &backup(7, "nosuch0")).unwrap();
+    let (st, _, err) = lvsd_cli(&b, &["--reload"]);
+    assert_eq!(st, 1);
+    assert_eq!(
+        err,
+        format!("lvsd: reload refused, nothing changed: {}:12:5: the backup sync daemon's interface nosuch0 does not exist\n", cb.display())
+    );
+    assert_eq!(b.ipvsadm_ok(&["-L", "--daemon"]).unwrap(), daemon_line("backup", 6, 1400));
+
+    // The section removed: the daemon the file started is stopped.
+    std::fs::write(&ca, config(false, false)).unwrap();
+    let (st, out, err) = lvsd_cli(&a, &["--reload"]);
+    assert_eq!((st, out.as_str()), (0, "reloaded: 1 change(s)\n  --stop-daemon master\n"), "{err}");
+    assert_eq!(a.ipvsadm_ok(&["-L", "--daemon"]).unwrap(), "");
+}
+
+/// A backup started at runtime with ipvsadm is running again, with the same parameters, after
+/// its lvsd is SIGKILLed and restarted on the same pins, and keeps receiving the master's
+/// connections; a reload of a file that never named it leaves it alone.
+#[test]
+fn a_daemon_started_with_ipvsadm_comes_back_after_sigkill() {
+    if !require_root() {
+        return;
+    }
+    let r = rig().unwrap();
+    let tmp = TempDir::new("sync-kill").unwrap();
+    let master = format!("sync:\n  master: {{interface: {DIRECTOR_SERVER_IF}, syncid: 9}}\n");
+    let ca = tmp.write("a.yaml", config(false, false) + &master).unwrap();
+    let cb = tmp.write("b.yaml", config(false, false)).unwrap();
+    let a = Lvsd::start(&r.a, &ca).unwrap();
+    let mut b = Lvsd::start(&r.b, &cb).unwrap();
+    b.ipvsadm_ok(&["--start-daemon", "backup", "--mcast-interface", DIRECTOR_SERVER_IF, "--syncid", "9", "--sync-maxlen", "1200"])
+        .unwrap();
+    let before = b.ipvsadm_ok(&["-L", "--daemon"]).unwrap();
+    assert_eq!(before, daemon_line("backup", 9, 1200));
+    let _first = synced_connection(&r, &a, &b);
+
+    b.process().signal(libc::SIGKILL).unwrap();
+    b.process().wait_timeout(Duration::from_secs(5)).unwrap().expect("lvsd died");
+    let mut b2 = Lvsd::start_at(&r.b, &cb, b.pin_dir(), b.socket(), &[], TempDir::new("sync-kill2").unwrap()).unwrap();
+    assert_eq!(b2.ipvsadm_ok(&["-L", "--daemon"]).unwrap(), before, "log:\n{}", b2.stderr());
+    assert!(b2.stderr().contains("sync daemon restored from the previous lvsd"), "{}", b2.stderr());
+    // It receives: a new connection through the master shows up on the restarted backup.
+    let _second = synced_connection(&r, &a, &b2);
+    assert_eq!(conns(&b2).iter().filter(|l| l.starts_with("TCP ESTABLISHED")).count(), 2, "{:?}", conns(&b2));
+
+    // The file never named a backup: a reload keeps the one ipvsadm started.
+    let (st, out, err) = lvsd_cli(&b2, &["--reload"]);
+    assert_eq!((st, out.as_str()), (0, "reloaded: 0 change(s)\n"), "{err}");
+    assert_eq!(b2.ipvsadm_ok(&["-L", "--daemon"]).unwrap(), before);
+    // Stopped with ipvsadm, it stays stopped across a restart.
+    b2.ipvsadm_ok(&["--stop-daemon", "backup"]).unwrap();
+    b2.process().signal(libc::SIGKILL).unwrap();
+    b2.process().wait_timeout(Duration::from_secs(5)).unwrap().expect("lvsd died");
+    let b3 = Lvsd::start_at(&r.b, &cb, b.pin_dir(), b.socket(), &[], TempDir::new("sync-kill3").unwrap()).unwrap();
+    assert_eq!(b3.ipvsadm_ok(&["-L", "--daemon"]).unwrap(), "");
+    drop(b3);
+    drop(b2);
+    drop(b);
+    drop(a);
+}

@@ -140,7 +140,9 @@ fn check_config(file: &std::path::Path, socket: &std::path::Path) -> anyhow::Res
             }
         }
         Err(_) => {
-            let v: Vec<String> = daemon::plan::plan(&[], &Default::default(), &cfg).iter().map(|c| c.to_string()).collect();
+            let mut plan = daemon::plan::plan(&[], &Default::default(), &cfg);
+            plan.extend(daemon::plan::settings(&daemon::plan::Settings::fresh(), &cfg));
+            let v: Vec<String> = plan.iter().map(|c| c.to_string()).collect();
             println!("no lvsd answers at {}; starting one would make {} change(s):", socket.display(), v.len());
             v
         }

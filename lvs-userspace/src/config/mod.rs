@@ -92,8 +92,20 @@ pub struct Config {
     pub metrics_address: std::net::SocketAddr,
     /// Firewall-mark classifier rules, in file order (the first match wins).
     pub classifier: Vec<ClassifierRule>,
+    /// Connection sync daemons to run (`sync:`), master first; at most one per role.
+    pub sync: Vec<SyncConfig>,
     /// The file name given to [`load`] or [`parse`], for later error messages.
     pub source: String,
+}
+
+/// A sync daemon the file asks for, as `ipvsadm --start-daemon` would start it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncConfig {
+    /// Its parameters; group, port and TTL hold the kernel's defaults where the file gives
+    /// none, `sync_maxlen` 0 means "from the MTU" as with ipvsadm.
+    pub daemon: crate::control::SyncDaemon,
+    /// Where its mapping starts.
+    pub location: Location,
 }
 
 impl Config {

@@ -17,8 +17,9 @@ use lvs_common::{
 
 use super::{
     tree::{Entry, Kind, Node},
-    ClassifierRule, Config, ConfigError, Location, ServiceConfig, XdpMode,
+    ClassifierRule, Config, ConfigError, Location, ServiceConfig, SyncConfig, XdpMode,
 };
+use crate::control::{SyncDaemon, SyncRole};
 use lvs_common::classify::MAX_CLASS_RULES;
 use crate::model::{svc_flags, DestSpec, Forward, Protocol, ServiceKey, ServiceSpec};
 
@@ -47,6 +48,23 @@ const TOP_KEYS: &[&str] = &[
     "classifier",
     "services",
     "metrics_address",
+    "sync",
+];
+/// `sync:` holds at most one daemon of each role, as the kernel runs at most one of each.
+const SYNC_KEYS: &[&str] = &["master", "backup"];
+/// A sync daemon's parameters: ipvsadm's `--start-daemon` options, by their long names.
+const SYNC_DAEMON_KEYS: &[&str] = &["interface", "syncid", "mcast_group", "mcast_port", "mcast_ttl", "sync_maxlen"];
+const SYNC_DAEMON_ALIASES: &[(&str, &str)] = &[
+    ("mcast_interface", "interface"),
+    ("mcast_ifn", "interface"),
+    ("ifname", "interface"),
+    ("sync_id", "syncid"),
+    ("id", "syncid"),
+    ("group", "mcast_group"),
+    ("port", "mcast_port"),
+    ("ttl", "mcast_ttl"),
+    ("maxlen", "sync_maxlen"),
+    ("max_len", "sync_maxlen"),
 ];
 const RULE_KEYS: &[&str] = &["mark", "destination", "protocol", "ports"];
 /// The IPVS sysctls the dataplane honours (`/proc/sys/net/ipv4/vs/<name>`), each 0 or 1.
@@ -61,6 +79,7 @@ const SERVICE_KEYS: &[&str] = &[
     "persistent",
     "netmask",
     "one_packet",
+    "persistence_engine",
     "real_servers",
 ];
 const DEST_KEYS: &[&str] = &[
@@ -91,6 +110,9 @@ const TOP_ALIASES: &[(&str, &str)] = &[
     ("metrics", "metrics_address"),
     ("prometheus", "metrics_address"),
     ("metrics_listen", "metrics_address"),
+    ("sync_daemons", "sync"),
+    ("daemons", "sync"),
+    ("connection_sync", "sync"),
 ];
 const RULE_ALIASES: &[(&str, &str)] = &[
     ("fwmark", "mark"),
@@ -234,7 +256,12 @@ pub(crate) fn build(root: Option<Node>, source: &str) -> Result<Config, ConfigEr
         Some(e) => cx.socket_address(e)?,
         None => super::DEFAULT_METRICS_ADDRESS.parse().expect("valid default"),
     };
+    let sync = match top.get("sync") {
+        Some(e) => cx.sync(e)?,
+        None => Vec::new(),
+    };
     Ok(Config {
+        sync,
         sysctls,
         metrics_address,
         interfaces,
@@ -451,6 +478,77 @@ impl Cx<'_> {
         }
     }
 
+    /// `sync: {master: {...}, backup: {...}}`, each with ipvsadm's `--start-daemon` options.
+    /// Group, port and TTL get the kernel's defaults here; `sync_maxlen` stays 0 ("from the
+    /// MTU", resolved when the daemon starts) unless given.
+    fn sync(&self, e: &Entry) -> Result<Vec<SyncConfig>, ConfigError> {
+        if matches!(e.value.kind, Kind::Null) {
+            return Ok(Vec::new());
+        }
+        let f = self.fields(&e.value, "sync", SYNC_KEYS, &[])?;
+        let mut out = Vec::new();
+        for entry in f.entries {
+            let role = if entry.key == "master" { SyncRole::Master } else { SyncRole::Backup };
+            let what = format!("the {} sync daemon", role.name());
+            let d = self.fields(&entry.value, &what, SYNC_DAEMON_KEYS, SYNC_DAEMON_ALIASES)?;
+            let if_e = self.require(&d, &what, "interface", "interface: eth1")?;
+            let ifn = self.text(if_e, "an interface name")?;
+            if let Some(p) = ifname_problem(ifn) {
+                return Err(self.err(if_e.value_loc(), p));
+            }
+            let syncid = match d.get("syncid") {
+                Some(e) => self.number(e, 0, 255)? as u8,
+                None => 0,
+            };
+            let mcast_group = match d.get("mcast_group") {
+                None => IpAddr::V4(crate::daemon::sync::DEFAULT_GROUP),
+                Some(e) => {
+                    let a = self.address(e)?;
+                    if !a.is_multicast() {
+                        return Err(self
+                            .err(e.value_loc(), format!("mcast_group {a} is not a multicast address"))
+                            .with_hint("IPv4 multicast is 224.0.0.0/4; the default is 224.0.0.81"));
+                    }
+                    if a.is_ipv6() {
+                        return Err(self.err(
+                            e.value_loc(),
+                            format!("mcast_group {a}: IPv6 multicast groups for connection sync are not supported by lvsd yet"),
+                        ));
+                    }
+                    a
+                }
+            };
+            let mcast_port = match d.get("mcast_port") {
+                Some(e) => self.number(e, 1, 65535)? as u16,
+                None => crate::daemon::sync::DEFAULT_PORT,
+            };
+            let mcast_ttl = match d.get("mcast_ttl") {
+                Some(e) => self.number(e, 1, 255)? as u8,
+                None => 1,
+            };
+            // ipvsadm's limit: the largest UDP payload of an IPv4 datagram.
+            let sync_maxlen = match d.get("sync_maxlen") {
+                Some(e) => self.number(e, 1, 65535 - 20 - 8)? as u16,
+                None => 0,
+            };
+            out.push(SyncConfig {
+                daemon: SyncDaemon {
+                    role,
+                    mcast_ifn: ifn.to_string(),
+                    syncid,
+                    sync_maxlen,
+                    mcast_group: Some(mcast_group),
+                    mcast_port,
+                    mcast_ttl,
+                },
+                location: d.loc,
+            });
+        }
+        // Master first, whatever the file's order, as the kernel lists them.
+        out.sort_by_key(|s| s.daemon.role != SyncRole::Master);
+        Ok(out)
+    }
+
     fn interfaces(&self, e: &Entry) -> Result<Vec<String>, ConfigError> {
         let items = match &e.value.kind {
             Kind::Seq(items) => items.as_slice(),
@@ -483,24 +581,7 @@ impl Cx<'_> {
                     ));
                 }
             };
-            let problem = if name.is_empty() {
-                Some("an interface name is empty".to_string())
-            } else if name.len() > MAX_IFNAME_LEN {
-                Some(format!(
-                    "interface name '{name}' is longer than {MAX_IFNAME_LEN} bytes"
-                ))
-            } else if name == "." || name == ".." {
-                Some(format!("'{name}' is not a valid interface name"))
-            } else if name
-                .chars()
-                .any(|c| c == '/' || c == ':' || c.is_whitespace())
-            {
-                Some(format!(
-                    "interface name '{name}' contains '/', ':' or whitespace"
-                ))
-            } else {
-                None
-            };
+            let problem = ifname_problem(name);
             if let Some(p) = problem {
                 return Err(self.err(item.loc, p));
             }
@@ -865,6 +946,36 @@ impl Cx<'_> {
                 spec.flags |= svc_flags::ONEPACKET;
             }
         }
+        if let Some(e) = f.get("persistence_engine") {
+            // ipvsadm --pe. The kernel takes it on any service and uses it only when a
+            // persistent UDP service schedules (a TCP one then drops every new connection):
+            // the config refuses the combinations that cannot work.
+            let pe = self.choice(e, &[crate::model::PE_SIP], &[])?;
+            if spec.flags & svc_flags::PERSISTENT == 0 {
+                return Err(self
+                    .err(e.key_loc, "persistence_engine is only meaningful for a persistent service")
+                    .with_hint("add 'persistent: SECONDS' or remove persistence_engine"));
+            }
+            match key {
+                ServiceKey::Addr { protocol: Protocol::Udp, addr: IpAddr::V6(_), .. } => {
+                    return Err(self
+                        .err(e.key_loc, "persistence_engine on an IPv6 service is not supported by lvsd yet")
+                        .with_hint("the Call-ID search runs for IPv4 services only"));
+                }
+                ServiceKey::Addr { protocol: Protocol::Udp, .. } => {}
+                ServiceKey::Addr { .. } => {
+                    return Err(self
+                        .err(e.key_loc, "persistence_engine sip is only for UDP services (SIP over TCP is not looked into)")
+                        .with_hint("remove persistence_engine, or make the service 'protocol: udp'"));
+                }
+                ServiceKey::Fwmark { .. } => {
+                    return Err(self
+                        .err(e.key_loc, "persistence_engine on a firewall-mark service is not supported by lvsd yet")
+                        .with_hint("use an address service: 'protocol: udp', 'address' and 'port'"));
+                }
+            }
+            spec.pe = Some(pe.to_string());
+        }
         if let Some(port_e) = port_e.filter(|_| key.port() == 0 && spec.flags & svc_flags::PERSISTENT == 0) {
             return Err(self
                 .err(
@@ -1032,6 +1143,21 @@ impl Cx<'_> {
             }
         }
         Ok(d)
+    }
+}
+
+/// What is wrong with an interface name, if anything (the kernel's `dev_valid_name`).
+fn ifname_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        Some("an interface name is empty".to_string())
+    } else if name.len() > MAX_IFNAME_LEN {
+        Some(format!("interface name '{name}' is longer than {MAX_IFNAME_LEN} bytes"))
+    } else if name == "." || name == ".." {
+        Some(format!("'{name}' is not a valid interface name"))
+    } else if name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace()) {
+        Some(format!("interface name '{name}' contains '/', ':' or whitespace"))
+    } else {
+        None
     }
 }
 

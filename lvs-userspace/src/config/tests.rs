@@ -133,6 +133,8 @@ fn reference_values() {
     assert_eq!(c.services[5].spec.scheduler, "wlc");
     assert_eq!(c.services[5].spec.flags, svc_flags::ONEPACKET);
     assert!(c.services[5].dests.is_empty());
+    let sip = &c.services[6];
+    assert_eq!((sip.spec.pe.as_deref(), sip.spec.flags, sip.spec.timeout), (Some("sip"), svc_flags::PERSISTENT, 60));
 
     let marks: Vec<_> =
         c.classifier.iter().map(|r| (r.mark, r.prefix_len, r.protocol, r.ports)).collect();
@@ -144,6 +146,29 @@ fn reference_values() {
             (2, 29, None, (5000, 5099)),
             (3, 48, None, (0, 65535))
         ]
+    );
+}
+
+#[test]
+fn persistence_engine_sip_on_persistent_udp_services() {
+    let c = parse(&with_service("  - {protocol: udp, address: 192.0.2.1, port: 5060, persistent: 30, persistence_engine: sip}
+"), "t.yaml").unwrap();
+    assert_eq!(c.services[0].spec.pe.as_deref(), Some("sip"));
+    assert_eq!(
+        error(&with_service("  - {protocol: udp, address: 192.0.2.1, port: 5060, persistent: 30, persistence_engine: sipp}\n")),
+        "t.yaml:3:89: unknown persistence_engine 'sipp'\n  hint: did you mean 'sip'?"
+    );
+    assert_eq!(
+        error(&with_service("  - protocol: udp\n    address: 192.0.2.1\n    port: 5060\n    persistence_engine: sip\n")),
+        "t.yaml:6:5: persistence_engine is only meaningful for a persistent service\n  hint: add 'persistent: SECONDS' or remove persistence_engine"
+    );
+    assert_eq!(
+        error(&with_service("  - protocol: tcp\n    address: 192.0.2.1\n    port: 5060\n    persistent: 30\n    persistence_engine: sip\n")),
+        "t.yaml:7:5: persistence_engine sip is only for UDP services (SIP over TCP is not looked into)\n  hint: remove persistence_engine, or make the service 'protocol: udp'"
+    );
+    assert_eq!(
+        error(&with_service("  - protocol: udp\n    address: 2001:db8::1\n    port: 5060\n    persistent: 30\n    persistence_engine: sip\n")),
+        "t.yaml:7:5: persistence_engine on an IPv6 service is not supported by lvsd yet\n  hint: the Call-ID search runs for IPv4 services only"
     );
 }
 
@@ -387,7 +412,7 @@ fn unknown_key_without_near_miss() {
     assert_eq!(
         error("interfaces: [a]\ncolour: blue\n"),
         "t.yaml:2:1: unknown key 'colour' in the configuration\n  hint: the configuration takes: \
-         interfaces, xdp_mode, connection_table_size, timeouts, sysctls, classifier, services, metrics_address"
+         interfaces, xdp_mode, connection_table_size, timeouts, sysctls, classifier, services, metrics_address, sync"
     );
 }
 
@@ -970,4 +995,49 @@ fn sysctls_refuse_other_names_and_values() {
     assert!(e.contains("hint: sysctls takes: expire_nodest_conn, expire_quiescent_template"), "{e}");
     let e = error("interfaces: [eth0]\nsysctls:\n  expire_nodest_conn: 2\n");
     assert!(e.starts_with("t.yaml:3:23: "), "{e}");
+}
+
+#[test]
+fn sync_daemons_with_ipvsadm_parameters_and_defaults() {
+    use crate::control::SyncRole;
+    let c = parse(
+        "interfaces: [eth0]\nsync:\n  backup: {interface: eth1, syncid: 5, sync_maxlen: 1400}\n  master:\n    interface: eth1\n    syncid: 5\n    mcast_group: 239.1.2.3\n    mcast_port: 9000\n    mcast_ttl: 2\n",
+        "t.yaml",
+    )
+    .unwrap();
+    // Master first whatever the order in the file.
+    let d: Vec<_> = c.sync.iter().map(|s| &s.daemon).collect();
+    assert_eq!(d[0].role, SyncRole::Master);
+    assert_eq!(
+        (d[0].mcast_ifn.as_str(), d[0].syncid, d[0].mcast_group, d[0].mcast_port, d[0].mcast_ttl, d[0].sync_maxlen),
+        ("eth1", 5, Some(ip("239.1.2.3")), 9000, 2, 0)
+    );
+    assert_eq!(
+        (d[1].role, d[1].mcast_group, d[1].mcast_port, d[1].mcast_ttl, d[1].sync_maxlen),
+        (SyncRole::Backup, Some(ip("224.0.0.81")), 8848, 1, 1400)
+    );
+    assert_eq!(c.sync[1].location, Location { line: 3, column: 11 });
+    assert!(parse("interfaces: [eth0]\nsync:\n", "t.yaml").unwrap().sync.is_empty());
+}
+
+#[test]
+fn sync_errors_point_at_the_value() {
+    let base = "interfaces: [eth0]\nsync:\n  master:\n";
+    for (body, want) in [
+        ("    syncid: 1\n", "t.yaml:4:5: the master sync daemon has no 'interface'\n  hint: add e.g. 'interface: eth1'"),
+        ("    interface: eth1\n    syncid: 256\n", "t.yaml:5:13: syncid 256 is out of range (0 to 255)"),
+        ("    interface: eth1\n    mcast_group: 192.0.2.1\n", "t.yaml:5:18: mcast_group 192.0.2.1 is not a multicast address\n  hint: IPv4 multicast is 224.0.0.0/4; the default is 224.0.0.81"),
+        ("    interface: eth1\n    mcast_group: ff02::1:2:3\n", "t.yaml:5:18: mcast_group ff02::1:2:3: IPv6 multicast groups for connection sync are not supported by lvsd yet"),
+        ("    interface: eth1\n    mcast_port: 0\n", "t.yaml:5:17: mcast_port 0 is out of range (1 to 65535)"),
+        ("    interface: eth1\n    mcast_ttl: 256\n", "t.yaml:5:16: mcast_ttl 256 is out of range (1 to 255)"),
+        ("    interface: eth1\n    sync_maxlen: 65508\n", "t.yaml:5:18: sync_maxlen 65508 is out of range (1 to 65507)"),
+        ("    interface: a-very-long-name0\n", "t.yaml:4:16: interface name 'a-very-long-name0' is longer than 15 bytes"),
+        ("    interface: eth1\n    ttl: 2\n", "t.yaml:5:5: unknown key 'ttl' in the master sync daemon\n  hint: did you mean 'mcast_ttl'?"),
+    ] {
+        assert_eq!(error(&format!("{base}{body}")), want, "{body}");
+    }
+    assert_eq!(
+        error("interfaces: [eth0]\nsync:\n  standby: {interface: eth1}\n"),
+        "t.yaml:3:3: unknown key 'standby' in sync\n  hint: sync takes: master, backup"
+    );
 }

@@ -40,7 +40,16 @@ pub fn list(t: &Tables) -> Vec<ConnStatus> {
             .iter()
             .filter_map(Result::ok)
             .filter(|(k, _)| seen.insert(*k))
-            .filter_map(|(k, tp)| template_status(&k, &tp, now)),
+            .filter_map(|(k, tp)| {
+                let mut st = template_status(&k, &tp, now)?;
+                // A sip template: the engine's name and the Call-ID (`ip_vs_sip_show_pe_data`).
+                if lvs_common::sip::key_mark(&k) != 0 {
+                    if let Ok(c) = t.sip_callids.get(&k, 0) {
+                        st.pe = Some(("sip".to_string(), String::from_utf8_lossy(c.bytes()).into_owned()));
+                    }
+                }
+                Some(st)
+            }),
     );
     out
 }

@@ -19,7 +19,8 @@ use aya::{
 };
 use lvs_common::{
     map_names, MAP_ABI_VERSION, XDP6_NEW_PROGRAM, XDP6_NEW_SLOT, XDP6_PROGRAM, XDP6_SEND_PROGRAM, XDP6_SEND_SLOT, XDP6_SLOT,
-    XDP_ICMP_PROGRAM, XDP_ICMP_SLOT,
+    XDP6_ICMP_PROGRAM, XDP6_ICMP_SLOT, XDP_FRAG_PROGRAM, XDP_FRAG_SLOT, XDP_ICMP_PROGRAM, XDP_ICMP_SLOT,
+    XDP_MAIN_SLOT, XDP_SIP_PROGRAM, XDP_SIP_SLOT,
     XDP_PROGRAM,
 };
 use tracing::{info, warn};
@@ -226,8 +227,16 @@ fn load_object(loader: &mut EbpfLoader, conn_table_size: u32) -> anyhow::Result<
     // a slot swaps it atomically: with pinned maps reused, packets go from the previous
     // lvsd's IPv6 programs to this one's without a gap. They go in from the last of the
     // chain to the first, so none tail-calls into an older one than itself.
+    // The sip Call-ID search tail-calls the entry program itself (XDP_MAIN_SLOT), which goes
+    // in first: its slot may then already hold a previous lvsd's, as the others may.
+    let main_fd = prog.fd()?.try_clone()?;
+    ProgramArray::try_from(ebpf.map_mut(map_names::XDP_PROGS).context("XDP_PROGS map missing")?)?
+        .set(XDP_MAIN_SLOT, &main_fd, 0)
+        .context("installing the XDP program in its own slot")?;
     for (name, slot) in [
-        (XDP_ICMP_PROGRAM, XDP_ICMP_SLOT),
+        (XDP_SIP_PROGRAM, XDP_SIP_SLOT),
+        (XDP_FRAG_PROGRAM, XDP_FRAG_SLOT),
+        (XDP_ICMP_PROGRAM, XDP_ICMP_SLOT), (XDP6_ICMP_PROGRAM, XDP6_ICMP_SLOT),
         (XDP6_SEND_PROGRAM, XDP6_SEND_SLOT), (XDP6_NEW_PROGRAM, XDP6_NEW_SLOT), (XDP6_PROGRAM, XDP6_SLOT)] {
         let p: &mut Xdp =
             ebpf.program_mut(name).with_context(|| format!("{name} missing from the object"))?.try_into()?;

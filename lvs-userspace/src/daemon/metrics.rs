@@ -264,7 +264,9 @@ pub fn render(d: &Daemon) -> String {
         for (c, name, help) in [
             (Counter::NewConn, "lvs_dataplane_new_connections_total", "Connections created in the connection table."),
             (Counter::ConnHit, "lvs_dataplane_connection_hits_total", "Packets that matched a tracked connection, either direction."),
-            (Counter::PassFragment, "lvs_dataplane_fragments_total", "IPv4 fragments, handed to the kernel unbalanced."),
+            (Counter::PassFragment, "lvs_dataplane_fragments_total", "IPv4 later fragments whose first fragment was not forwarded here, handed to the kernel unbalanced."),
+            (Counter::FragTracked, "lvs_dataplane_fragment_datagrams_total", "First fragments forwarded and entered in the fragment table (IPv4 and IPv6)."),
+            (Counter::FragHit, "lvs_dataplane_fragment_hits_total", "Later fragments sent where their first fragment went (IPv4 and IPv6)."),
             (Counter::TxIcmpUnreachable, "lvs_dataplane_icmp_sent_total", "ICMP port unreachable messages sent to clients."),
         ] {
             let v = counters.iter().find(|(x, _)| *x == c).map(|(_, v)| *v).unwrap_or(0);
@@ -301,14 +303,12 @@ pub fn render(d: &Daemon) -> String {
 
 /// The XDP verdict a final counter stands for (the informational ones are not verdicts).
 fn verdict_of(c: Counter) -> Option<&'static str> {
-    Some(match c {
-        Counter::NewConn | Counter::ConnHit => return None,
-        Counter::Redirect | Counter::TxIcmpUnreachable => "redirect",
-        Counter::DropNoDest
-        | Counter::DropConnTableFull
-        | Counter::DropServiceMissing
-        | Counter::DropUnsupportedForward
-        | Counter::DropDestUnavailable => "drop",
+    if c.is_informational() {
+        return None;
+    }
+    Some(match c.verdict() {
+        lvs_common::counters::XDP_DROP => "drop",
+        lvs_common::counters::XDP_REDIRECT => "redirect",
         _ => "pass",
     })
 }

@@ -34,7 +34,7 @@ use self::{
 };
 use crate::{
     config::{self, Config, ConfigError},
-    control::{Errno, Info, Request, Response},
+    control::{self, Errno, Info, Request, Response},
     model::ServiceKey,
 };
 
@@ -74,6 +74,8 @@ pub struct Daemon {
     pub health: metrics::Health,
     /// The connection sync threads (`--start-daemon`).
     pub sync: sync::Daemons,
+    /// The sync daemon roles the config file declared at the last (re)load.
+    config_sync: Vec<control::SyncRole>,
 }
 
 impl Daemon {
@@ -156,6 +158,35 @@ impl Daemon {
         r
     }
 
+    /// What the plan compares the file's settings with.
+    fn settings(&self) -> anyhow::Result<plan::Settings> {
+        let t = &self.tables;
+        let mut timeouts = lvs_common::tcp_state::DEFAULT_TIMEOUTS;
+        for (slot, v) in timeouts.iter_mut().enumerate() {
+            let set = t.timeouts.get(&(slot as u32), 0).context("reading the TIMEOUTS map")?;
+            if set != 0 {
+                *v = set;
+            }
+        }
+        let rules = t.classifier_rules()?;
+        Ok(plan::Settings {
+            timeouts,
+            timeouts_named: self.config_timeouts,
+            sysctls: t.sysctls.get(&0, 0).context("reading the SYSCTLS map")?,
+            classifier: rules.rules[..(rules.count as usize).min(rules.rules.len())].to_vec(),
+            sync: self.sync.requests(),
+            sync_owned: self.config_sync.clone(),
+        })
+    }
+
+    /// Every change a reload to `cfg` makes: services, then the other settings.
+    fn full_plan(&self, cfg: &Config) -> anyhow::Result<Vec<plan::Change>> {
+        check_sync_interfaces(cfg)?;
+        let mut changes = plan::plan(&self.vs.specs(), &self.config_services, cfg);
+        changes.extend(plan::settings(&self.settings()?, cfg));
+        Ok(changes)
+    }
+
     fn apply_reload(&mut self) -> anyhow::Result<Vec<plan::Change>> {
         let cfg = load_config(&self.config_path)?;
         if cfg.metrics_address != self.metrics_address {
@@ -165,7 +196,7 @@ impl Daemon {
                 "metrics_address changed; it takes effect when lvsd is restarted"
             );
         }
-        let changes = plan::plan(&self.vs.specs(), &self.config_services, &cfg);
+        let changes = self.full_plan(&cfg)?;
         let named = timeouts::named(&cfg);
         timeouts::apply_config(&mut self.tables, &named, &self.config_timeouts)?;
         self.config_timeouts = named;
@@ -173,6 +204,8 @@ impl Daemon {
         apply(&mut self.vs, &mut self.tables, &changes)?;
         self.config_services = cfg.services.iter().map(|s| s.spec.key).collect();
         apply_classifier(&mut self.tables, &cfg)?;
+        apply_sync(&mut self.sync, &changes)?;
+        self.config_sync = cfg.sync.iter().map(|s| s.daemon.role).collect();
         for c in &changes {
             info!(change = %c, "reload");
         }
@@ -183,7 +216,7 @@ impl Daemon {
     /// nothing (`lvsd --check-config` against a running lvsd).
     fn plan_reload(&self, path: Option<&std::path::Path>) -> anyhow::Result<Vec<plan::Change>> {
         let cfg = load_config(path.unwrap_or(&self.config_path))?;
-        Ok(plan::plan(&self.vs.specs(), &self.config_services, &cfg))
+        self.full_plan(&cfg)
     }
 }
 
@@ -214,8 +247,50 @@ fn apply(vs: &mut VirtualServers, t: &mut Tables, changes: &[plan::Change]) -> a
             Change::AddDest(k, d) => vs.add_dest(t, k, d.clone()),
             Change::EditDest(k, d) => vs.edit_dest(t, k, d.clone()),
             Change::DelDest(k, a, p) => vs.del_dest(t, k, *a, *p),
+            // Applied as a whole by their own steps (timeouts::apply_config, the sysctl map,
+            // apply_classifier, apply_sync), from the same file.
+            Change::SetTimeouts(_)
+            | Change::StateTimeout(..)
+            | Change::Sysctl(..)
+            | Change::ClassifierAppend(_)
+            | Change::ClassifierReplace(..)
+            | Change::ClassifierDelete(_)
+            | Change::StopDaemon(_)
+            | Change::StartDaemon(_) => Ok(()),
         };
         r.map_err(|e| anyhow::anyhow!("{c}: {} ({:?})", e.detail, e.errno))?;
+    }
+    Ok(())
+}
+
+/// Stops and starts the sync daemons as the plan says (stops come first in it).
+fn apply_sync(sync: &mut sync::Daemons, changes: &[plan::Change]) -> anyhow::Result<()> {
+    for c in changes {
+        let r = match c {
+            plan::Change::StopDaemon(role) => sync.stop(*role),
+            plan::Change::StartDaemon(d) => sync.start(d.clone()),
+            _ => continue,
+        };
+        r.map_err(|e| anyhow::anyhow!("{c}: {} ({:?})", e.detail, e.errno))?;
+    }
+    Ok(())
+}
+
+/// A sync daemon's interface must exist in lvsd's namespace; checked before anything
+/// changes, so that a reload naming a missing one is refused whole.
+fn check_sync_interfaces(cfg: &Config) -> anyhow::Result<()> {
+    for s in &cfg.sync {
+        let name = std::ffi::CString::new(s.daemon.mcast_ifn.as_str())?;
+        // SAFETY: a NUL-terminated name.
+        if unsafe { libc::if_nametoindex(name.as_ptr()) } == 0 {
+            anyhow::bail!(
+                "{}",
+                cfg.error_at(
+                    s.location,
+                    format!("the {} sync daemon's interface {} does not exist", s.daemon.role.name(), s.daemon.mcast_ifn)
+                )
+            );
+        }
     }
     Ok(())
 }
@@ -311,6 +386,21 @@ fn start_dataplane(opts: &Options, cfg: &Config) -> anyhow::Result<(Dataplane, A
     let changes = plan::plan(&vs.specs(), &HashSet::new(), cfg);
     apply(&mut vs, &mut tables, &changes).context("applying the config")?;
     apply_classifier(&mut tables, cfg)?;
+    // Sync daemons: those the previous lvsd ran come back first, then the file's (which win
+    // for the roles the file declares, as its services do).
+    check_sync_interfaces(cfg)?;
+    let mut sync = sync::Daemons::new(pins.maps());
+    sync.restore().context("restoring the sync daemons")?;
+    let mut cur = plan::Settings::fresh();
+    cur.sync = sync.requests();
+    let sync_changes: Vec<plan::Change> = plan::settings(&cur, cfg)
+        .into_iter()
+        .filter(|c| matches!(c, plan::Change::StopDaemon(_) | plan::Change::StartDaemon(_)))
+        .collect();
+    apply_sync(&mut sync, &sync_changes).context("starting the sync daemons")?;
+    for c in &sync_changes {
+        info!(change = %c, "start");
+    }
     let conn_table_size = Tables::conn_capacity(&pins.maps())?;
     if conn_table_size != cfg.connection_table_size {
         warn!(
@@ -333,7 +423,8 @@ fn start_dataplane(opts: &Options, cfg: &Config) -> anyhow::Result<(Dataplane, A
             last_reload_ok: true,
             ..Default::default()
         },
-        sync: sync::Daemons::new(pins.maps()),
+        sync,
+        config_sync: cfg.sync.iter().map(|s| s.daemon.role).collect(),
     }));
     Ok((dp, daemon))
 }

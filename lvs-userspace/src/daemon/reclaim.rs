@@ -51,6 +51,10 @@ struct ConnMaps {
     templates: HashMap<MapData, FlowKey, Template>,
     /// A second handle on TEMPLATES for the raw lookup-and-delete.
     templates_raw: MapData,
+    /// The Call-IDs of sip templates, which go with them.
+    sip_callids: HashMap<MapData, FlowKey, lvs_common::sip::CallId>,
+    /// Call-IDs found without a template at the last sweep (see [`sweep_callids`]).
+    orphans: std::collections::HashSet<FlowKey>,
 }
 
 fn open(dir: &std::path::Path) -> anyhow::Result<ConnMaps> {
@@ -65,6 +69,8 @@ fn open(dir: &std::path::Path) -> anyhow::Result<ConnMaps> {
         counters: CounterMemory::map(&MapData::from_pin(dir.join(map_names::DEST_COUNTERS))?)?,
         templates: HashMap::try_from(m(map_names::TEMPLATES)?)?,
         templates_raw: MapData::from_pin(dir.join(map_names::TEMPLATES))?,
+        sip_callids: HashMap::try_from(m(map_names::SIP_CALLIDS)?)?,
+        orphans: Default::default(),
     })
 }
 
@@ -123,7 +129,9 @@ fn sweep(m: &mut ConnMaps) -> usize {
         if e.expires_ns <= now {
             expired.push(k);
         } else if e.flags & conn_flags::CONTROLLED != 0 {
-            let until = controlled.entry(template_key(&k, &conn_flags::scope(&e))).or_default();
+            let mut tk = template_key(&k, &conn_flags::scope(&e));
+            lvs_common::sip::mark_key(&mut tk, conn_flags::pe(&e));
+            let until = controlled.entry(tk).or_default();
             *until = (*until).max(e.expires_ns);
         }
     }
@@ -162,7 +170,27 @@ fn sweep(m: &mut ConnMaps) -> usize {
         let _ = m.out.remove(&ok);
     }
     sweep_templates(m, &controlled, now);
+    sweep_callids(m);
     n
+}
+
+/// Removes the Call-IDs whose template is gone other than by expiry (invalidated: moved to
+/// its 0xffff key; or never made: the template table was full). The dataplane records a
+/// Call-ID just before it makes the template, so only one found alone at two sweeps in a row
+/// goes.
+fn sweep_callids(m: &mut ConnMaps) {
+    let keys: Vec<FlowKey> = m.sip_callids.keys().filter_map(Result::ok).collect();
+    let mut alone = std::collections::HashSet::new();
+    for k in keys {
+        if m.templates.get(&k, 0).is_err() {
+            if m.orphans.contains(&k) {
+                let _ = m.sip_callids.remove(&k);
+            } else {
+                alone.insert(k);
+            }
+        }
+    }
+    m.orphans = alone;
 }
 
 /// How far ahead of its due time a template is postponed: a little more than one sweep, so
@@ -204,6 +232,9 @@ fn sweep_templates(m: &mut ConnMaps, controlled: &StdHashMap<FlowKey, u64>, now:
             }
         }
         m.counters.uncount_template(gone.dest_id);
+        if lvs_common::sip::key_mark(&k) != 0 {
+            let _ = m.sip_callids.remove(&k);
+        }
     }
 }
 

@@ -53,6 +53,28 @@ pub fn check_service_supported(spec: &ServiceSpec) -> Result<u32, OpError> {
             ),
         );
     };
+    // --pe: ip_vs_pe_getbyname fails for any name but sip (ENOENT, after the scheduler).
+    match spec.pe.as_deref() {
+        None => {}
+        Some(crate::model::PE_SIP) => {
+            // The dataplane keys a SIP template on the Call-ID in place of the mark a firewall-
+            // mark service's controlled connections carry; there is room for one of the two.
+            if matches!(spec.key, ServiceKey::Fwmark { .. }) {
+                return err(
+                    Errno::NotImplemented,
+                    "the sip persistence engine (--pe) on a firewall-mark service is not supported by lvsd yet",
+                );
+            }
+            // The Call-ID search is in the IPv4 program only.
+            if spec.key.is_ipv6() {
+                return err(
+                    Errno::NotImplemented,
+                    "the sip persistence engine (--pe) on an IPv6 service is not supported by lvsd yet",
+                );
+            }
+        }
+        Some(other) => return err(Errno::NoEnt, format!("unknown persistence engine '{other}'")),
+    }
     // IPv6 services (address or firewall mark) are served by the dataplane's IPv6 programs.
     // ONEPACKET is accepted on any service, as by the kernel; the dataplane honours it for
     // UDP only, as the kernel does (ipvsadm itself refuses -o on a TCP service).
@@ -199,6 +221,7 @@ impl VirtualServers {
                 flags: conf.flags & svc_conf_flags::IPVS_MASK,
                 timeout: conf.timeout,
                 netmask: conf.netmask,
+                pe: (conf.flags & svc_conf_flags::PE_SIP != 0).then(|| crate::model::PE_SIP.to_string()),
             };
             let mut dests = Vec::new();
             for &ds in conf.dests.iter().take(conf.dest_count as usize) {
@@ -276,7 +299,9 @@ impl VirtualServers {
         let mut conf = ServiceConf {
             key: tables::svc_key(&svc.spec.key)?,
             sched: svc.sched_id,
-            flags: svc_conf_flags::IN_USE | (svc.spec.flags & svc_conf_flags::IPVS_MASK),
+            flags: svc_conf_flags::IN_USE
+                | (svc.spec.flags & svc_conf_flags::IPVS_MASK)
+                | if svc.spec.pe.as_deref() == Some(crate::model::PE_SIP) { svc_conf_flags::PE_SIP } else { 0 },
             timeout: svc.spec.timeout,
             netmask: svc.spec.netmask,
             dest_count: svc.dests.len() as u32,
@@ -583,7 +608,9 @@ impl VirtualServers {
 
     /// Every service with live connection counts, in slot order, dests in kernel order.
     pub fn list(&self, t: &Tables) -> Vec<ServiceStatus> {
-        self.services.values().map(|s| self.status(s, t)).collect()
+        // One batched read of every stats slot, not two lookups per service and real server.
+        let snap = t.stats_snapshot();
+        self.services.values().map(|s| self.status(s, t, |idx| snap.get(idx))).collect()
     }
 
     /// One service, or ESRCH.
@@ -591,14 +618,14 @@ impl VirtualServers {
         let Some(slot) = self.find(key) else {
             return err(Errno::Srch, format!("{key} does not exist"));
         };
-        Ok(self.status(&self.services[&slot], t))
+        Ok(self.status(&self.services[&slot], t, |idx| t.stats(idx)))
     }
 
     /// ActiveConn/InActConn/PersistConn come from the dataplane's counters (`DEST_COUNTERS`),
     /// traffic statistics from `IPVS_STATS`, rates from the estimators.
-    fn status(&self, s: &Service, t: &Tables) -> ServiceStatus {
+    fn status(&self, s: &Service, t: &Tables, stats: impl Fn(u32) -> IpvsStats) -> ServiceStatus {
         ServiceStatus {
-            stats: self.stats_of(t, svc_index(s.slot)),
+            stats: self.stats_with(svc_index(s.slot), stats(svc_index(s.slot))),
             spec: s.spec.clone(),
             dests: s
                 .dests
@@ -610,7 +637,7 @@ impl VirtualServers {
                         active_conns: clamp(c.active),
                         inact_conns: clamp(c.inactive),
                         persist_conns: clamp(c.persist),
-                        stats: self.stats_of(t, dest_index(d.slot)),
+                        stats: self.stats_with(dest_index(d.slot), stats(dest_index(d.slot))),
                     }
                 })
                 .collect(),
@@ -619,7 +646,11 @@ impl VirtualServers {
 
     /// Counters and rates of one stats slot.
     fn stats_of(&self, t: &Tables, idx: u32) -> Stats {
-        let c = t.stats(idx);
+        self.stats_with(idx, t.stats(idx))
+    }
+
+    /// Counters `c` of stats slot `idx` with its rates.
+    fn stats_with(&self, idx: u32, c: IpvsStats) -> Stats {
         let r = self.rates.get(&idx).map(Estimator::rates).unwrap_or_default();
         Stats {
             conns: c.conns,
@@ -683,8 +714,9 @@ impl VirtualServers {
             live.extend(s.dests.iter().map(|d| dest_index(d.slot)));
         }
         let mut next = std::collections::HashMap::with_capacity(live.len());
+        let snap = t.stats_snapshot();
         for idx in live {
-            let now = t.stats(idx);
+            let now = snap.get(idx);
             let mut e = self.rates.remove(&idx).unwrap_or_else(|| Estimator::starting_at(now));
             e.tick(now);
             next.insert(idx, e);

@@ -180,6 +180,7 @@ fn service_command(ctx: &mut Ctx<'_, '_>, r: &Resolved, key: ServiceKey) -> Resu
         flags: r.svc.flags,
         timeout: r.svc.timeout,
         netmask: r.svc.netmask,
+        pe: (!r.svc.pe.is_empty()).then(|| r.svc.pe.clone()),
     };
     let dest = || {
         let d = &r.dest;
@@ -196,9 +197,6 @@ fn service_command(ctx: &mut Ctx<'_, '_>, r: &Resolved, key: ServiceKey) -> Resu
     match r.cmd {
         Cmd::Add | Cmd::Edit => {
             let call = if r.cmd == Cmd::Add { Call::AddService } else { Call::UpdateService };
-            if !r.svc.pe.is_empty() {
-                return Ok(persistence_engine(ctx, call, &r.svc.pe));
-            }
             let req = if r.cmd == Cmd::Add { Request::AddService(spec()) } else { Request::EditService(spec()) };
             ctx.set(call, req)
         }
@@ -221,19 +219,6 @@ fn service_command(ctx: &mut Ctx<'_, '_>, r: &Resolved, key: ServiceKey) -> Resu
             ctx.set(Call::DelDest, Request::DelDest { service: key, addr: d.addr, port: d.port })
         }
         _ => unreachable!("not a service command"),
-    }
-}
-
-/// `--pe`: the model has no persistence engine. The kernel knows only `sip`; any other name
-/// fails its module lookup with ENOENT, which is reproduced here. (The kernel would check
-/// for an existing service first, so `-A` of an existing service with a bogus engine says
-/// "Service already exists" there and "Scheduler or persistence engine not found" here.)
-fn persistence_engine(ctx: &mut Ctx<'_, '_>, call: Call, pe: &str) -> i32 {
-    if pe == "sip" {
-        ctx.unsupported("the sip persistence engine (--pe)")
-    } else {
-        ctx.err(&format!("{}\n", ipvs_strerror(call, Errno::NoEnt)));
-        SET_FAILED
     }
 }
 

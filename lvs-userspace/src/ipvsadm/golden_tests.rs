@@ -30,14 +30,14 @@ impl FakeIpvs {
                 if find(&self.services, spec.key).is_some() {
                     return Err(Errno::Exist);
                 }
-                if !SCHEDULERS.contains(&spec.scheduler.as_str()) {
+                if !SCHEDULERS.contains(&spec.scheduler.as_str()) || spec.pe.as_deref().is_some_and(|p| p != "sip") {
                     return Err(Errno::NoEnt);
                 }
                 self.services.insert(0, ServiceStatus { spec: spec.clone(), dests: vec![], stats: Default::default() });
             }
             Request::EditService(spec) => {
                 let i = find(&self.services, spec.key).ok_or(Errno::Srch)?;
-                if !SCHEDULERS.contains(&spec.scheduler.as_str()) {
+                if !SCHEDULERS.contains(&spec.scheduler.as_str()) || spec.pe.as_deref().is_some_and(|p| p != "sip") {
                     return Err(Errno::NoEnt);
                 }
                 self.services[i].spec = spec.clone();
@@ -303,10 +303,7 @@ fn requests_carry_resolved_specs() {
 #[test]
 fn unsupported_features_say_so() {
     let mut ipvs = baseline();
-    for cmd in [
-        "ipvsadm -A --sctp-service 10.0.0.1:80",
-        "ipvsadm -A -u 10.0.0.1:5060 -p --pe sip",
-    ] {
+    for cmd in ["ipvsadm -A --sctp-service 10.0.0.1:80"] {
         let o = sh(&mut ipvs, cmd);
         assert_eq!(o.code, 255, "{cmd}");
         assert!(o.stdout.is_empty(), "{cmd}");

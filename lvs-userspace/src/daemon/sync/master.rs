@@ -161,7 +161,9 @@ fn scan(m: &Maps, sent: &mut StdHashMap<FlowKey, Sent>, enc: &mut Encoder, now: 
         let timeout = m.timeouts.get(&u32::from(e.state), 0).unwrap_or(0);
         out.extend(enc.push(&conn_entry(&k, &e, mark, timeout)));
         sent.insert(k, Sent { state: e.state, expires_ns: e.expires_ns, at: now });
-        if e.flags & conn_flags::CONTROLLED != 0 {
+        // (A sip template is not sent: lvsd does not send the engine's name and Call-ID
+        // options, without which a backup's template would key on the client alone.)
+        if e.flags & conn_flags::CONTROLLED != 0 && e.flags & conn_flags::CTL_PE_SIP == 0 {
             let tk = template_key(&k, &conn_flags::scope(&e));
             if let Ok(t) = m.templates.get(&tk, 0) {
                 if t.expires_ns > now_ns {

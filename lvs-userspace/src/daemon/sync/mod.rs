@@ -5,6 +5,7 @@
 
 pub mod backup;
 pub mod master;
+pub mod persist;
 pub mod wire;
 
 use std::{
@@ -17,7 +18,7 @@ use std::{
     thread::JoinHandle,
 };
 
-use tracing::info;
+use tracing::{info, warn};
 
 use super::state::OpError;
 use crate::control::{Errno, SyncDaemon, SyncRole};
@@ -30,6 +31,10 @@ pub const DEFAULT_PORT: u16 = 8848;
 const V4_HEADERS: u16 = 28;
 
 struct Running {
+    /// The parameters as asked for (0 and `None` for defaults): what a reload compares with
+    /// the file and what a restart starts again.
+    request: SyncDaemon,
+    /// As running, defaults filled in (`-L --daemon`).
     conf: SyncDaemon,
     stop: Arc<AtomicBool>,
     handle: JoinHandle<()>,
@@ -40,6 +45,8 @@ pub struct Daemons {
     maps_dir: PathBuf,
     master: Option<Running>,
     backup: Option<Running>,
+    /// Where the running set is recorded for a restarted lvsd (`None` in tests without pins).
+    store: Option<persist::Store>,
 }
 
 fn err(errno: Errno, detail: impl Into<String>) -> OpError {
@@ -77,7 +84,35 @@ fn interface(name: &str) -> Option<(u32, u32)> {
 
 impl Daemons {
     pub fn new(maps_dir: PathBuf) -> Self {
-        Daemons { maps_dir, master: None, backup: None }
+        Daemons { maps_dir, master: None, backup: None, store: None }
+    }
+
+    /// Opens (or creates) the pinned record of running daemons in the maps directory and
+    /// starts again the daemons it holds: those of an lvsd that was killed or restarted with
+    /// `--keep-dataplane`. A daemon that cannot start again (its interface is gone) is
+    /// dropped from the record with a warning.
+    pub fn restore(&mut self) -> anyhow::Result<()> {
+        let store = persist::Store::open(&self.maps_dir.join(lvs_common::map_names::SYNC_DAEMONS))?;
+        let saved = store.load()?;
+        self.store = Some(store);
+        for d in saved {
+            let role = d.role;
+            match self.start(d) {
+                Ok(()) => info!(role = role.name(), "sync daemon restored from the previous lvsd"),
+                Err(e) => {
+                    warn!(role = role.name(), error = %e.detail, "cannot restore the sync daemon of the previous lvsd");
+                    if let Some(s) = &self.store {
+                        let _ = s.clear(role);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The running daemons' parameters as they were asked for, master first.
+    pub fn requests(&self) -> Vec<SyncDaemon> {
+        self.master.iter().chain(self.backup.iter()).map(|r| r.request.clone()).collect()
     }
 
     fn slot(&mut self, role: SyncRole) -> &mut Option<Running> {
@@ -88,7 +123,9 @@ impl Daemons {
     }
 
     /// `start_sync_thread`: fills in the defaults as the kernel does, then starts the thread.
-    pub fn start(&mut self, mut c: SyncDaemon) -> Result<(), OpError> {
+    pub fn start(&mut self, c: SyncDaemon) -> Result<(), OpError> {
+        let request = c.clone();
+        let mut c = c;
         let group = c.mcast_group.unwrap_or(IpAddr::V4(DEFAULT_GROUP));
         if !group.is_multicast() {
             return Err(err(Errno::Inval, format!("{group} is not a multicast group")));
@@ -128,11 +165,27 @@ impl Daemons {
         .map_err(|e| err(Errno::Inval, format!("{e:#}")))?;
         info!(role = c.role.name(), interface = %c.mcast_ifn, syncid = c.syncid, group = %group, port = c.mcast_port, "sync daemon started");
         let role = c.role;
-        *self.slot(role) = Some(Running { conf: c, stop, handle });
+        if let Some(s) = &self.store {
+            if let Err(e) = s.save(&request) {
+                warn!(error = %format!("{e:#}"), "the sync daemon will not be restarted with lvsd");
+            }
+        }
+        *self.slot(role) = Some(Running { request, conf: c, stop, handle });
         Ok(())
     }
 
     pub fn stop(&mut self, role: SyncRole) -> Result<(), OpError> {
+        self.halt(role)?;
+        if let Some(s) = &self.store {
+            if let Err(e) = s.clear(role) {
+                warn!(error = %format!("{e:#}"), "the stopped sync daemon may be restarted with lvsd");
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the thread, leaving the record alone.
+    fn halt(&mut self, role: SyncRole) -> Result<(), OpError> {
         let Some(r) = self.slot(role).take() else {
             return Err(err(Errno::Srch, format!("no {} sync daemon runs", role.name())));
         };
@@ -147,9 +200,11 @@ impl Daemons {
         self.master.iter().chain(self.backup.iter()).map(|r| r.conf.clone()).collect()
     }
 
-    /// Stops both (lvsd's shutdown).
+    /// Stops both threads (lvsd's shutdown). The record stays: with `--keep-dataplane` the
+    /// next lvsd starts them again, as it keeps the services; otherwise it is unpinned with
+    /// the maps.
     pub fn stop_all(&mut self) {
-        let _ = self.stop(SyncRole::Master);
-        let _ = self.stop(SyncRole::Backup);
+        let _ = self.halt(SyncRole::Master);
+        let _ = self.halt(SyncRole::Backup);
     }
 }
