@@ -19,6 +19,7 @@ pub mod fwd;
 pub mod icmp_limit;
 pub mod maglev;
 pub mod persist;
+pub mod prefilter;
 pub mod sched_dynamic;
 #[cfg(test)]
 mod sched_golden;
@@ -54,6 +55,11 @@ pub mod map_names {
     pub const LOOKUP_CTL: &str = "LOOKUP_CTL";
     pub const NEIGH_MISS: &str = "NEIGH_MISS";
     pub const ICMP_BUDGET: &str = "ICMP_BUDGET";
+    /// Bitmap of virtual and real-server addresses (`prefilter`).
+    pub const ADDR_FILTER: &str = "ADDR_FILTER";
+    /// One word lvsd advances on every route, neighbour, address, link or rule change: the
+    /// dataplane's next-hop cache trusts only entries of the current value.
+    pub const NEXT_HOP_EPOCH: &str = "NEXT_HOP_EPOCH";
     /// The IPv6 path's programs, tail-called by the XDP entry (`XDP6_SLOT`, `XDP6_NEW_SLOT`, `XDP6_SEND_SLOT`).
     pub const XDP_PROGS: &str = "XDP_PROGS";
     /// Where the first fragment of each recent datagram went (`crate::frag`).
@@ -65,7 +71,7 @@ pub mod map_names {
     /// The Call-ID of each SIP persistence template (`sip::CallId`), same key as `TEMPLATES`.
     pub const SIP_CALLIDS: &str = "SIP_CALLIDS";
     /// Every map, for pinning.
-    pub const ALL: [&str; 25] = [
+    pub const ALL: [&str; 27] = [
         SVC_INDEX,
         SERVICES,
         SCHED_STATE,
@@ -91,6 +97,8 @@ pub mod map_names {
         FRAGS,
         SYNC_DAEMONS,
         SIP_CALLIDS,
+        ADDR_FILTER,
+        NEXT_HOP_EPOCH,
     ];
 }
 

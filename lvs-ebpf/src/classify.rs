@@ -6,7 +6,7 @@ use lvs_common::{
     AF_INET,
 };
 
-use crate::maps::{CLASSIFIER, LOOKUP_CTL, SVC_INDEX};
+use crate::maps::{ADDR_FILTER, CLASSIFIER, LOOKUP_CTL, SVC_INDEX};
 
 /// [`find_service`]'s answer when no service takes the packet.
 pub const NO_SERVICE: u32 = u32::MAX;
@@ -38,6 +38,27 @@ fn mark_of(daddr: u32, proto: u8, dport: u16) -> u32 {
         i += 1;
     }
     0
+}
+
+/// Whether a packet from `saddr` to `daddr` (network order) may concern a service at all
+/// (`lvs_common::prefilter`): false only when the filter is ready, neither address has its bit
+/// set and no classifier rule set is live. Two inlined array reads; for traffic that is none of the
+/// director's business, they replace the connection, service and DR-reply lookups.
+#[inline(always)]
+pub fn may_concern(saddr: u32, daddr: u32) -> bool {
+    if matches!(LOOKUP_CTL.get(CTL_RULE_SET), Some(v) if *v != 0)
+        || !matches!(ADDR_FILTER.get(lvs_common::prefilter::FILTER_READY), Some(v) if *v != 0)
+    {
+        return true;
+    }
+    filter_has(daddr) || filter_has(saddr)
+}
+
+#[inline(always)]
+fn filter_has(addr: u32) -> bool {
+    let (word, mask) = lvs_common::prefilter::word_of(addr);
+    // A missing word (never: the index is in range) counts as set, so nothing is lost.
+    ADDR_FILTER.get(word).is_none_or(|w| *w & mask != 0)
 }
 
 /// The `SERVICES` slot for a packet that starts a connection to `daddr:dport` (network

@@ -10,6 +10,7 @@ use lvs_common::{counters::Counter, csum::replace2, fwd::NeighKey, AF_INET};
 
 use crate::{
     maps::{FIB_SCRATCH, NEIGH_MISS},
+    nexthop::{self, NextHop},
     parse::Packet,
 };
 
@@ -105,10 +106,36 @@ pub fn redirect(pkt: &Packet, p: &FibParams) -> Counter {
     Counter::Redirect
 }
 
+/// Sets the frame's MAC addresses from a cached next hop and redirects.
+#[inline(always)]
+pub fn redirect_cached(pkt: &Packet, h: &NextHop) -> Counter {
+    unsafe {
+        (*pkt.eth).dst_addr = h.dmac;
+        (*pkt.eth).src_addr = h.smac;
+        if bpf_redirect(h.oif, 0) as u32 != xdp_action::XDP_REDIRECT {
+            return Counter::PassFibFailed;
+        }
+    }
+    Counter::Redirect
+}
+
 /// Forwards the (already rewritten) packet to its own destination. Returns the counter that
 /// describes the verdict; `Counter::Redirect` means XDP_REDIRECT, the others XDP_PASS.
+/// `now`: the packet's coarse clock reading (one per packet: each read costs a helper call).
 #[inline(always)]
-pub fn forward(ctx: &XdpContext, pkt: &Packet) -> Counter {
+pub fn forward(ctx: &XdpContext, pkt: &Packet, now: u64) -> Counter {
+    forward_keyed(ctx, pkt, false, now)
+}
+
+/// [`forward`] for a packet rewritten towards a real server (NAT): its next hop is cached per
+/// real server, whatever the client (see `nexthop`).
+#[inline(always)]
+pub fn forward_to_dest(ctx: &XdpContext, pkt: &Packet, now: u64) -> Counter {
+    forward_keyed(ctx, pkt, true, now)
+}
+
+#[inline(always)]
+fn forward_keyed(ctx: &XdpContext, pkt: &Packet, to_dest: bool, now: u64) -> Counter {
     let ip = pkt.ip;
     let (src, dst, tot_len, tos, ttl) = unsafe {
         (
@@ -119,6 +146,18 @@ pub fn forward(ctx: &XdpContext, pkt: &Packet) -> Counter {
             (*ip).ttl,
         )
     };
+    let iif = ctx.ingress_ifindex() as u32;
+    let src_key = if to_dest { 0 } else { src };
+    // A cached next hop, if the packet fits its route's MTU (else the lookup below decides).
+    if let Some(h) = nexthop::get(dst, src_key, iif, now) {
+        if tot_len <= h.mtu {
+            if ttl <= 1 {
+                return Counter::PassTtlExceeded;
+            }
+            decrement_ttl(pkt, ttl);
+            return redirect_cached(pkt, h);
+        }
+    }
     // The ports in the packet may have been rewritten; read them back for the lookup.
     let ports = unsafe { *(pkt.l4 as *const [u8; 4]) };
     let Some((rc, p)) = lookup(ctx, pkt.proto, ports, tot_len, tos, src, dst, 0) else { return Counter::PassFibFailed };
@@ -129,6 +168,8 @@ pub fn forward(ctx: &XdpContext, pkt: &Packet) -> Counter {
         BPF_FIB_LKUP_RET_NO_NEIGH => return Counter::PassFibFallback,
         _ => return Counter::PassFibFailed,
     }
+    // After a successful lookup with an MTU check, `tot_len` holds the route's MTU.
+    nexthop::put(dst, src_key, iif, p, p.tot_len, 0, now);
     // TTL about to expire: the kernel sends the ICMP time-exceeded.
     if ttl <= 1 {
         return Counter::PassTtlExceeded;
@@ -145,9 +186,17 @@ pub fn forward(ctx: &XdpContext, pkt: &Packet) -> Counter {
 /// VIP. So a missing neighbour entry drops the packet and records the next hop in
 /// `NEIGH_MISS`, which lvsd polls to ask the kernel to resolve it.
 #[inline(always)]
-pub fn direct_route(ctx: &XdpContext, pkt: &Packet, rip: u32) -> Counter {
+pub fn direct_route(ctx: &XdpContext, pkt: &Packet, rip: u32, now: u64) -> Counter {
     let ip = pkt.ip;
     let (src, tos, ttl) = unsafe { (u32::from_ne_bytes((*ip).src_addr), (*ip).tos, (*ip).ttl) };
+    let iif = ctx.ingress_ifindex() as u32;
+    if let Some(h) = nexthop::get(rip, 0, iif, now) {
+        if ttl <= 1 {
+            return Counter::DropTtlExceeded;
+        }
+        decrement_ttl(pkt, ttl);
+        return redirect_cached(pkt, h);
+    }
     let ports = unsafe { *(pkt.l4 as *const [u8; 4]) };
     // No MTU check (tot_len 0): the packet does not grow; a smaller MTU towards the real
     // server is the operator's to match, as with IPVS's DR.
@@ -160,6 +209,8 @@ pub fn direct_route(ctx: &XdpContext, pkt: &Packet, rip: u32) -> Counter {
         }
         _ => return Counter::DropNoRoute,
     }
+    // No MTU known (no check was made): the entry serves direct routing only.
+    nexthop::put(rip, 0, iif, p, 0, 0, now);
     if ttl <= 1 {
         return Counter::DropTtlExceeded;
     }

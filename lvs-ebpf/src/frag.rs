@@ -157,9 +157,11 @@ fn later_v4(ctx: &XdpContext, eth: *mut EthHdr) -> Counter {
         tot_len,
     };
     let addr = e.addr[0];
+    // For the next-hop cache's lifetime (forward.rs).
+    let now = crate::conntrack::now_ns();
     match e.how {
-        FWD_ROUTE => forward::direct_route(ctx, &pkt, addr),
-        FWD_TUNNEL => tunnel::encapsulate(ctx, &pkt, addr),
+        FWD_ROUTE => forward::direct_route(ctx, &pkt, addr, now),
+        FWD_TUNNEL => tunnel::encapsulate(ctx, &pkt, addr, now),
         FWD_MASQ | FRAG_REPLY => {
             // Only the address and the header checksum change (module comment).
             unsafe {
@@ -172,7 +174,7 @@ fn later_v4(ctx: &XdpContext, eth: *mut EthHdr) -> Counter {
                     (*ip).dst_addr = addr.to_ne_bytes();
                 }
             }
-            forward::forward(ctx, &pkt)
+            forward::forward(ctx, &pkt, now)
         }
         _ => Counter::DropUnsupportedForward,
     }

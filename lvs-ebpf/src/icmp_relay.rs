@@ -120,11 +120,11 @@ fn relay(ctx: &XdpContext) -> Option<Counter> {
         // IPVS counts the error as inbound traffic of the connection (`ip_vs_in_stats`).
         stats::traffic(svc_id, dest_id, true, 0, tot_len as u64);
         return Some(match fwd {
-            FWD_ROUTE => forward::direct_route(ctx, &pkt, raddr),
+            FWD_ROUTE => forward::direct_route(ctx, &pkt, raddr, now),
             // IPv4 IP-in-IP here; any other encapsulation (GUE, GRE, an IPv6 real server) in
             // `lvs_xdp_tun`, as the connection's packets.
             FWD_TUNNEL => match DESTS.get(dest_id) {
-                Some(d) if d.family == AF_INET && d.tun_type == tun_type::IPIP => tunnel::encapsulate(ctx, &pkt, raddr),
+                Some(d) if d.family == AF_INET && d.tun_type == tun_type::IPIP => tunnel::encapsulate(ctx, &pkt, raddr, now),
                 Some(_) => {
                     crate::tun::note_dest(dest_id);
                     crate::maps::tail_call(ctx, lvs_common::XDP_TUN_SLOT);
@@ -152,7 +152,7 @@ fn relay(ctx: &XdpContext) -> Option<Counter> {
                     (*icmp)[3] = b[1];
                 }
                 pkt.daddr = raddr;
-                forward::forward(ctx, &pkt)
+                forward::forward(ctx, &pkt, now)
             }
             _ => Counter::DropUnsupportedForward,
         });
@@ -182,5 +182,5 @@ fn relay(ctx: &XdpContext) -> Option<Counter> {
         (*icmp)[3] = b[1];
     }
     pkt.saddr = vaddr;
-    Some(forward::forward(ctx, &pkt))
+    Some(forward::forward(ctx, &pkt, now))
 }

@@ -18,6 +18,7 @@ mod icmp6_relay;
 mod icmp_relay;
 mod maps;
 mod nat;
+mod nexthop;
 mod parse;
 mod persist;
 mod schedule;
@@ -205,15 +206,21 @@ fn process(ctx: &XdpContext) -> Counter {
         Ok(p) => p,
         Err(c) => return c,
     };
-    match decide(ctx, &pkt) {
+    // Neither to a virtual address nor from a real server or virtual address: nothing in
+    // `decide` can match (see `lvs_common::prefilter`).
+    if !classify::may_concern(pkt.saddr, pkt.daddr) {
+        return Counter::PassNoService;
+    }
+    // Read once per packet (a helper call) and passed down.
+    let now = conntrack::now_ns();
+    match decide(ctx, &pkt, now) {
         Step::Done(c) => c,
-        Step::Send(fwd, daddr, dport) => send(ctx, &pkt, fwd, daddr, dport),
+        Step::Send(fwd, daddr, dport) => send(ctx, &pkt, fwd, daddr, dport, now),
     }
 }
 
 #[inline(always)]
-fn decide(ctx: &XdpContext, pkt: &Packet) -> Step {
-    let now = conntrack::now_ns();
+fn decide(ctx: &XdpContext, pkt: &Packet, now: u64) -> Step {
     let key = conntrack::key_of(&pkt);
 
     // 1. Client -> VIP on a known connection.
@@ -246,7 +253,7 @@ fn decide(ctx: &XdpContext, pkt: &Packet) -> Step {
         let (vaddr, vport) = unsafe { ((*e).vaddr[0], (*e).vport) };
         frag::remember_v4(pkt, lvs_common::frag::FRAG_REPLY, vaddr);
         nat::to_client(&pkt, vaddr, vport);
-        return forward::forward(ctx, &pkt).into();
+        return forward::forward(ctx, &pkt, now).into();
     }
     // 3. A new connection to a virtual service (firewall mark first, as IPVS)?
     let svc_id = classify::find_service(pkt.daddr, pkt.dport, pkt.proto);
@@ -369,17 +376,17 @@ fn to_real_server(pkt: &Packet, e: *mut ConnEntry, now: u64, new_conns: u64) -> 
 
 /// Sends a client packet to real server `daddr` by forwarding method `fwd`.
 #[inline(always)]
-fn send(ctx: &XdpContext, pkt: &Packet, fwd: u8, daddr: u32, dport: u16) -> Counter {
+fn send(ctx: &XdpContext, pkt: &Packet, fwd: u8, daddr: u32, dport: u16, now: u64) -> Counter {
     frag::remember_v4(pkt, fwd, daddr);
     match fwd {
-        FWD_ROUTE => forward::direct_route(ctx, pkt, daddr),
+        FWD_ROUTE => forward::direct_route(ctx, pkt, daddr, now),
         // IPv4 IP-in-IP here; every other encapsulation in `lvs_xdp_tun`, which `lvs_xdp`
         // tail-calls on this counter (`tun::route_v4` noted the real server).
-        FWD_TUNNEL => tunnel::encapsulate(ctx, pkt, daddr),
+        FWD_TUNNEL => tunnel::encapsulate(ctx, pkt, daddr, now),
         tun::FWD_TUN_OTHER => Counter::DropUnsupportedForward,
         _ => {
             nat::to_real_server(pkt, daddr, dport);
-            forward::forward(ctx, pkt)
+            forward::forward_to_dest(ctx, pkt, now)
         }
     }
 }
@@ -419,7 +426,7 @@ fn dr_reply(ctx: &XdpContext, pkt: &Packet, now: u64) -> Counter {
     stats::count(Counter::ConnHit);
     unsafe { (*e).flags |= conn_flags::SEEN_OUTPUT };
     conntrack::update(e, pkt, DIR_OUTPUT, now);
-    forward::forward(ctx, pkt)
+    forward::forward(ctx, pkt, now)
 }
 
 #[cfg(not(test))]

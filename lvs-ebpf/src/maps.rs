@@ -147,6 +147,11 @@ pub static LOOKUP_CTL: Array<u32> = Array::with_max_entries(CTL_WORDS, 0);
 #[map]
 pub static NEIGH_MISS: LruHashMap<NeighKey, u32> = LruHashMap::with_max_entries(NEIGH_MISS_SIZE, 0);
 
+/// The address prefilter (`lvs_common::prefilter`): a bitmap of virtual and real-server
+/// addresses, written by lvsd. An array, so the verifier inlines each read.
+#[map]
+pub static ADDR_FILTER: Array<u64> = Array::with_max_entries(lvs_common::prefilter::FILTER_ENTRIES, 0);
+
 /// Scratch space for `bpf_fib_lookup`'s parameters (one per CPU), so that they are not on the
 /// stack (see `forward::lookup`). Not pinned: it holds nothing between packets.
 #[map]

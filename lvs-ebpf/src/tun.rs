@@ -194,7 +194,7 @@ pub fn process(ctx: &XdpContext) -> Counter {
             Err(c) => return c,
         };
         if dest.family == AF_INET && dest.tun_type == tun_type::IPIP {
-            return tunnel::encapsulate(ctx, &pkt, dest.addr[0]);
+            return tunnel::encapsulate(ctx, &pkt, dest.addr[0], crate::conntrack::now_ns());
         }
         let (tos, ttl, frags, vihl) =
             unsafe { ((*pkt.ip).tos, (*pkt.ip).ttl, u16::from_be_bytes((*pkt.ip).frags), (*pkt.ip).vihl) };

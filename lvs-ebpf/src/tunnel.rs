@@ -20,18 +20,19 @@ use network_types::eth::EthHdr;
 
 use crate::{
     forward::{
-        decrement_ttl, lookup, redirect, FibParams, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH,
+        decrement_ttl, lookup, redirect, redirect_cached, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH,
         BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_SRC,
     },
-    icmp,
+    icmp, nexthop,
     parse::{ptr_at, Packet},
 };
 
 const IP_DF: u16 = 0x4000;
 
 /// Encapsulates the client's packet towards real server `rip` (network order) and forwards it.
+/// `now`: the packet's coarse clock reading.
 #[inline(always)]
-pub fn encapsulate(ctx: &XdpContext, pkt: &Packet, rip: u32) -> Counter {
+pub fn encapsulate(ctx: &XdpContext, pkt: &Packet, rip: u32, now: u64) -> Counter {
     let ip = pkt.ip;
     let (tot_len, tos, ttl, frags, id) = unsafe {
         (
@@ -44,6 +45,22 @@ pub fn encapsulate(ctx: &XdpContext, pkt: &Packet, rip: u32) -> Counter {
     };
     let df = frags & IP_DF;
     let outer_len = tot_len.saturating_add(IPIP_OVERHEAD);
+    let iif = ctx.ingress_ifindex() as u32;
+    // A cached next hop with the route's source address, if the encapsulated packet fits its
+    // MTU (otherwise the lookup below decides between ICMP and the kernel's fragmentation).
+    if let Some(h) = nexthop::get(rip, 0, iif, now) {
+        if h.flags & nexthop::HAS_SRC != 0 && outer_len <= h.mtu {
+            if ttl <= 1 {
+                return Counter::DropTtlExceeded;
+            }
+            decrement_ttl(pkt, ttl);
+            if push_header(ctx, h.src, tos, outer_len, if df != 0 { [0, 0] } else { id }, df, ttl - 1, rip).is_none() {
+                return Counter::DropNoRoute;
+            }
+            let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else { return Counter::DropNoRoute };
+            return redirect_cached(&Packet { eth, ..*pkt }, h);
+        }
+    }
     let Some((mut rc, mut p)) = lookup(ctx, IPPROTO_IPIP, [0; 4], outer_len, tos, 0, rip, BPF_FIB_LOOKUP_SRC) else {
         return Counter::DropNoRoute;
     };
@@ -60,7 +77,12 @@ pub fn encapsulate(ctx: &XdpContext, pkt: &Packet, rip: u32) -> Counter {
         (rc, p) = (if rc2 == BPF_FIB_LKUP_RET_SUCCESS { BPF_FIB_LKUP_RET_NO_NEIGH } else { rc2 }, p2);
     }
     let to_kernel = match rc {
-        BPF_FIB_LKUP_RET_SUCCESS => false,
+        BPF_FIB_LKUP_RET_SUCCESS => {
+            // Only a first lookup's success gets here: it checked `outer_len`, so `tot_len`
+            // holds the route's MTU.
+            nexthop::put(rip, 0, iif, p, p.tot_len, nexthop::HAS_SRC, now);
+            false
+        }
         // The encapsulated packet is addressed to the real server, so the kernel can forward
         // it (and resolve the neighbour) as it would any other.
         BPF_FIB_LKUP_RET_NO_NEIGH => true,
@@ -71,7 +93,7 @@ pub fn encapsulate(ctx: &XdpContext, pkt: &Packet, rip: u32) -> Counter {
     }
     decrement_ttl(pkt, ttl);
     let (orig_dst, orig_src) = unsafe { ((*pkt.eth).dst_addr, (*pkt.eth).src_addr) };
-    if push_header(ctx, p, tos, outer_len, if df != 0 { [0, 0] } else { id }, df, ttl - 1, rip).is_none() {
+    if push_header(ctx, p.src[0], tos, outer_len, if df != 0 { [0, 0] } else { id }, df, ttl - 1, rip).is_none() {
         return Counter::DropNoRoute;
     }
     // Every pointer into the frame is derived again after `adjust_head`.
@@ -88,12 +110,13 @@ pub fn encapsulate(ctx: &XdpContext, pkt: &Packet, rip: u32) -> Counter {
     redirect(&outer, p)
 }
 
-/// Prepends the outer IPv4 header (and a fresh Ethernet header in front of it).
+/// Prepends the outer IPv4 header from `src` (the route's source address) to `rip` (and a
+/// fresh Ethernet header in front of it).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn push_header(
     ctx: &XdpContext,
-    p: &FibParams,
+    src: u32,
     tos: u8,
     outer_len: u16,
     id: [u8; 2],
@@ -115,7 +138,7 @@ fn push_header(
     h[6..8].copy_from_slice(&df.to_be_bytes());
     h[8] = ttl;
     h[9] = IPPROTO_IPIP;
-    h[12..16].copy_from_slice(&p.src[0].to_ne_bytes());
+    h[12..16].copy_from_slice(&src.to_ne_bytes());
     h[16..20].copy_from_slice(&rip.to_ne_bytes());
     let mut sum = 0u32;
     let mut i = 0;

@@ -782,8 +782,19 @@ pub(crate) fn encapsulate(ctx: &XdpContext, pkt: &Packet6, rip: [u32; 4]) -> Cou
     let (hop, vcf) = unsafe { ((*pkt.ip).hop_limit, (*pkt.ip).vcf) };
     let inner_len = pkt.tot_len;
     let outer_len = inner_len.saturating_add(IPV6_HLEN as u16);
-    let Some((rc, p)) = lookup(ctx, NEXTHDR_IPV6, [0; 4], outer_len, 0, [0; 4], rip, BPF_FIB_LOOKUP_SRC) else {
-        return Counter::DropNoRoute;
+    // The route towards the real server, from the next-hop cache if it is there (nexthop.rs).
+    let (iif, now) = (ctx.ingress_ifindex() as u32, crate::conntrack::now_ns());
+    let (rc, p) = match crate::nexthop::get6(&rip, iif, now, outer_len) {
+        Some(p) => (BPF_FIB_LKUP_RET_SUCCESS, p),
+        None => {
+            let Some((rc, p)) = lookup(ctx, NEXTHDR_IPV6, [0; 4], outer_len, 0, [0; 4], rip, BPF_FIB_LOOKUP_SRC) else {
+                return Counter::DropNoRoute;
+            };
+            if rc == BPF_FIB_LKUP_RET_SUCCESS {
+                crate::nexthop::put6(&rip, iif, p, now);
+            }
+            (rc, p)
+        }
     };
     if rc == BPF_FIB_LKUP_RET_FRAG_NEEDED {
         // `tot_len` now holds the route's MTU.

@@ -157,6 +157,7 @@ impl Rig {
             HashMap::try_from(ebpf.take_map(map_names::CONNS_OUT).context("CONNS_OUT")?)?;
         tables.write_timeouts(&tcp_state::DEFAULT_TIMEOUTS)?;
         let vs = VirtualServers::recover(&tables)?;
+        vs.rebuild_filter(&mut tables)?;
         Ok(Rig { ebpf, tables, conns_out, vs, table_size })
     }
 

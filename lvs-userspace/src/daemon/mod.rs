@@ -6,6 +6,7 @@ pub mod metrics;
 pub mod neigh;
 pub mod plan;
 pub mod reclaim;
+pub mod routewatch;
 pub mod server;
 pub mod state;
 pub mod sync;
@@ -413,6 +414,7 @@ fn start_dataplane(opts: &Options, cfg: &Config) -> anyhow::Result<(Dataplane, A
     timeouts::apply_config(&mut tables, &timeouts::named(cfg), &[None; 12])?;
     tables.sysctls.set(0, cfg.sysctls, 0)?;
     let mut vs = VirtualServers::recover(&tables)?;
+    vs.rebuild_filter(&mut tables)?;
     if !vs.is_empty() {
         info!(services = vs.len(), "recovered services from the pinned maps");
     }
@@ -477,6 +479,7 @@ fn serve(
     let estimator = spawn_estimator(daemon.clone(), stop.clone())?;
     let metrics_server = metrics::spawn(metrics_listener, daemon.clone(), stop.clone())?;
     let resolver = neigh::spawn(pins.maps(), stop.clone())?;
+    let route_watch = routewatch::spawn(pins.maps(), stop.clone())?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -497,6 +500,7 @@ fn serve(
     let _ = estimator.join();
     let _ = metrics_server.join();
     let _ = resolver.join();
+    let _ = route_watch.join();
     // Keep the program object alive until here: the links now own their program anyway.
     drop(dp);
     if opts.keep_dataplane {

@@ -172,6 +172,25 @@ pub struct VirtualServers {
 }
 
 impl VirtualServers {
+    /// Sets the prefilter bit of every address the recovered view acts on (services, their
+    /// real servers, and deleted real servers that connections still count on), then turns
+    /// the filter on (`lvs_common::prefilter`). After [`Self::recover`], before traffic
+    /// depends on the view; later additions set their bits as they are made.
+    pub fn rebuild_filter(&self, t: &mut Tables) -> anyhow::Result<()> {
+        for svc in self.services.values() {
+            if let ServiceKey::Addr { addr, .. } = svc.spec.key {
+                t.filter_addr(addr)?;
+            }
+            for d in &svc.dests {
+                t.filter_addr(d.spec.addr)?;
+            }
+        }
+        for tr in &self.trash {
+            t.filter_addr(tr.addr)?;
+        }
+        t.filter_ready()
+    }
+
     /// Rebuilds the view from the maps (after a restart, the pinned maps are the truth).
     pub fn recover(t: &Tables) -> anyhow::Result<Self> {
         let mut vs = VirtualServers {
@@ -382,6 +401,9 @@ impl VirtualServers {
         Self::write_service(t, &svc)?;
         Self::build_hash_table(t, &svc)?;
         t.sched_state.set(slot, Self::fresh_sched_state(&svc), 0).map_err(internal)?;
+        if let ServiceKey::Addr { addr, .. } = svc.spec.key {
+            t.filter_addr(addr).map_err(internal)?;
+        }
         // Published last: the dataplane can only find a fully written service.
         t.svc_index.insert(key, slot, 0).map_err(internal)?;
         info!(service = %svc.spec.key, scheduler = %svc.spec.scheduler, "service added");
@@ -486,6 +508,7 @@ impl VirtualServers {
                 ds
             }
         };
+        t.filter_addr(d.addr).map_err(internal)?;
         t.dests.set(ds, tables::dest_conf(&d, slot, dest_flags::AVAILABLE), 0).map_err(internal)?;
         super::neigh::resolve_dest(&d);
         let svc = self.services.get_mut(&slot).expect("found above");
@@ -517,6 +540,7 @@ impl VirtualServers {
         check_dest_supported(key, &d)?;
         let ds = svc.dests[pos].slot;
         let old_u = svc.dests[pos].spec.u_threshold;
+        t.filter_addr(d.addr).map_err(internal)?;
         t.dests.set(ds, tables::dest_conf(&d, slot, dest_flags::AVAILABLE), 0).map_err(internal)?;
         super::neigh::resolve_dest(&d);
         lift_overload(t, ds, old_u, d.u_threshold);

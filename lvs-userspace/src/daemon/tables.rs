@@ -53,6 +53,8 @@ pub struct Tables {
     /// The classifier's two rule sets and the lookup control words (`lvs_common::classify`).
     pub classifier: Array<MapData, ClassRuleSet>,
     pub lookup_ctl: Array<MapData, u32>,
+    /// The address prefilter's bitmap (`lvs_common::prefilter`).
+    pub addr_filter: Array<MapData, u64>,
     /// When this process last flipped the live classifier set.
     classifier_flipped: Option<std::time::Instant>,
 }
@@ -88,6 +90,7 @@ impl Tables {
             ipvs_stats_zero: Array::try_from(open(dir, map_names::IPVS_STATS_ZERO)?)?,
             classifier: Array::try_from(open(dir, map_names::CLASSIFIER)?)?,
             lookup_ctl: Array::try_from(open(dir, map_names::LOOKUP_CTL)?)?,
+            addr_filter: Array::try_from(open(dir, map_names::ADDR_FILTER)?)?,
             classifier_flipped: None,
         })
     }
@@ -121,8 +124,28 @@ impl Tables {
             ipvs_stats_zero: Array::try_from(take(map_names::IPVS_STATS_ZERO)?)?,
             classifier: Array::try_from(take(map_names::CLASSIFIER)?)?,
             lookup_ctl: Array::try_from(take(map_names::LOOKUP_CTL)?)?,
+            addr_filter: Array::try_from(take(map_names::ADDR_FILTER)?)?,
             classifier_flipped: None,
         })
+    }
+
+    /// Sets an address's bit in the prefilter (`lvs_common::prefilter`), before anything that
+    /// makes the dataplane act on it is published. Bits are never cleared: connections to a
+    /// deleted service or server outlive it, and a stale bit only costs the full lookups.
+    /// IPv6 addresses have no filter (their programs do not consult one).
+    pub fn filter_addr(&mut self, addr: IpAddr) -> anyhow::Result<()> {
+        let IpAddr::V4(a) = addr else { return Ok(()) };
+        let (word, mask) = lvs_common::prefilter::word_of(u32::from_ne_bytes(a.octets()));
+        let old = self.addr_filter.get(&word, 0).context("reading ADDR_FILTER")?;
+        if old & mask == 0 {
+            self.addr_filter.set(word, old | mask, 0).context("writing ADDR_FILTER")?;
+        }
+        Ok(())
+    }
+
+    /// Turns the prefilter on: every address the maps act on has its bit.
+    pub fn filter_ready(&mut self) -> anyhow::Result<()> {
+        self.addr_filter.set(lvs_common::prefilter::FILTER_READY, 1, 0).context("writing ADDR_FILTER")
     }
 
     /// Capacity of the connection table.
@@ -333,7 +356,8 @@ fn array_batch(fd: std::os::fd::RawFd, n: u32, value_size: usize) -> std::io::Re
     Ok(values)
 }
 
-/// CLOCK_MONOTONIC in nanoseconds: the clock `bpf_ktime_get_ns` reads.
+/// CLOCK_MONOTONIC in nanoseconds: the clock the dataplane reads (`bpf_ktime_get_coarse_ns`
+/// is its coarse form, at most one tick behind).
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes into the timespec we own.
