@@ -40,7 +40,7 @@ fn every_example_gets_a_verdict() {
             // of it (each service in the plan, the IPv6 one in ipvsadm's bracket syntax).
             "reference.yaml" => {
                 assert!(ok, "{stderr}");
-                assert!(stdout.contains("OK: 2 interface(s), 6 service(s), 10 real server(s)\n"), "{stdout}");
+                assert!(stdout.contains("OK: 2 interface(s), 7 service(s), 12 real server(s)\n"), "{stdout}");
                 assert!(stdout.contains("\n  -A -u [2001:db8::53]:53 -s rr -p 120 -M 64\n"), "{stdout}");
                 assert!(stdout.contains("\n  -a -u [2001:db8::53]:53 -r [2001:db8:1::11]:53 -m -w 1\n"), "{stdout}");
             }
