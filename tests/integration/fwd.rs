@@ -23,19 +23,9 @@ pub(crate) fn dr_topology() -> Topology {
 /// Services on the VIP: HTTP 80, echo 9000 (TCP) and 53 (UDP), rr, every real server with
 /// `forward`.
 pub(crate) fn config(topo: &Topology, forward: &str) -> String {
-    let mut servers = String::new();
-    for i in 1..=topo.n() {
-        servers.push_str(&format!("      - {{ address: {}, forward: {forward} }}\n", rs_ip(i)));
-    }
-    let svc = |proto: &str, port: u16| {
-        format!("  - protocol: {proto}\n    address: {VIP}\n    port: {port}\n    scheduler: rr\n    real_servers:\n{servers}")
-    };
-    format!(
-        "interfaces: [{DIRECTOR_CLIENT_IF}, {DIRECTOR_SERVER_IF}]\nconnection_table_size: 4096\nservices:\n{}{}{}",
-        svc("tcp", 80),
-        svc("tcp", RS_ECHO_PORT),
-        svc("udp", RS_UDP_PORT)
-    )
+    let servers: Vec<String> =
+        (1..=topo.n()).map(|i| format!("{{ address: {}, forward: {forward} }}", rs_ip(i))).collect();
+    direct::rr_config(IpAddr::V4(VIP), &[("tcp", 80), ("tcp", RS_ECHO_PORT), ("udp", RS_UDP_PORT)], &servers)
 }
 
 /// Application servers on every real server: HTTP on 0.0.0.0:80, echo on 0.0.0.0:9000, UDP

@@ -91,19 +91,9 @@ pub(crate) fn start_apps(topo: &Topology, udp_bind: Ipv6Addr) -> Apps {
 /// Services on the IPv6 VIP: HTTP 80, echo 9000 (TCP) and 53 (UDP), rr, every real server
 /// with `forward`.
 pub(crate) fn config(topo: &Topology, forward: &str) -> String {
-    let mut servers = String::new();
-    for i in 1..=topo.n() {
-        servers.push_str(&format!("      - {{ address: '{}', forward: {forward} }}\n", rs_ip6(i)));
-    }
-    let svc = |proto: &str, port: u16| {
-        format!("  - protocol: {proto}\n    address: '{VIP6}'\n    port: {port}\n    scheduler: rr\n    real_servers:\n{servers}")
-    };
-    format!(
-        "interfaces: [{DIRECTOR_CLIENT_IF}, {DIRECTOR_SERVER_IF}]\nconnection_table_size: 4096\nservices:\n{}{}{}",
-        svc("tcp", 80),
-        svc("tcp", RS_ECHO_PORT),
-        svc("udp", RS_UDP_PORT)
-    )
+    let servers: Vec<String> =
+        (1..=topo.n()).map(|i| format!("{{ address: '{}', forward: {forward} }}", rs_ip6(i))).collect();
+    direct::rr_config(IpAddr::V6(VIP6), &[("tcp", 80), ("tcp", RS_ECHO_PORT), ("udp", RS_UDP_PORT)], &servers)
 }
 
 /// rr over both servers, 1 MiB echoed and a 2 MiB download byte for byte, UDP both ways.

@@ -40,18 +40,7 @@ fn start_apps(topo: &Topology) -> Apps {
 
 /// TCP services HTTP (80) and echo (9000) on `vip`, rr, with the given real-server lines.
 fn config(vip: IpAddr, servers: &[String]) -> String {
-    let mut list = String::new();
-    for s in servers {
-        list.push_str(&format!("      - {s}\n"));
-    }
-    let svc = |port: u16| {
-        format!("  - protocol: tcp\n    address: '{vip}'\n    port: {port}\n    scheduler: rr\n    real_servers:\n{list}")
-    };
-    format!(
-        "interfaces: [{DIRECTOR_CLIENT_IF}, {DIRECTOR_SERVER_IF}]\nconnection_table_size: 4096\nservices:\n{}{}",
-        svc(80),
-        svc(RS_ECHO_PORT)
-    )
+    direct::rr_config(vip, &[("tcp", 80), ("tcp", RS_ECHO_PORT)], servers)
 }
 
 /// rr over both servers by HTTP; 512 KiB echoed byte for byte through each real server (two

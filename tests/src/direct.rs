@@ -101,6 +101,23 @@ fn add_return_path(topo: &Topology, family: Family) -> Result<()> {
     Ok(())
 }
 
+/// An lvsd config on the director's two interfaces with one rr service on `vip` per
+/// (protocol, port) of `services`, each with the real servers `servers` (YAML flow mappings
+/// such as `{ address: 192.0.2.11, forward: route }`, one per line).
+pub fn rr_config(vip: IpAddr, services: &[(&str, u16)], servers: &[String]) -> String {
+    let mut list = String::new();
+    for s in servers {
+        list.push_str(&format!("      - {s}\n"));
+    }
+    let mut cfg = format!("interfaces: [{DIRECTOR_CLIENT_IF}, {DIRECTOR_SERVER_IF}]\nconnection_table_size: 4096\nservices:\n");
+    for (proto, port) in services {
+        cfg.push_str(&format!(
+            "  - protocol: {proto}\n    address: '{vip}'\n    port: {port}\n    scheduler: rr\n    real_servers:\n{list}"
+        ));
+    }
+    cfg
+}
+
 /// Packets received during some traffic by the director's `to-servers` (where replies would
 /// arrive if they crossed the director) and by the client's direct link.
 pub struct ReturnPathRx {
