@@ -7,6 +7,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lvs_common::{counters::Counter, csum::replace2, fwd::NeighKey, AF_INET};
+use network_types::eth::EthHdr;
 
 use crate::{
     maps::{FIB_SCRATCH, NEIGH_MISS},
@@ -96,9 +97,16 @@ pub fn decrement_ttl(pkt: &Packet, ttl: u8) {
 /// Sets the frame's MAC addresses from a successful lookup and redirects.
 #[inline(always)]
 pub fn redirect(pkt: &Packet, p: &FibParams) -> Counter {
+    redirect_eth(pkt.eth, p)
+}
+
+/// [`redirect`] for a frame of either family, given its Ethernet header (IPv6, and the outer
+/// header of a tunnelled packet).
+#[inline(always)]
+pub fn redirect_eth(eth: *mut EthHdr, p: &FibParams) -> Counter {
     unsafe {
-        (*pkt.eth).dst_addr = p.dmac;
-        (*pkt.eth).src_addr = p.smac;
+        (*eth).dst_addr = p.dmac;
+        (*eth).src_addr = p.smac;
         if bpf_redirect(p.ifindex, 0) as u32 != xdp_action::XDP_REDIRECT {
             return Counter::PassFibFailed;
         }

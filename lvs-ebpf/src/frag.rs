@@ -39,6 +39,25 @@ use crate::{
 const IP_MF: u16 = 0x2000;
 const IP_OFFSET: u16 = 0x1fff;
 
+/// The key of an IPv4 datagram: raw addresses, the identification as on the wire.
+#[inline(always)]
+fn key_v4(saddr: u32, daddr: u32, id: [u8; 2], proto: u8) -> FragKey {
+    FragKey {
+        src: [saddr, 0, 0, 0],
+        dst: [daddr, 0, 0, 0],
+        id: u32::from_ne_bytes([id[0], id[1], 0, 0]),
+        proto,
+        family: AF_INET,
+        _pad: [0; 2],
+    }
+}
+
+/// The key of an IPv6 datagram: raw addresses, the fragment header's identification.
+#[inline(always)]
+fn key_v6(src: [u32; 4], dst: [u32; 4], id: u32, proto: u8) -> FragKey {
+    FragKey { src, dst, id, proto, family: AF_INET6, _pad: [0; 2] }
+}
+
 #[inline(always)]
 fn insert(key: &FragKey, how: u8, addr: [u32; 4], secs: u64) {
     let e = FragEntry { addr, expires_ns: now_ns() + secs * NSEC_PER_SEC, how, _pad: [0; 7] };
@@ -58,14 +77,7 @@ pub fn remember_v4(pkt: &Packet, how: u8, addr: u32) {
     if frags & IP_MF == 0 {
         return;
     }
-    let key = FragKey {
-        src: [pkt.saddr, 0, 0, 0],
-        dst: [pkt.daddr, 0, 0, 0],
-        id: u32::from_ne_bytes([id[0], id[1], 0, 0]),
-        proto: pkt.proto,
-        family: AF_INET,
-        _pad: [0; 2],
-    };
+    let key = key_v4(pkt.saddr, pkt.daddr, id, pkt.proto);
     insert(&key, how, [addr, 0, 0, 0], FRAG_TIMEOUT_V4_SECS);
 }
 
@@ -75,14 +87,7 @@ pub fn remember_v4(pkt: &Packet, how: u8, addr: u32) {
 #[inline(always)]
 pub fn forget_v4(pkt: &Packet) {
     let id = unsafe { (*pkt.ip).id };
-    let key = FragKey {
-        src: [pkt.saddr, 0, 0, 0],
-        dst: [pkt.daddr, 0, 0, 0],
-        id: u32::from_ne_bytes([id[0], id[1], 0, 0]),
-        proto: pkt.proto,
-        family: AF_INET,
-        _pad: [0; 2],
-    };
+    let key = key_v4(pkt.saddr, pkt.daddr, id, pkt.proto);
     let _ = FRAGS.remove(&key);
 }
 
@@ -90,7 +95,7 @@ pub fn forget_v4(pkt: &Packet) {
 /// the packet to be a first fragment).
 #[inline(always)]
 pub fn remember_v6(pkt: &Packet6, id: u32, how: u8, addr: [u32; 4]) {
-    let key = FragKey { src: pkt.src, dst: pkt.dst, id, proto: pkt.proto, family: AF_INET6, _pad: [0; 2] };
+    let key = key_v6(pkt.src, pkt.dst, id, pkt.proto);
     insert(&key, how, addr, FRAG_TIMEOUT_V6_SECS);
 }
 
@@ -130,32 +135,14 @@ fn later_v4(ctx: &XdpContext, eth: *mut EthHdr) -> Counter {
         return Counter::PassFragment;
     }
     let (saddr, daddr) = unsafe { (u32::from_ne_bytes((*ip).src_addr), u32::from_ne_bytes((*ip).dst_addr)) };
-    let key = FragKey {
-        src: [saddr, 0, 0, 0],
-        dst: [daddr, 0, 0, 0],
-        id: u32::from_ne_bytes([id[0], id[1], 0, 0]),
-        proto,
-        family: AF_INET,
-        _pad: [0; 2],
-    };
+    let key = key_v4(saddr, daddr, id, proto);
     let Some(e) = lookup(&key) else { return Counter::PassFragment };
     stats::count(Counter::FragHit);
     // A later fragment has no ports: the FIB lookups see zeros (as the kernel's own flow hash
     // of a fragment uses addresses only). `l4` points at them, not into the frame, so that a
     // last fragment shorter than 4 bytes needs no special case.
     let ports = [0u8; 4];
-    let pkt = Packet {
-        eth,
-        ip,
-        l4: &ports as *const [u8; 4] as *mut u8,
-        proto,
-        saddr,
-        daddr,
-        sport: 0,
-        dport: 0,
-        tcp_flags: 0,
-        tot_len,
-    };
+    let pkt = Packet::without_ports(eth, ip, &ports as *const [u8; 4] as *mut u8, proto, saddr, daddr, tot_len);
     let addr = e.addr[0];
     // For the next-hop cache's lifetime (forward.rs).
     let now = crate::conntrack::now_ns();
@@ -212,14 +199,7 @@ fn later_v6(ctx: &XdpContext, eth: *mut EthHdr) -> Counter {
         return Counter::PassFragmentV6;
     }
     let (src, dst) = (v6::load_addr(unsafe { &raw const (*ip).src_addr }), v6::load_addr(unsafe { &raw const (*ip).dst_addr }));
-    let key = FragKey {
-        src,
-        dst,
-        id: u32::from_ne_bytes([h[4], h[5], h[6], h[7]]),
-        proto: h[0],
-        family: AF_INET6,
-        _pad: [0; 2],
-    };
+    let key = key_v6(src, dst, u32::from_ne_bytes([h[4], h[5], h[6], h[7]]), h[0]);
     let Some(e) = lookup(&key) else { return Counter::PassFragmentV6 };
     stats::count(Counter::FragHit);
     let ports = [0u8; 4];

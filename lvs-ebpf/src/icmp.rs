@@ -5,7 +5,10 @@ use aya_ebpf::{
     helpers::{bpf_redirect, bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
     programs::XdpContext,
 };
-use lvs_common::{counters::Counter, csum::fold};
+use lvs_common::{
+    counters::Counter,
+    csum::{fold, ipv4_header},
+};
 use network_types::eth::EthHdr;
 
 use crate::parse::{ptr_at, Packet};
@@ -91,23 +94,8 @@ fn build(ctx: &XdpContext, pkt: &Packet, code: u8, mtu: u16) -> Option<()> {
         (*eth).ether_type = 0x0800u16.to_be();
 
         let tot_len = (20 + 8 + quote) as u16;
-        let mut h = [0u8; 20];
-        h[0] = 0x45;
-        h[1] = (tos & 0x1e) | TOS_INTERNETCONTROL;
-        h[2..4].copy_from_slice(&tot_len.to_be_bytes());
-        h[8] = 64; // TTL: the kernel's default
-        h[9] = 1; // ICMP
-        h[12..16].copy_from_slice(&pkt.daddr.to_ne_bytes()); // from the VIP
-        h[16..20].copy_from_slice(&pkt.saddr.to_ne_bytes()); // to the client
-        let mut sum = 0u32;
-        let mut i = 0;
-        while i < 20 {
-            sum += u16::from_ne_bytes([h[i], h[i + 1]]) as u32;
-            i += 2;
-        }
-        let c = (!fold(sum)).to_ne_bytes();
-        h[10] = c[0];
-        h[11] = c[1];
+        // TTL 64, the kernel's default; from the VIP to the client.
+        let h = ipv4_header((tos & 0x1e) | TOS_INTERNETCONTROL, tot_len, [0, 0], 0, 64, 1, pkt.daddr, pkt.saddr);
         *ip = h;
 
         let m = mtu.to_be_bytes();

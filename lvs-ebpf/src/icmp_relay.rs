@@ -101,18 +101,7 @@ fn relay(ctx: &XdpContext) -> Option<Counter> {
         _pad: [0; 2],
     };
     let now = conntrack::now_ns();
-    let mut pkt = Packet {
-        eth,
-        ip,
-        l4: icmp as *mut u8,
-        proto: IPPROTO_ICMP,
-        saddr,
-        daddr,
-        sport: 0,
-        dport: 0,
-        tcp_flags: 0,
-        tot_len,
-    };
+    let mut pkt = Packet::without_ports(eth, ip, icmp as *mut u8, IPPROTO_ICMP, saddr, daddr, tot_len);
     if let Some(e) = conntrack::lookup_in(&key, now) {
         stats::count(Counter::ConnHit);
         let (svc_id, dest_id, fwd, raddr, rport) =

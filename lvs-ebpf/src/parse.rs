@@ -54,6 +54,23 @@ pub struct Packet {
     pub tot_len: u16,
 }
 
+impl Packet {
+    /// A packet whose ports are not at `l4` (a later fragment, an ICMP message): ports and
+    /// TCP flags zero, as the FIB lookups and counters then see them.
+    #[inline(always)]
+    pub fn without_ports(
+        eth: *mut EthHdr,
+        ip: *mut Ipv4Hdr,
+        l4: *mut u8,
+        proto: u8,
+        saddr: u32,
+        daddr: u32,
+        tot_len: u16,
+    ) -> Packet {
+        Packet { eth, ip, l4, proto, saddr, daddr, sport: 0, dport: 0, tcp_flags: 0, tot_len }
+    }
+}
+
 /// Parses the frame, or says which pass counter applies to it. Nothing here drops: traffic we
 /// do not understand belongs to the kernel.
 #[inline(always)]

@@ -33,14 +33,10 @@
 //! (an outer IPv6 packet cannot be fragmented on the way: dropped). A route that leaves less
 //! than 68 (IPv4) or 1280 (IPv6) drops the packet, as IPVS's route lookup does.
 
-use aya_ebpf::{
-    bindings::xdp_action,
-    helpers::{bpf_redirect, bpf_xdp_adjust_head},
-    programs::XdpContext,
-};
+use aya_ebpf::{helpers::bpf_xdp_adjust_head, programs::XdpContext};
 use lvs_common::{
     counters::Counter,
-    csum::fold,
+    csum::{fold, ipv4_header},
     fwd::IPPROTO_IPIP,
     service::{tun_type, DestConf},
     AF_INET, AF_INET6,
@@ -494,29 +490,10 @@ fn encapsulate(
         (ps, (EthHdr::LEN + IPV6_HLEN as usize))
     } else {
         let Some(o) = ptr_at::<[u8; 20]>(ctx, EthHdr::LEN) else { return Counter::DropNoRoute };
-        let mut h = [0u8; 20];
-        h[0] = 0x45;
-        h[1] = tos;
-        h[2..4].copy_from_slice(&outer_len.to_be_bytes());
         // ID 0 with DF (as `ip_select_ident` for packets without a socket); else a value from
         // the flow hash, so that the fragments of one outer packet share it.
-        if inner.df == 0 {
-            h[4..6].copy_from_slice(&(inner.hash as u16).to_ne_bytes());
-        }
-        h[6..8].copy_from_slice(&inner.df.to_be_bytes());
-        h[8] = ttl;
-        h[9] = proto;
-        h[12..16].copy_from_slice(&p.src[0].to_ne_bytes());
-        h[16..20].copy_from_slice(&dest.addr[0].to_ne_bytes());
-        let mut sum = 0u32;
-        let mut i = 0;
-        while i < 20 {
-            sum += u16::from_ne_bytes([h[i], h[i + 1]]) as u32;
-            i += 2;
-        }
-        let c = (!fold(sum)).to_ne_bytes();
-        h[10] = c[0];
-        h[11] = c[1];
+        let id = if inner.df == 0 { (inner.hash as u16).to_ne_bytes() } else { [0, 0] };
+        let h = ipv4_header(tos, outer_len, id, inner.df, ttl, proto, p.src[0], dest.addr[0]);
         unsafe {
             *o = h;
             (*eth).ether_type = 0x0800u16.to_be();
@@ -580,14 +557,7 @@ fn encapsulate(
         }
         return Counter::PassFibFallback;
     }
-    unsafe {
-        (*eth).dst_addr = p.dmac;
-        (*eth).src_addr = p.smac;
-        if bpf_redirect(p.ifindex, 0) as u32 != xdp_action::XDP_REDIRECT {
-            return Counter::PassFibFailed;
-        }
-    }
-    Counter::Redirect
+    forward::redirect_eth(eth, p)
 }
 
 /// One's-complement sum (folded to at most 17 bits) of the inner IP header. An IPv4 header

@@ -13,7 +13,7 @@
 use aya_ebpf::{helpers::bpf_xdp_adjust_head, programs::XdpContext};
 use lvs_common::{
     counters::Counter,
-    csum::fold,
+    csum::ipv4_header,
     fwd::{IPIP_OVERHEAD, IPPROTO_IPIP},
 };
 use network_types::eth::EthHdr;
@@ -129,26 +129,7 @@ fn push_header(
     }
     let eth: *mut EthHdr = ptr_at(ctx, 0)?;
     let outer: *mut [u8; 20] = ptr_at(ctx, EthHdr::LEN)?;
-    let mut h = [0u8; 20];
-    h[0] = 0x45;
-    h[1] = tos;
-    h[2..4].copy_from_slice(&outer_len.to_be_bytes());
-    h[4] = id[0];
-    h[5] = id[1];
-    h[6..8].copy_from_slice(&df.to_be_bytes());
-    h[8] = ttl;
-    h[9] = IPPROTO_IPIP;
-    h[12..16].copy_from_slice(&src.to_ne_bytes());
-    h[16..20].copy_from_slice(&rip.to_ne_bytes());
-    let mut sum = 0u32;
-    let mut i = 0;
-    while i < 20 {
-        sum += u16::from_ne_bytes([h[i], h[i + 1]]) as u32;
-        i += 2;
-    }
-    let c = (!fold(sum)).to_ne_bytes();
-    h[10] = c[0];
-    h[11] = c[1];
+    let h = ipv4_header(tos, outer_len, id, df, ttl, IPPROTO_IPIP, src, rip);
     unsafe {
         *outer = h;
         (*eth).ether_type = 0x0800u16.to_be();

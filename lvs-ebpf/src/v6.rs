@@ -38,7 +38,7 @@ use network_types::{
 use crate::{
     conntrack, dest_state, expire_nodest_conn,
     forward::{
-        FibParams, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
+        redirect_eth, FibParams, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
         BPF_FIB_LOOKUP_SRC,
     },
     maps::{CLASSIFIER, DESTS, FIB_SCRATCH, LOOKUP_CTL, NEIGH_MISS, SERVICES, SVC_INDEX, V6_SCRATCH},
@@ -706,18 +706,6 @@ fn flowinfo(pkt: &Packet6) -> u32 {
     u32::from_ne_bytes(unsafe { (*pkt.ip).vcf }) & 0x0fff_ffffu32.to_be()
 }
 
-#[inline(always)]
-fn redirect(eth: *mut EthHdr, p: &FibParams) -> Counter {
-    unsafe {
-        (*eth).dst_addr = p.dmac;
-        (*eth).src_addr = p.smac;
-        if bpf_redirect(p.ifindex, 0) as u32 != xdp_action::XDP_REDIRECT {
-            return Counter::PassFibFailed;
-        }
-    }
-    Counter::Redirect
-}
-
 /// Forwards the (rewritten) packet towards its own destination, hop limit decremented; the
 /// kernel's stack when the neighbour is unresolved or the hop limit runs out (it sends the
 /// ICMPv6 time exceeded).
@@ -739,7 +727,7 @@ pub(crate) fn forward(ctx: &XdpContext, pkt: &Packet6) -> Counter {
         return Counter::PassTtlExceeded;
     }
     unsafe { (*pkt.ip).hop_limit = hop - 1 };
-    redirect(pkt.eth, p)
+    redirect_eth(pkt.eth, p)
 }
 
 /// Direct routing: only the MACs change (and the hop limit), towards real server `rip`. As
@@ -765,7 +753,7 @@ pub(crate) fn direct_route(ctx: &XdpContext, pkt: &Packet6, rip: [u32; 4]) -> Co
         return Counter::DropTtlExceeded;
     }
     unsafe { (*pkt.ip).hop_limit = hop - 1 };
-    redirect(pkt.eth, p)
+    redirect_eth(pkt.eth, p)
 }
 
 /// IPv6-in-IPv6 tunnelling (`-i`), as IPVS's `ip_vs_tunnel_xmit_v6`:
@@ -839,7 +827,7 @@ pub(crate) fn encapsulate(ctx: &XdpContext, pkt: &Packet6, rip: [u32; 4]) -> Cou
         }
         return Counter::PassFibFallback;
     }
-    redirect(eth, p)
+    redirect_eth(eth, p)
 }
 
 const ICMPV6_DEST_UNREACH: u8 = 1;

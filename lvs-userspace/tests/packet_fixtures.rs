@@ -9,67 +9,35 @@
 //! private namespace with two veth pairs and static neighbours, which makes next hops and MAC
 //! addresses deterministic. Needs root; in CI (`CI` set) a missing privilege is a failure.
 
-use std::{net::IpAddr, path::PathBuf};
+mod fixture_kit;
 
-use aya::programs::{TestRun, TestRunOptions, Xdp};
-use lvs_common::{counters::Counter, XDP_PROGRAM};
+use std::net::IpAddr;
+
+use fixture_kit::{
+    check, in_netns, Fixture, Netns, Rig, CLIENT_MAC, DIRECTOR_IN_MAC, PAYLOAD, RS1_MAC, RS2_MAC, XDP_DROP, XDP_PASS,
+    XDP_REDIRECT,
+};
+use lvs_common::counters::Counter;
 use lvs_userspace::{
-    daemon::{
-        dataplane::{self, Dataplane, PinLayout},
-        state::VirtualServers,
-        tables::Tables,
-    },
+    daemon::state::VirtualServers,
     model::{DestSpec, Forward, Protocol, ServiceKey, ServiceSpec},
     testkit::{
         frames::{self, hex, Ip},
-        netns::{self, DIRECTOR_CL_MAC, DIRECTOR_RS_MAC},
+        netns::{DIRECTOR_CL_MAC, DIRECTOR_RS_MAC},
     },
 };
-
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
-const XDP_REDIRECT: u32 = 4;
 
 const CLIENT: [u8; 4] = [198, 51, 100, 2];
 const VIP: [u8; 4] = [203, 0, 113, 10];
 const RS1: [u8; 4] = [192, 0, 2, 11];
 const RS2: [u8; 4] = [192, 0, 2, 12];
-const RS1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x11];
-const RS2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x12];
-const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
-const DIRECTOR_IN_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 
 const SYN: u8 = frames::TCP_SYN;
 const ACK: u8 = frames::TCP_ACK;
 const PSH: u8 = frames::TCP_PSH;
 const RST: u8 = frames::TCP_RST;
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// Skips (outside CI) or fails (in CI) when the test cannot have the privileges it needs.
-fn require_root() -> bool {
-    if is_root() {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("packet fixture tests need root (CAP_BPF, CAP_NET_ADMIN) and must run in CI");
-    }
-    eprintln!("skipping: packet fixture tests need root");
-    false
-}
-
-/// Moves the calling thread into a private namespace shaped like a director (see
-/// `testkit::netns`).
-fn private_director_netns() {
-    netns::enter_private_director().expect("private director namespace");
-}
-
 // ---- packet building (full checksums, independent of the program's incremental updates) ----
-
-const PAYLOAD: &[u8] = b"GET / HTTP/1.1\r\n\r\n";
 
 fn tcp_frame(dmac: [u8; 6], smac: [u8; 6], ip: Ip, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
     frames::tcp_frame(dmac, smac, ip, sport, dport, flags, PAYLOAD)
@@ -79,49 +47,16 @@ fn udp_frame(dmac: [u8; 6], smac: [u8; 6], ip: Ip, sport: u16, dport: u16) -> Ve
     frames::udp_frame(dmac, smac, ip, sport, dport, b"ping")
 }
 
-// ---- the rig ----
-
-/// Removes the rig's pin directory when dropped, also when loading fails half-way (the maps
-/// are pinned before the verifier sees the program).
-struct PinDir(PathBuf);
-
-impl Drop for PinDir {
-    fn drop(&mut self) {
-        dataplane::unpin_all(&PinLayout::new(&self.0));
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-struct Rig {
-    dp: Dataplane,
-    tables: Tables,
-    vs: VirtualServers,
-    /// Declared last: dropped after the map handles.
-    _pins: PinDir,
-}
+// ---- what this file's tests add to the shared rig ----
 
 impl Rig {
-    fn new(tag: &str) -> Rig {
-        let pins = PinDir(PathBuf::from(format!("/sys/fs/bpf/lvs-fixture-{}-{tag}", std::process::id())));
-        let dp = Dataplane::load(&pins.0, 4096).expect("load dataplane");
-        let mut tables = Tables::open(&dp.pins.maps()).expect("open maps");
-        tables.write_timeouts(&lvs_common::tcp_state::DEFAULT_TIMEOUTS).unwrap();
-        let vs = VirtualServers::recover(&tables).unwrap();
-        Rig { dp, tables, vs, _pins: pins }
-    }
-
     fn service(&mut self, proto: Protocol, port: u16, servers: &[[u8; 4]]) -> ServiceKey {
         self.service_fwd(proto, port, servers, Forward::Masq)
     }
 
     fn service_fwd(&mut self, proto: Protocol, port: u16, servers: &[[u8; 4]], fwd: Forward) -> ServiceKey {
         let key = ServiceKey::Addr { protocol: proto, addr: IpAddr::from(VIP), port };
-        self.vs.add_service(&mut self.tables, ServiceSpec::new(key, "rr")).unwrap();
-        for s in servers {
-            let d = DestSpec::new(IpAddr::from(*s), port, fwd, 1);
-            self.vs.add_dest(&mut self.tables, &key, d).unwrap();
-        }
-        key
+        self.add(key, servers.iter().map(|s| DestSpec::new(IpAddr::from(*s), port, fwd, 1)))
     }
 
     /// The real server a new TCP connection from `sport` is sent to (last octet of the
@@ -130,48 +65,6 @@ impl Rig {
         let (v, out) = self.run(&tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), sport, 80, SYN));
         (v == XDP_REDIRECT).then(|| out[14 + 19])
     }
-
-    fn run(&mut self, input: &[u8]) -> (u32, Vec<u8>) {
-        let prog: &mut Xdp = self.dp.ebpf.program_mut(XDP_PROGRAM).unwrap().try_into().unwrap();
-        let mut out = vec![0u8; input.len() + 256];
-        let mut opts = TestRunOptions::new();
-        opts.data_in = Some(input);
-        opts.data_out = Some(&mut out);
-        let r = prog.test_run(opts).expect("BPF_PROG_TEST_RUN");
-        out.truncate(r.data_size_out as usize);
-        (r.return_value, out)
-    }
-
-    fn counter(&self, c: Counter) -> u64 {
-        self.tables.counters().unwrap().into_iter().find(|(k, _)| *k == c).unwrap().1
-    }
-}
-
-struct Fixture {
-    name: &'static str,
-    input: Vec<u8>,
-    verdict: u32,
-    /// `None`: the frame must come out unchanged.
-    output: Option<Vec<u8>>,
-}
-
-fn check(rig: &mut Rig, fixtures: Vec<Fixture>) {
-    let mut failures = Vec::new();
-    for f in fixtures {
-        let (verdict, out) = rig.run(&f.input);
-        let want = f.output.clone().unwrap_or_else(|| f.input.clone());
-        if verdict != f.verdict || out != want {
-            failures.push(format!(
-                "{}: verdict {verdict} (want {})\n  in:   {}\n  got:  {}\n  want: {}",
-                f.name,
-                f.verdict,
-                hex(&f.input),
-                hex(&out),
-                hex(&want)
-            ));
-        }
-    }
-    assert!(failures.is_empty(), "fixtures failed:\n{}", failures.join("\n"));
 }
 
 fn with_ttl(ip: Ip, ttl: u8) -> Ip {
@@ -180,12 +73,7 @@ fn with_ttl(ip: Ip, ttl: u8) -> Ip {
 
 #[test]
 fn nat_fixtures() {
-    if !require_root() {
-        return;
-    }
-    // Run on a thread of our own so the namespace switch cannot leak into other tests.
-    std::thread::spawn(|| {
-        private_director_netns();
+    in_netns(Netns::Director, || {
         let mut rig = Rig::new("nat");
         // -a rs1, -a rs2: kernel order rs2, rs1, so rr starts with rs2.
         rig.service(Protocol::Tcp, 80, &[RS1, RS2]);
@@ -322,20 +210,14 @@ fn nat_fixtures() {
         let (v, _) = rig.run(&tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 40000, 80, ACK));
         assert_eq!(v, XDP_DROP);
         assert_eq!(rig.counter(Counter::DropDestUnavailable), 1);
-    })
-    .join()
-    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    });
 }
 
 /// IPVS rr's pointer across configuration changes (ip_vs_rr.c): new servers go to the list
 /// head, weight 0 is skipped, deleting the server under the pointer moves it back one place.
 #[test]
 fn rr_follows_the_kernel_across_changes() {
-    if !require_root() {
-        return;
-    }
-    std::thread::spawn(|| {
-        private_director_netns();
+    in_netns(Netns::Director, || {
         let mut rig = Rig::new("rr");
         let key = ServiceKey::Addr { protocol: Protocol::Tcp, addr: IpAddr::from(VIP), port: 80 };
         rig.vs.add_service(&mut rig.tables, ServiceSpec::new(key, "rr")).unwrap();
@@ -373,9 +255,7 @@ fn rr_follows_the_kernel_across_changes() {
         assert_eq!(v, XDP_REDIRECT);
         assert_eq!(hex(&out), hex(&frames::icmp_port_unreachable(&syn)));
         assert_eq!(rig.counter(Counter::TxIcmpUnreachable), 1);
-    })
-    .join()
-    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    });
 }
 
 /// wrr in the XDP program against the host reference (`lvs_common::wrr`, itself checked
@@ -389,11 +269,7 @@ fn wrr_matches_the_reference_under_overload() {
         service::dest_flags,
         wrr::{wrr_dest_changed, wrr_init, wrr_schedule},
     };
-    if !require_root() {
-        return;
-    }
-    std::thread::spawn(|| {
-        private_director_netns();
+    in_netns(Netns::Director, || {
         let mut rig = Rig::new("wrr");
         let key = ServiceKey::Addr { protocol: Protocol::Tcp, addr: IpAddr::from(VIP), port: 80 };
         rig.vs.add_service(&mut rig.tables, ServiceSpec::new(key, "wrr")).unwrap();
@@ -456,9 +332,7 @@ fn wrr_matches_the_reference_under_overload() {
         }
         // Both outcomes were exercised.
         assert!(hits > 100 && misses > 5, "hits {hits}, misses {misses}");
-    })
-    .join()
-    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    });
 }
 
 /// `--ops`: each datagram of one flow is scheduled on its own (rr alternates), leaves no
@@ -467,11 +341,7 @@ fn wrr_matches_the_reference_under_overload() {
 /// ignored, as the kernel ignores it.
 #[test]
 fn one_packet_datagrams_are_scheduled_alone() {
-    if !require_root() {
-        return;
-    }
-    std::thread::spawn(|| {
-        private_director_netns();
+    in_netns(Netns::Director, || {
         let mut rig = Rig::new("ops");
         let mut add = |proto, port| {
             let key = ServiceKey::Addr { protocol: proto, addr: IpAddr::from(VIP), port };
@@ -509,9 +379,7 @@ fn one_packet_datagrams_are_scheduled_alone() {
         assert_eq!(rig.schedule_syn(40000), Some(12));
         assert_eq!(rig.schedule_syn(40000), Some(12), "the retransmitted SYN follows its entry");
         assert_eq!(rig.tables.conns.iter().count(), 1);
-    })
-    .join()
-    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    });
 }
 
 /// IPVS's traffic statistics as the dataplane keeps them: a connection counts once, on its real
@@ -519,11 +387,7 @@ fn one_packet_datagrams_are_scheduled_alone() {
 /// included); nothing counts while the real server is unavailable; `-Z` starts from zero.
 #[test]
 fn traffic_statistics_follow_the_kernel_rules() {
-    if !require_root() {
-        return;
-    }
-    std::thread::spawn(|| {
-        private_director_netns();
+    in_netns(Netns::Director, || {
         let mut rig = Rig::new("stats");
         let tcp = rig.service(Protocol::Tcp, 80, &[RS1, RS2]);
         let udp = rig.service(Protocol::Udp, 53, &[RS1]);
@@ -597,9 +461,7 @@ fn traffic_statistics_follow_the_kernel_rules() {
         assert_eq!(rig.run(&udp_frame(DIRECTOR_RS_MAC, RS1_MAC, Ip::new(RS1, CLIENT), 5060, 5060)).0, XDP_PASS);
         assert_eq!(of(&rig, ops, Some(RS1)), [3, 3, 0, 3 * 32, 0]);
         assert_eq!(of(&rig, ops, None), [3, 3, 0, 3 * 32, 0]);
-    })
-    .join()
-    .unwrap();
+    });
 }
 
 /// `ip_vs_service_find`'s order through the real program: the fwmark service of the
@@ -607,11 +469,7 @@ fn traffic_statistics_follow_the_kernel_rules() {
 /// tried only while one exists. Checked on the rewritten destination of each SYN.
 #[test]
 fn fwmark_then_address_then_port_zero() {
-    if !require_root() {
-        return;
-    }
-    std::thread::spawn(|| {
-        private_director_netns();
+    in_netns(Netns::Director, || {
         let mut rig = Rig::new("fwmark");
         rig.service(Protocol::Tcp, 80, &[RS1]);
         let fwm = ServiceKey::Fwmark { mark: 5, ipv6: false };
@@ -669,9 +527,7 @@ fn fwmark_then_address_then_port_zero() {
         rig.tables.write_classifier(&lvs_userspace::config::rule_set(&rules[..1])).unwrap();
         assert_eq!(syn(&mut rig, 41011, 80), (XDP_REDIRECT, 12, 80));
         assert_eq!(rig.counter(Counter::NewConn), 7);
-    })
-    .join()
-    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    });
 }
 
 /// Direct routing and IP-in-IP: the exact frames the director sends (DR: only the MACs and
@@ -679,11 +535,7 @@ fn fwmark_then_address_then_port_zero() {
 /// that would not fit once encapsulated, and the drops that must never reach the stack.
 #[test]
 fn dr_and_tun_fixtures() {
-    if !require_root() {
-        return;
-    }
-    std::thread::spawn(|| {
-        private_director_netns();
+    in_netns(Netns::Director, || {
         let mut rig = Rig::new("fwd");
         rig.service_fwd(Protocol::Tcp, 80, &[RS1], Forward::Route);
         rig.service_fwd(Protocol::Udp, 53, &[RS2], Forward::Route);
@@ -799,9 +651,7 @@ fn dr_and_tun_fixtures() {
         let keys: Vec<_> = m.keys().map(Result::unwrap).collect();
         assert_eq!(keys.len(), 1, "{keys:?}");
         assert_eq!(keys[0].addr[0], u32::from_ne_bytes([192, 0, 2, 15]));
-    })
-    .join()
-    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    });
 }
 
 /// ICMP errors about tracked connections (IPVS `ip_vs_in_icmp` / `ip_vs_out_icmp`): relayed
@@ -809,11 +659,7 @@ fn dr_and_tun_fixtures() {
 /// servers' side of a NAT connection, to the client; everything else ICMP untouched.
 #[test]
 fn icmp_error_fixtures() {
-    if !require_root() {
-        return;
-    }
-    std::thread::spawn(|| {
-        private_director_netns();
+    in_netns(Netns::Director, || {
         let mut rig = Rig::new("icmp");
         // NAT real servers on other ports than the virtual ones, so the quoted ports change.
         for (proto, port, rport) in [(Protocol::Tcp, 80, 8000), (Protocol::Udp, 53, 5353)] {
@@ -959,9 +805,7 @@ fn icmp_error_fixtures() {
         check(&mut rig, fixtures);
         // The six relayed errors each found their connection.
         assert_eq!(rig.counter(Counter::ConnHit) - hits, 6);
-    })
-    .join()
-    .unwrap();
+    });
 }
 
 /// ICMP port unreachable within the kernel's global budget (`icmp_msgs_burst` 50, then
@@ -970,17 +814,13 @@ fn icmp_error_fixtures() {
 /// counted. The thread is pinned to one CPU, so one per-CPU bucket serves every run.
 #[test]
 fn port_unreachable_within_the_icmp_budget() {
-    if !require_root() {
-        return;
-    }
-    std::thread::spawn(|| {
+    in_netns(Netns::Director, || {
         // SAFETY: a zeroed cpu_set_t with CPU 0 set, for this thread only.
         unsafe {
             let mut set: libc::cpu_set_t = std::mem::zeroed();
             libc::CPU_SET(0, &mut set);
             assert_eq!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set), 0);
         }
-        private_director_netns();
         let mut rig = Rig::new("icmp-budget");
         let key = ServiceKey::Addr { protocol: Protocol::Tcp, addr: IpAddr::from(VIP), port: 80 };
         rig.vs.add_service(&mut rig.tables, ServiceSpec::new(key, "rr")).unwrap();
@@ -1012,9 +852,7 @@ fn port_unreachable_within_the_icmp_budget() {
             .filter(|i| rig.run(&tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), 30000 + i, 80, SYN)).0 == XDP_REDIRECT)
             .count();
         assert!((50..=55).contains(&again), "{again} answered after a second of quiet");
-    })
-    .join()
-    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    });
 }
 
 /// The two IPv4 fragments of `full` (an Ethernet/IPv4 frame without options) with
@@ -1044,11 +882,7 @@ fn fragments(full: &[u8], id: u16, first: usize) -> (Vec<u8>, Vec<u8>) {
 /// a later fragment whose first was not seen goes to the stack untouched.
 #[test]
 fn fragment_fixtures() {
-    if !require_root() {
-        return;
-    }
-    std::thread::spawn(|| {
-        private_director_netns();
+    in_netns(Netns::Director, || {
         let mut rig = Rig::new("frag");
         // rr over rs2, rs1 (newest first).
         rig.service(Protocol::Udp, 53, &[RS1, RS2]);
@@ -1111,9 +945,7 @@ fn fragment_fixtures() {
         assert_eq!(rig.counter(Counter::FragHit), 6);
         assert_eq!(rig.counter(Counter::Redirect), 12);
         assert_eq!(rig.counter(Counter::NewConn), 5);
-    })
-    .join()
-    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    });
 }
 
 /// `--pe sip`: the Call-ID search in `lvs_xdp_sip` and the way back into `lvs_xdp` (both
@@ -1123,11 +955,7 @@ fn fragment_fixtures() {
 /// kernel drops them (its engine's fill_param fails).
 #[test]
 fn sip_persistence_engine_fixtures() {
-    if !require_root() {
-        return;
-    }
-    std::thread::spawn(|| {
-        private_director_netns();
+    in_netns(Netns::Director, || {
         let mut rig = Rig::new("sip");
         for proto in [Protocol::Udp, Protocol::Tcp] {
             let port = if proto == Protocol::Udp { 5060 } else { 80 };
@@ -1189,7 +1017,5 @@ fn sip_persistence_engine_fixtures() {
         let again = VirtualServers::recover(&rig.tables).unwrap();
         let pes: Vec<_> = again.specs().into_iter().map(|(s, _)| s.pe).collect();
         assert_eq!(pes, [Some("sip".to_string()), Some("sip".to_string())]);
-    })
-    .join()
-    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    });
 }

@@ -8,107 +8,43 @@
 //! same for a flow, and the rest of the frame is checked around it. The test thread runs in a
 //! private namespace shaped like a director (see `testkit::netns`), with IPv6 added.
 
-use std::{net::IpAddr, path::PathBuf};
+mod fixture_kit;
 
-use aya::programs::{TestRun, TestRunOptions, Xdp};
-use lvs_common::{counters::Counter, csum, XDP_PROGRAM};
+use std::net::IpAddr;
+
+use fixture_kit::{in_netns, v6, Failures, Netns, Rig, CLIENT_MAC, DIRECTOR_IN_MAC, PAYLOAD, RS1_MAC, RS2_MAC, XDP_REDIRECT};
+use lvs_common::{counters::Counter, csum};
 use lvs_userspace::{
-    daemon::{
-        dataplane::{self, Dataplane, PinLayout},
-        state::VirtualServers,
-        tables::Tables,
-    },
-    model::{tun_flags, DestSpec, Forward, Protocol, ServiceKey, ServiceSpec, TunType},
+    model::{tun_flags, DestSpec, Forward, Protocol, ServiceKey, TunType},
     testkit::{
         frames::{self, hex, Ip},
-        netns::{self, ip_batch, DIRECTOR_RS_MAC},
+        netns::DIRECTOR_RS_MAC,
     },
 };
-
-const XDP_REDIRECT: u32 = 4;
 
 const CLIENT: [u8; 4] = [198, 51, 100, 2];
 const VIP: [u8; 4] = [203, 0, 113, 10];
 const RS1: [u8; 4] = [192, 0, 2, 11];
 const RS2: [u8; 4] = [192, 0, 2, 12];
 const DIRECTOR_RS_IP: [u8; 4] = [192, 0, 2, 1];
-const RS1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x11];
-const RS2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x12];
-const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
-const DIRECTOR_IN_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 
-const fn v6(last: u8, net: u8) -> [u8; 16] {
-    [0x20, 0x01, 0x0d, 0xb8, 0, net, 0, 0, 0, 0, 0, 0, 0, 0, 0, last]
-}
 const CLIENT6: [u8; 16] = v6(2, 2);
 const VIP6: [u8; 16] = v6(0x10, 0);
 const RS1_6: [u8; 16] = v6(0x11, 1);
 const DIRECTOR_RS_IP6: [u8; 16] = v6(1, 1);
 
 const SYN: u8 = frames::TCP_SYN;
-const PAYLOAD: &[u8] = b"GET / HTTP/1.1\r\n\r\n";
 
-struct PinDir(PathBuf);
-
-impl Drop for PinDir {
-    fn drop(&mut self) {
-        dataplane::unpin_all(&PinLayout::new(&self.0));
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-struct Rig {
-    dp: Dataplane,
-    tables: Tables,
-    vs: VirtualServers,
-    _pins: PinDir,
-}
+// ---- what this file's tests add to the shared rig ----
 
 impl Rig {
-    fn new() -> Rig {
-        let pins = PinDir(PathBuf::from(format!("/sys/fs/bpf/lvs-fixture-tun-{}", std::process::id())));
-        let dp = Dataplane::load(&pins.0, 4096).expect("load dataplane");
-        let mut tables = Tables::open(&dp.pins.maps()).expect("open maps");
-        tables.write_timeouts(&lvs_common::tcp_state::DEFAULT_TIMEOUTS).unwrap();
-        let vs = VirtualServers::recover(&tables).unwrap();
-        Rig { dp, tables, vs, _pins: pins }
-    }
-
     fn service(&mut self, proto: Protocol, vip: IpAddr, port: u16, server: IpAddr, tun: TunType, port_flags: (u16, u16)) {
         let key = ServiceKey::Addr { protocol: proto, addr: vip, port };
-        self.vs.add_service(&mut self.tables, ServiceSpec::new(key, "rr")).unwrap();
         let mut d = DestSpec::new(server, port, Forward::Tunnel, 1);
         d.tun_type = tun;
         (d.tun_port, d.tun_flags) = port_flags;
-        self.vs.add_dest(&mut self.tables, &key, d).unwrap();
+        self.add(key, [d]);
     }
-
-    fn run(&mut self, input: &[u8]) -> (u32, Vec<u8>) {
-        let prog: &mut Xdp = self.dp.ebpf.program_mut(XDP_PROGRAM).unwrap().try_into().unwrap();
-        let mut out = vec![0u8; input.len() + 256];
-        let mut opts = TestRunOptions::new();
-        opts.data_in = Some(input);
-        opts.data_out = Some(&mut out);
-        let r = prog.test_run(opts).expect("BPF_PROG_TEST_RUN");
-        out.truncate(r.data_size_out as usize);
-        (r.return_value, out)
-    }
-
-    fn counter(&self, c: Counter) -> u64 {
-        self.tables.counters().unwrap().into_iter().find(|(k, _)| *k == c).unwrap().1
-    }
-}
-
-fn private_director_netns() {
-    netns::enter_private_director().expect("private director namespace");
-    let cmds = [
-        "addr add 2001:db8:2::1/64 dev cl nodad".to_string(),
-        "addr add 2001:db8:1::1/64 dev rs nodad".to_string(),
-        "neigh replace 2001:db8:2::2 lladdr 02:00:00:00:00:02 dev cl nud permanent".to_string(),
-        "neigh replace 2001:db8:1::11 lladdr 02:00:00:00:00:11 dev rs nud permanent".to_string(),
-    ];
-    ip_batch(&cmds).expect("IPv6 addresses and neighbours");
-    std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1").expect("IPv6 forwarding");
 }
 
 // ---- expected frames, every checksum over the whole packet ----
@@ -227,15 +163,8 @@ fn gue_sport(out: &[u8], ip_hlen: usize) -> u16 {
 
 #[test]
 fn tunnel_type_fixtures() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        assert!(std::env::var_os("CI").is_none(), "packet fixture tests need root");
-        eprintln!("skipping: packet fixture tests need root");
-        return;
-    }
-    std::thread::spawn(|| {
-        private_director_netns();
-        let mut rig = Rig::new();
+    in_netns(Netns::Director6, || {
+        let mut rig = Rig::new("tun");
         let vip = IpAddr::from(VIP);
         rig.service(Protocol::Tcp, vip, 6000, IpAddr::from(RS1), TunType::Gue, (6080, 0));
         rig.service(Protocol::Tcp, vip, 6001, IpAddr::from(RS1), TunType::Gue, (6081, tun_flags::CSUM));
@@ -247,18 +176,7 @@ fn tunnel_type_fixtures() {
         rig.service(Protocol::Tcp, IpAddr::from(VIP6), 8002, IpAddr::from(RS1), TunType::Ipip, (0, 0));
         rig.service(Protocol::Tcp, IpAddr::from(VIP6), 8003, IpAddr::from(RS1), TunType::Gre, (0, tun_flags::CSUM));
 
-        let mut failures = Vec::new();
-        let mut check = |name: &str, input: &[u8], verdict: u32, want: &[u8], got: (u32, Vec<u8>)| {
-            if got.0 != verdict || got.1 != want {
-                failures.push(format!(
-                    "{name}: verdict {} (want {verdict})\n  in:   {}\n  got:  {}\n  want: {}",
-                    got.0,
-                    hex(input),
-                    hex(&got.1),
-                    hex(want)
-                ));
-            }
-        };
+        let mut failures = Failures::default();
         let syn4 = |sport: u16, dport: u16| {
             frames::tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), sport, dport, SYN, PAYLOAD)
         };
@@ -273,7 +191,7 @@ fn tunnel_type_fixtures() {
         let sport = gue_sport(&got.1, 20);
         assert!((32768..61000).contains(&sport), "GUE source port {sport} outside 32768..60999");
         let want = outer4(RS1_MAC, RS1, 0, true, 63, 17, &gue4(RS1, sport, 6080, 4, &ttl63(&input)[14..], false));
-        check("GUE nocsum: TCP SYN", &input, XDP_REDIRECT, &want, got);
+        failures.check("GUE nocsum: TCP SYN", &input, XDP_REDIRECT, &want, got);
         // The same flow again: the same source port (a flow stays on one receive queue).
         let got = rig.run(&input);
         assert_eq!(gue_sport(&got.1, 20), sport, "a flow's GUE source port changed");
@@ -288,7 +206,7 @@ fn tunnel_type_fixtures() {
         let got = rig.run(&input);
         let sport = gue_sport(&got.1, 20);
         let want = outer4(RS1_MAC, RS1, 0, true, 63, 17, &gue4(RS1, sport, 6081, 4, &ttl63(&input)[14..], true));
-        check("GUE csum: TCP SYN", &input, XDP_REDIRECT, &want, got);
+        failures.check("GUE csum: TCP SYN", &input, XDP_REDIRECT, &want, got);
 
         // GUE with --tun-remcsum, a UDP datagram: a forwarded packet has no partial checksum,
         // so plain GUE with the checksum, as IPVS.
@@ -296,17 +214,17 @@ fn tunnel_type_fixtures() {
         let got = rig.run(&input);
         let sport = gue_sport(&got.1, 20);
         let want = outer4(RS2_MAC, RS2, 0, true, 63, 17, &gue4(RS2, sport, 6082, 4, &ttl63(&input)[14..], true));
-        check("GUE remcsum: UDP", &input, XDP_REDIRECT, &want, got);
+        failures.check("GUE remcsum: UDP", &input, XDP_REDIRECT, &want, got);
 
         // GRE without and with the checksum.
         let input = syn4(40003, 7000);
         let want = outer4(RS2_MAC, RS2, 0, true, 63, 47, &gre(&ttl63(&input)[14..], false, false));
         let got = rig.run(&input);
-        check("GRE: TCP SYN", &input, XDP_REDIRECT, &want, got);
+        failures.check("GRE: TCP SYN", &input, XDP_REDIRECT, &want, got);
         let input = udp4(40004, 7001, b"odd length!");
         let want = outer4(RS2_MAC, RS2, 0, true, 63, 47, &gre(&ttl63(&input)[14..], false, true));
         let got = rig.run(&input);
-        check("GRE csum: UDP of odd length", &input, XDP_REDIRECT, &want, got);
+        failures.check("GRE csum: UDP of odd length", &input, XDP_REDIRECT, &want, got);
 
         // An ICMP error about that GRE connection (time exceeded for the real server's reply
         // VIP:7000 -> client, sent to the VIP) goes to the real server in the connection's
@@ -315,34 +233,29 @@ fn tunnel_type_fixtures() {
         let input = frames::icmp_error_frame(DIRECTOR_IN_MAC, CLIENT_MAC, &Ip::new([198, 51, 100, 254], VIP), 11, 0, [0; 4], &reply);
         let want = outer4(RS2_MAC, RS2, 0, true, 63, 47, &gre(&ttl63(&input)[14..], false, false));
         let got = rig.run(&input);
-        check("ICMP error about a GRE connection: relayed in GRE", &input, XDP_REDIRECT, &want, got);
+        failures.check("ICMP error about a GRE connection: relayed in GRE", &input, XDP_REDIRECT, &want, got);
         // The same about the GRE-with-checksum UDP flow, with the checksum.
         let reply = frames::quote_of(&frames::udp_frame(CLIENT_MAC, RS2_MAC, Ip::new(VIP, CLIENT), 7001, 40004, b"odd length!"));
         let input = frames::icmp_error_frame(DIRECTOR_IN_MAC, CLIENT_MAC, &Ip::new([198, 51, 100, 254], VIP), 3, 3, [0; 4], &reply);
         let want = outer4(RS2_MAC, RS2, 0, true, 63, 47, &gre(&ttl63(&input)[14..], false, true));
         let got = rig.run(&input);
-        check("ICMP error about a GRE csum connection: relayed in GRE with its checksum", &input, XDP_REDIRECT, &want, got);
+        failures.check("ICMP error about a GRE csum connection: relayed in GRE with its checksum", &input, XDP_REDIRECT, &want, got);
 
         // IPv4 in IPv6: next header 4, hop limit the inner TTL after its decrement.
         let input = syn4(40005, 8000);
         let want = outer6(RS1_MAC, &RS1_6, 0, 63, 4, &ttl63(&input)[14..]);
         let got = rig.run(&input);
-        check("IPv4 in IPv6: TCP SYN", &input, XDP_REDIRECT, &want, got);
+        failures.check("IPv4 in IPv6: TCP SYN", &input, XDP_REDIRECT, &want, got);
 
         // GUE in IPv6 carrying IPv4, with the checksum over the IPv6 pseudo-header.
         let input = syn4(40006, 8001);
         let got = rig.run(&input);
         let sport = gue_sport(&got.1, 40);
         let mut u = gue4(RS1, sport, 6083, 4, &ttl63(&input)[14..], false);
-        let mut ph = Vec::new();
-        ph.extend_from_slice(&DIRECTOR_RS_IP6);
-        ph.extend_from_slice(&RS1_6);
-        ph.extend_from_slice(&(u.len() as u32).to_be_bytes());
-        ph.extend_from_slice(&[0, 0, 0, 17]);
-        let c = !csum::fold(csum::sum_words(&u, csum::sum_words(&ph, 0)));
+        let c = !csum::fold(csum::sum_words(&u, frames::pseudo6_sum(&DIRECTOR_RS_IP6, &RS1_6, u.len(), 17)));
         u[6..8].copy_from_slice(&c.to_ne_bytes());
         let want = outer6(RS1_MAC, &RS1_6, 0, 63, 17, &u);
-        check("GUE csum in IPv6: TCP SYN", &input, XDP_REDIRECT, &want, got);
+        failures.check("GUE csum in IPv6: TCP SYN", &input, XDP_REDIRECT, &want, got);
 
         // IPv6 in IPv4: protocol 41, no DF (IPVS sets none for an IPv6 inner packet). Without
         // DF the outer ID is the director's to choose: taken from the output (with the header
@@ -352,7 +265,7 @@ fn tunnel_type_fixtures() {
         let mut want = outer4(RS1_MAC, RS1, 0, false, 63, 41, &tcp6(&VIP6, 63, 40007, 8002));
         let got = rig.run(&input);
         free_id(&mut want, &got.1);
-        check("IPv6 in IPv4: TCP SYN", &input, XDP_REDIRECT, &want, got);
+        failures.check("IPv6 in IPv4: TCP SYN", &input, XDP_REDIRECT, &want, got);
 
         // IPv6 in GRE with the checksum, in IPv4.
         let inner = tcp6(&VIP6, 64, 40008, 8003);
@@ -360,7 +273,7 @@ fn tunnel_type_fixtures() {
         let mut want = outer4(RS1_MAC, RS1, 0, false, 63, 47, &gre(&tcp6(&VIP6, 63, 40008, 8003), true, true));
         let got = rig.run(&input);
         free_id(&mut want, &got.1);
-        check("GRE csum carrying IPv6, in IPv4", &input, XDP_REDIRECT, &want, got);
+        failures.check("GRE csum carrying IPv6, in IPv4", &input, XDP_REDIRECT, &want, got);
 
         // PMTU: 1500 bytes with DF in GUE (20 + 8 + 4 more) do not fit the 1500-byte link:
         // ICMP fragmentation needed with 1468.
@@ -368,19 +281,17 @@ fn tunnel_type_fixtures() {
         ip.frag = 0x4000;
         let big = frames::tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, ip, 41000, 6000, SYN, &[0x5a; 1460]);
         let got = rig.run(&big);
-        check("GUE: 1500 bytes with DF: fragmentation needed, MTU 1468", &big, XDP_REDIRECT, &frames::icmp_frag_needed(&big, 1468), got);
+        failures.check("GUE: 1500 bytes with DF: fragmentation needed, MTU 1468", &big, XDP_REDIRECT, &frames::icmp_frag_needed(&big, 1468), got);
         // GRE with the checksum: 1500 - 20 - 8.
         let mut ip = Ip::new(CLIENT, VIP);
         ip.frag = 0x4000;
         let big = frames::udp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, ip, 41001, 7001, &[0x5a; 1472]);
         let got = rig.run(&big);
-        check("GRE csum: 1500 bytes with DF: fragmentation needed, MTU 1472", &big, XDP_REDIRECT, &frames::icmp_frag_needed(&big, 1472), got);
+        failures.check("GRE csum: 1500 bytes with DF: fragmentation needed, MTU 1472", &big, XDP_REDIRECT, &frames::icmp_frag_needed(&big, 1472), got);
 
-        assert!(failures.is_empty(), "fixtures failed:\n{}", failures.join("\n"));
+        failures.assert_none();
         assert_eq!(rig.counter(Counter::TxIcmpFragNeeded), 2);
         assert_eq!(rig.counter(Counter::DropUnsupportedForward), 0);
         assert_eq!(rig.counter(Counter::PassFibFallback), 0);
-    })
-    .join()
-    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    });
 }

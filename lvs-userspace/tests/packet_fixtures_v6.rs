@@ -6,59 +6,38 @@
 //! shows up as a byte mismatch. The test thread runs in a private namespace shaped like a
 //! director (see `testkit::netns`), with IPv6 addresses and static neighbours added.
 
-use std::{net::IpAddr, path::PathBuf};
+mod fixture_kit;
 
-use aya::programs::{TestRun, TestRunOptions, Xdp};
-use lvs_common::{counters::Counter, csum, XDP_PROGRAM};
+use std::net::IpAddr;
+
+use fixture_kit::{
+    check, in_netns, v6, Fixture, Netns, Rig, CLIENT_MAC, DIRECTOR_IN_MAC, PAYLOAD, RS1_MAC, RS2_MAC, XDP_PASS,
+    XDP_REDIRECT,
+};
+use lvs_common::{counters::Counter, csum};
 use lvs_userspace::{
-    daemon::{
-        dataplane::{self, Dataplane, PinLayout},
-        state::VirtualServers,
-        tables::Tables,
-    },
-    model::{DestSpec, Forward, Protocol, ServiceKey, ServiceSpec},
+    model::{DestSpec, Forward, Protocol, ServiceKey},
     testkit::{
-        frames::hex,
-        netns::{self, ip_batch, DIRECTOR_CL_MAC, DIRECTOR_RS_MAC},
+        frames,
+        netns::{DIRECTOR_CL_MAC, DIRECTOR_RS_MAC},
     },
 };
 
-const XDP_PASS: u32 = 2;
-const XDP_REDIRECT: u32 = 4;
-
-const fn v6(last: u8, net: u8) -> [u8; 16] {
-    [0x20, 0x01, 0x0d, 0xb8, 0, net, 0, 0, 0, 0, 0, 0, 0, 0, 0, last]
-}
 const CLIENT: [u8; 16] = v6(2, 2);
 const VIP: [u8; 16] = v6(0x10, 0);
 const RS1: [u8; 16] = v6(0x11, 1);
 const RS2: [u8; 16] = v6(0x12, 1);
 const DIRECTOR_RS_IP: [u8; 16] = v6(1, 1);
-const RS1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x11];
-const RS2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x12];
-const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
-const DIRECTOR_IN_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 
 const SYN: u8 = 0x02;
 const ACK: u8 = 0x10;
 const TCP: u8 = 6;
 const UDP: u8 = 17;
-const PAYLOAD: &[u8] = b"GET / HTTP/1.1\r\n\r\n";
 
 // ---- frames (full checksums) ----
 
-/// One's-complement sum of the IPv6 pseudo-header (RFC 8200 8.1).
-fn pseudo(src: &[u8; 16], dst: &[u8; 16], len: usize, next: u8) -> u32 {
-    let mut ph = Vec::new();
-    ph.extend_from_slice(src);
-    ph.extend_from_slice(dst);
-    ph.extend_from_slice(&(len as u32).to_be_bytes());
-    ph.extend_from_slice(&[0, 0, 0, next]);
-    csum::sum_words(&ph, 0)
-}
-
 fn finish(seg: &mut [u8], at: usize, src: &[u8; 16], dst: &[u8; 16], next: u8) {
-    let c = !csum::fold(csum::sum_words(seg, pseudo(src, dst, seg.len(), next)));
+    let c = !csum::fold(csum::sum_words(seg, frames::pseudo6_sum(src, dst, seg.len(), next)));
     let c = if next == UDP && c == 0 { 0xffff } else { c };
     seg[at..at + 2].copy_from_slice(&c.to_ne_bytes());
 }
@@ -118,21 +97,7 @@ fn udp_frame(dmac: [u8; 6], smac: [u8; 6], src: &[u8; 16], dst: &[u8; 16], hop: 
 /// client): from the VIP, hop limit 64, quoting the IPv6 packet up to 1232 bytes.
 fn icmp6_error(orig: &[u8], ty: u8, code: u8, info: u32) -> Vec<u8> {
     let ip = &orig[14..];
-    let quote = &ip[..ip.len().min(1232)];
-    let mut m = vec![ty, code, 0, 0];
-    m.extend_from_slice(&info.to_be_bytes());
-    m.extend_from_slice(quote);
-    finish(&mut m, 2, &VIP, &CLIENT, 58);
-    let mut f = Vec::new();
-    f.extend_from_slice(&CLIENT_MAC);
-    f.extend_from_slice(&DIRECTOR_IN_MAC);
-    f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
-    f.extend_from_slice(&(m.len() as u16).to_be_bytes());
-    f.extend_from_slice(&[58, 64]);
-    f.extend_from_slice(&VIP);
-    f.extend_from_slice(&CLIENT);
-    f.extend_from_slice(&m);
-    f
+    icmp6_error_frame(CLIENT_MAC, DIRECTOR_IN_MAC, &VIP, &CLIENT, 64, ty, code, info, &ip[..ip.len().min(1232)])
 }
 
 /// `inner` (an IPv6 frame) in an outer IPv6 header from the director's route source to `rs`.
@@ -152,92 +117,19 @@ fn ip6ip6_frame(dmac: [u8; 6], rs: &[u8; 16], hop: u8, inner: &[u8]) -> Vec<u8> 
     f
 }
 
-// ---- the rig ----
-
-struct PinDir(PathBuf);
-
-impl Drop for PinDir {
-    fn drop(&mut self) {
-        dataplane::unpin_all(&PinLayout::new(&self.0));
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-struct Rig {
-    dp: Dataplane,
-    tables: Tables,
-    vs: VirtualServers,
-    _pins: PinDir,
-}
+// ---- what this file's tests add to the shared rig ----
 
 impl Rig {
-    fn new() -> Rig {
-        // One pin directory per rig: the tests of this file run in parallel in one process.
-        static RIGS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = RIGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let pins = PinDir(PathBuf::from(format!("/sys/fs/bpf/lvs-fixture6-{}-{n}", std::process::id())));
-        let dp = Dataplane::load(&pins.0, 4096).expect("load dataplane");
-        let mut tables = Tables::open(&dp.pins.maps()).expect("open maps");
-        tables.write_timeouts(&lvs_common::tcp_state::DEFAULT_TIMEOUTS).unwrap();
-        let vs = VirtualServers::recover(&tables).unwrap();
-        Rig { dp, tables, vs, _pins: pins }
-    }
-
     fn service(&mut self, proto: Protocol, port: u16, server: [u8; 16], fwd: Forward, weight: i32) {
         let key = ServiceKey::Addr { protocol: proto, addr: IpAddr::from(VIP), port };
-        self.vs.add_service(&mut self.tables, ServiceSpec::new(key, "rr")).unwrap();
-        self.vs.add_dest(&mut self.tables, &key, DestSpec::new(IpAddr::from(server), port, fwd, weight)).unwrap();
+        self.add(key, [DestSpec::new(IpAddr::from(server), port, fwd, weight)]);
     }
-
-    fn run(&mut self, input: &[u8]) -> (u32, Vec<u8>) {
-        let prog: &mut Xdp = self.dp.ebpf.program_mut(XDP_PROGRAM).unwrap().try_into().unwrap();
-        let mut out = vec![0u8; input.len() + 256];
-        let mut opts = TestRunOptions::new();
-        opts.data_in = Some(input);
-        opts.data_out = Some(&mut out);
-        let r = prog.test_run(opts).expect("BPF_PROG_TEST_RUN");
-        out.truncate(r.data_size_out as usize);
-        (r.return_value, out)
-    }
-
-    fn counter(&self, c: Counter) -> u64 {
-        self.tables.counters().unwrap().into_iter().find(|(k, _)| *k == c).unwrap().1
-    }
-}
-
-/// The private director namespace plus its IPv6 side: 2001:db8:2::1/64 on `cl`,
-/// 2001:db8:1::1/64 on `rs`, static neighbours for the client and rs1..rs2, forwarding on.
-fn private_director_netns6() {
-    netns::enter_private_director().expect("private director namespace");
-    let cmds = [
-        "addr add 2001:db8:2::1/64 dev cl nodad".to_string(),
-        "addr add 2001:db8:1::1/64 dev rs nodad".to_string(),
-        "neigh replace 2001:db8:2::2 lladdr 02:00:00:00:00:02 dev cl nud permanent".to_string(),
-        "neigh replace 2001:db8:1::11 lladdr 02:00:00:00:00:11 dev rs nud permanent".to_string(),
-        "neigh replace 2001:db8:1::12 lladdr 02:00:00:00:00:12 dev rs nud permanent".to_string(),
-    ];
-    ip_batch(&cmds).expect("IPv6 addresses and neighbours");
-    std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1").expect("IPv6 forwarding");
-}
-
-struct Fixture {
-    name: &'static str,
-    input: Vec<u8>,
-    verdict: u32,
-    output: Option<Vec<u8>>,
 }
 
 #[test]
 fn ipv6_fixtures() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        assert!(std::env::var_os("CI").is_none(), "packet fixture tests need root");
-        eprintln!("skipping: packet fixture tests need root");
-        return;
-    }
-    std::thread::spawn(|| {
-        private_director_netns6();
-        let mut rig = Rig::new();
+    in_netns(Netns::Director6, || {
+        let mut rig = Rig::new("v6");
         rig.service(Protocol::Tcp, 80, RS1, Forward::Masq, 1);
         rig.service(Protocol::Udp, 53, RS2, Forward::Masq, 1);
         rig.service(Protocol::Tcp, 81, RS1, Forward::Route, 1);
@@ -313,30 +205,13 @@ fn ipv6_fixtures() {
             Fixture { name: "a later fragment without its first passes to the stack untouched", input: frag, verdict: XDP_PASS, output: None },
             Fixture { name: "neighbour solicitation passes untouched", input: ns, verdict: XDP_PASS, output: None },
         ];
-        let mut failures = Vec::new();
-        for f in fixtures {
-            let (verdict, out) = rig.run(&f.input);
-            let want = f.output.clone().unwrap_or_else(|| f.input.clone());
-            if verdict != f.verdict || out != want {
-                failures.push(format!(
-                    "{}: verdict {verdict} (want {})\n  in:   {}\n  got:  {}\n  want: {}",
-                    f.name,
-                    f.verdict,
-                    hex(&f.input),
-                    hex(&out),
-                    hex(&want)
-                ));
-            }
-        }
-        assert!(failures.is_empty(), "fixtures failed:\n{}", failures.join("\n"));
+        check(&mut rig, fixtures);
         assert_eq!(rig.counter(Counter::PassFragmentV6), 1);
         assert_eq!(rig.counter(Counter::PassNotTcpUdp), 1);
         assert_eq!(rig.counter(Counter::TxIcmpFragNeeded), 1);
         assert_eq!(rig.counter(Counter::TxIcmpUnreachable), 1);
         assert_eq!(rig.counter(Counter::Redirect), 6);
-    })
-    .join()
-    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    });
 }
 
 /// An ICMPv6 error frame from `src` to `dst` quoting `quote` (an IPv6 packet), its checksum
@@ -379,20 +254,12 @@ fn requote(frame: &[u8], src: Option<([u8; 16], u16)>, dst: Option<([u8; 16], u1
 /// real servers' side of a NAT connection, to the client; everything else untouched.
 #[test]
 fn icmp6_error_fixtures() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        assert!(std::env::var_os("CI").is_none(), "packet fixture tests need root");
-        eprintln!("skipping: packet fixture tests need root");
-        return;
-    }
-    std::thread::spawn(|| {
-        private_director_netns6();
-        let mut rig = Rig::new();
+    in_netns(Netns::Director6, || {
+        let mut rig = Rig::new("v6");
         // NAT real servers on other ports than the virtual ones, so the quoted ports change.
         for (proto, port, server, rport) in [(Protocol::Tcp, 80, RS1, 8000), (Protocol::Udp, 53, RS2, 5353)] {
             let key = ServiceKey::Addr { protocol: proto, addr: IpAddr::from(VIP), port };
-            rig.vs.add_service(&mut rig.tables, ServiceSpec::new(key, "rr")).unwrap();
-            rig.vs.add_dest(&mut rig.tables, &key, DestSpec::new(IpAddr::from(server), rport, Forward::Masq, 1)).unwrap();
+            rig.add(key, [DestSpec::new(IpAddr::from(server), rport, Forward::Masq, 1)]);
         }
         rig.service(Protocol::Tcp, 81, RS1, Forward::Route, 1);
         rig.service(Protocol::Tcp, 8080, RS2, Forward::Tunnel, 1);
@@ -479,28 +346,11 @@ fn icmp6_error_fixtures() {
         ];
         let hits = rig.counter(Counter::ConnHit);
         let redirects = rig.counter(Counter::Redirect);
-        let mut failures = Vec::new();
-        for f in fixtures {
-            let (verdict, out) = rig.run(&f.input);
-            let want = f.output.clone().unwrap_or_else(|| f.input.clone());
-            if verdict != f.verdict || out != want {
-                failures.push(format!(
-                    "{}: verdict {verdict} (want {})\n  in:   {}\n  got:  {}\n  want: {}",
-                    f.name,
-                    f.verdict,
-                    hex(&f.input),
-                    hex(&out),
-                    hex(&want)
-                ));
-            }
-        }
-        assert!(failures.is_empty(), "fixtures failed:\n{}", failures.join("\n"));
+        check(&mut rig, fixtures);
         // The six relayed errors each found their connection and left by redirect.
         assert_eq!(rig.counter(Counter::ConnHit) - hits, 6);
         assert_eq!(rig.counter(Counter::Redirect) - redirects, 6);
-    })
-    .join()
-    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    });
 }
 
 /// The two fragments of the UDP datagram `src:sport -> dst:dport` (64 bytes of payload, cut
@@ -523,15 +373,8 @@ fn udp_fragments(dmac: [u8; 6], smac: [u8; 6], src: &[u8; 16], dst: &[u8; 16], h
 /// ways), DR and TUN; a later fragment whose first was not seen passes untouched.
 #[test]
 fn ipv6_fragment_fixtures() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        assert!(std::env::var_os("CI").is_none(), "packet fixture tests need root");
-        eprintln!("skipping: packet fixture tests need root");
-        return;
-    }
-    std::thread::spawn(|| {
-        private_director_netns6();
-        let mut rig = Rig::new();
+    in_netns(Netns::Director6, || {
+        let mut rig = Rig::new("v6");
         rig.service(Protocol::Udp, 53, RS1, Forward::Masq, 1);
         rig.service(Protocol::Udp, 54, RS2, Forward::Route, 1);
         rig.service(Protocol::Udp, 55, RS1, Forward::Tunnel, 1);
@@ -556,27 +399,10 @@ fn ipv6_fragment_fixtures() {
             Fixture { name: "TUN: first fragment in IPv6-in-IPv6 towards rs1", input: t1, verdict: XDP_REDIRECT, output: Some(ip6ip6_frame(RS1_MAC, &RS1, 63, &t1_in)) },
             Fixture { name: "TUN: its later fragment encapsulated the same way", input: t2, verdict: XDP_REDIRECT, output: Some(ip6ip6_frame(RS1_MAC, &RS1, 63, &t2_in)) },
         ];
-        let mut failures = Vec::new();
-        for f in fixtures {
-            let (verdict, out) = rig.run(&f.input);
-            let want = f.output.clone().unwrap_or_else(|| f.input.clone());
-            if verdict != f.verdict || out != want {
-                failures.push(format!(
-                    "{}: verdict {verdict} (want {})\n  in:   {}\n  got:  {}\n  want: {}",
-                    f.name,
-                    f.verdict,
-                    hex(&f.input),
-                    hex(&out),
-                    hex(&want)
-                ));
-            }
-        }
-        assert!(failures.is_empty(), "fixtures failed:\n{}", failures.join("\n"));
+        check(&mut rig, fixtures);
         assert_eq!(rig.counter(Counter::PassFragmentV6), 1);
         assert_eq!(rig.counter(Counter::FragTracked), 4);
         assert_eq!(rig.counter(Counter::FragHit), 4);
         assert_eq!(rig.counter(Counter::Redirect), 8);
-    })
-    .join()
-    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    });
 }

@@ -130,8 +130,7 @@ fn tun_ipv4_fragments_each_tunnelled_and_reassembled_at_one_server() {
     // these hosts have no ipip module to reassemble outer fragments).
     topo.client.ip(&["link", "set", CLIENT_IF, "mtu", "1400"]).unwrap();
     let _apps = crate::fwd::start_apps(&topo);
-    let decaps: Vec<crate::fwd::Decap> =
-        (1..=topo.n()).map(|i| crate::fwd::Decap::attach(topo.rs(i), &format!("frag-rs{i}"))).collect();
+    let decaps = Decap::attach_all(&topo, "frag-rs", Family::V4, &[]);
     let tmp = TempDir::new("frag-tun4").unwrap();
     let cfg = tmp.write("lvs.yaml", crate::fwd::config(&topo, "tunnel")).unwrap();
     let lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
@@ -139,6 +138,6 @@ fn tun_ipv4_fragments_each_tunnelled_and_reassembled_at_one_server() {
     assert_alternating(&big_datagrams(&topo, vip(RS_UDP_PORT)));
     assert_fragments(&lvsd, &before, N as u64, 2 * N as u64, "pass_fragment");
     // Every fragment came out of a tunnel at its real server: 4000 bytes at MTU 1400 are three.
-    let dec: Vec<u64> = decaps.iter().map(crate::fwd::Decap::decapsulated).collect();
+    let dec: Vec<u64> = decaps.iter().map(Decap::decapsulated).collect();
     assert!(dec.iter().all(|&n| n >= 3 * N as u64 / 2), "decapsulated per real server: {dec:?}");
 }

@@ -7,51 +7,25 @@
 //!           eth1 192.0.2.100 ----------/              route to the client via 192.0.2.100
 //! ```
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    time::Duration,
+};
 
-use lvs_tests::*;
+use lvs_tests::{direct::RS_ECHO_PORT, *};
 
-/// The client's second address, on the servers' LAN: the direct return path.
-const CLIENT_LAN_IP: &str = "192.0.2.100";
-/// Port of the TCP echo servers.
-const ECHO_PORT: u16 = 9000;
-
-/// Real servers ready for DR/TUN (VIP on lo, ARP sysctls) and a direct path back to the client
-/// that does not cross the director.
+/// Real servers ready for DR/TUN over IPv4 (VIP on lo, ARP sysctls) and a direct path back to
+/// the client that does not cross the director.
 pub(crate) fn dr_topology() -> Topology {
-    let topo = Topology::new(2).unwrap();
-    topo.configure_rs_for_dr().unwrap();
-    veth_pair(&topo.client, "eth1", &topo.lan, "p-client").unwrap();
-    topo.lan.ip(&["link", "set", "p-client", "master", BRIDGE]).unwrap();
-    topo.lan.link_up("p-client").unwrap();
-    topo.client.addr_add("eth1", &format!("{CLIENT_LAN_IP}/24")).unwrap();
-    topo.client.link_up("eth1").unwrap();
-    topo.client.ethtool_k("eth1", &[("gro", true), ("tx", false)]).unwrap();
-    topo.client
-        .sysctls(&[("net.ipv4.conf.all.rp_filter", "0"), ("net.ipv4.conf.eth0.rp_filter", "0"), ("net.ipv4.conf.eth1.rp_filter", "0")])
-        .unwrap();
-    for i in 1..=topo.n() {
-        topo.rs(i).ip(&["route", "add", "198.51.100.0/24", "via", CLIENT_LAN_IP]).unwrap();
-    }
-    topo
+    direct::dr_topology(Family::V4).unwrap()
 }
 
 /// Services on the VIP: HTTP 80, echo 9000 (TCP) and 53 (UDP), rr, every real server with
 /// `forward`.
 pub(crate) fn config(topo: &Topology, forward: &str) -> String {
-    let mut servers = String::new();
-    for i in 1..=topo.n() {
-        servers.push_str(&format!("      - {{ address: {}, forward: {forward} }}\n", rs_ip(i)));
-    }
-    let svc = |proto: &str, port: u16| {
-        format!("  - protocol: {proto}\n    address: {VIP}\n    port: {port}\n    scheduler: rr\n    real_servers:\n{servers}")
-    };
-    format!(
-        "interfaces: [{DIRECTOR_CLIENT_IF}, {DIRECTOR_SERVER_IF}]\nconnection_table_size: 4096\nservices:\n{}{}{}",
-        svc("tcp", 80),
-        svc("tcp", ECHO_PORT),
-        svc("udp", RS_UDP_PORT)
-    )
+    let servers: Vec<String> =
+        (1..=topo.n()).map(|i| format!("{{ address: {}, forward: {forward} }}", rs_ip(i))).collect();
+    direct::rr_config(IpAddr::V4(VIP), &[("tcp", 80), ("tcp", RS_ECHO_PORT), ("udp", RS_UDP_PORT)], &servers)
 }
 
 /// Application servers on every real server: HTTP on 0.0.0.0:80, echo on 0.0.0.0:9000, UDP
@@ -68,40 +42,20 @@ pub(crate) fn start_apps(topo: &Topology) -> Apps {
         let rs = topo.rs(i);
         a._http.push(HttpServer::start(rs, sa(Ipv4Addr::UNSPECIFIED, RS_HTTP_PORT), &rs_name(i)).unwrap());
         a._udp.push(UdpEchoServer::start(rs, sa(VIP, RS_UDP_PORT), &rs_name(i)).unwrap());
-        a._echo.push(TcpEchoServer::start(rs, sa(Ipv4Addr::UNSPECIFIED, ECHO_PORT)).unwrap());
+        a._echo.push(TcpEchoServer::start(rs, sa(Ipv4Addr::UNSPECIFIED, RS_ECHO_PORT)).unwrap());
     }
     a
 }
 
-/// The traffic both methods must carry, with the director's view of it measured: rr over
-/// both servers, 1 MiB echoed byte for byte, a 2 MiB download byte for byte, UDP both ways.
-/// Returns (director's to-servers rx packets, client's eth1 rx packets) during the traffic.
+/// The traffic both methods must carry (see `direct::exercise_tcp_udp`). Returns (director's
+/// to-servers rx packets, client's eth1 rx packets) during the traffic.
 fn exercise(topo: &Topology) -> (u64, u64) {
-    let dir_rx0 = topo.director.rx_packets(DIRECTOR_SERVER_IF).unwrap();
-    let cli_rx0 = topo.client.rx_packets("eth1").unwrap();
-    let mut seen: Vec<String> = (0..4).map(|_| topo.client.http_get(vip(80), "/").unwrap().text()).collect();
-    assert_ne!(seen[0], seen[1], "rr alternates between the real servers");
-    assert_eq!(seen[0], seen[2]);
-    seen.sort();
-    seen.dedup();
-    assert_eq!(seen, ["rs1", "rs2"]);
-
-    lvs_tests::client::echo_exact(&topo.client, vip(ECHO_PORT), 1 << 20);
-    const N: u64 = 2 * 1024 * 1024 + 7;
-    let r = topo.client.http_get(vip(80), &format!("/bytes/{N}")).unwrap();
-    assert!(r.body == expected_bytes(N), "download differs from the expected pattern");
-
-    let mut names: Vec<String> = (0..2).map(|i| lvs_tests::client::udp_exact(&topo.client, vip(RS_UDP_PORT), &vec![b'a' + i as u8; 1200])).collect();
-    names.sort();
-    assert_eq!(names, ["rs1", "rs2"]);
-    (topo.director.rx_packets(DIRECTOR_SERVER_IF).unwrap() - dir_rx0, topo.client.rx_packets("eth1").unwrap() - cli_rx0)
+    direct::exercise_tcp_udp(topo, IpAddr::V4(VIP), true)
 }
 
 fn assert_replies_bypass_director(dir_rx: u64, cli_rx: u64) {
     // 3 MiB went to the client in segments of at most 1448 bytes: over 2000 packets on eth1.
-    assert!(cli_rx > 2000, "the client received only {cli_rx} packets on its direct link");
-    // The director's server-side interface sees ARP and nothing of the replies.
-    assert!(dir_rx < 50, "the director's to-servers received {dir_rx} packets: replies went through it");
+    direct::assert_replies_bypass_director(dir_rx, cli_rx, 2000);
 }
 
 #[test]
@@ -214,47 +168,6 @@ fn dr_next_hop_cache_follows_neighbour_and_route_changes() {
     assert_eq!(c["drop_no_neigh"] + c["drop_no_route"], 0, "{c:?}");
 }
 
-/// `lvsd decap` attached to a real server's `eth0` with its own pin directory; detached (and
-/// checked gone) on drop.
-pub(crate) struct Decap<'a> {
-    ns: &'a Netns,
-    pin_dir: String,
-}
-
-impl<'a> Decap<'a> {
-    pub(crate) fn attach(ns: &'a Netns, tag: &str) -> Decap<'a> {
-        let pin_dir = format!("/sys/fs/bpf/lvs-{}-decap-{tag}", std::process::id());
-        let d = Decap { ns, pin_dir };
-        let out = d.run(&[]);
-        assert!(out.success(), "lvsd decap: {}", out.stderr_str());
-        assert!(out.stdout_str().starts_with("decapsulation attached to eth0 (ingress) for 192.0.2.1"), "{}", out.stdout_str());
-        d
-    }
-
-    fn run(&self, extra: &[&str]) -> CmdOutput {
-        let mut args = vec!["decap", "--interface", RS_IF, "--pin-dir", &self.pin_dir];
-        args.extend_from_slice(extra);
-        self.ns.output(lvs_bin("lvsd").to_str().unwrap(), &args).unwrap()
-    }
-
-    pub(crate) fn decapsulated(&self) -> u64 {
-        let out = self.run(&["--counters"]);
-        assert!(out.success(), "lvsd decap --counters: {}", out.stderr_str());
-        let text = out.stdout_str();
-        text.lines().find_map(|l| l.strip_prefix("decapsulated ")).expect("decapsulated counter").trim().parse().unwrap()
-    }
-}
-
-impl Drop for Decap<'_> {
-    fn drop(&mut self) {
-        let out = self.run(&["--detach"]);
-        let _ = std::fs::remove_dir_all(&self.pin_dir);
-        if !std::thread::panicking() {
-            assert!(out.success(), "lvsd decap --detach: {}", out.stderr_str());
-        }
-    }
-}
-
 #[test]
 fn tun_with_our_decap_on_the_real_servers() {
     if !require_root() {
@@ -271,7 +184,7 @@ fn tun_with_our_decap_on_the_real_servers() {
     assert!(!std::path::Path::new(&pin).exists());
     // Without decapsulation a real server drops IP-in-IP (this host has no ipip module), so
     // the traffic below can only work through our program.
-    let decaps: Vec<Decap> = (1..=topo.n()).map(|i| Decap::attach(topo.rs(i), &format!("rs{i}"))).collect();
+    let decaps = Decap::attach_all(&topo, "rs", Family::V4, &[]);
     let tmp = TempDir::new("fwd-tun").unwrap();
     let cfg = tmp.write("lvs.yaml", config(&topo, "tunnel")).unwrap();
     let lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
@@ -289,7 +202,7 @@ fn tun_with_our_decap_on_the_real_servers() {
     let l = lvsd.ipvsadm_ok(&["-L", "-n", "--tun-info"]).unwrap();
     assert!(l.contains(&format!("  -> {:<28} Tunnel  ipip          1 ", format!("{}:80", rs_ip(1)))), "{l}");
     // Detaching leaves the interface without the program: tunnelled traffic no longer arrives.
-    let pins: Vec<String> = decaps.iter().map(|d| d.pin_dir.clone()).collect();
+    let pins: Vec<String> = decaps.iter().map(|d| d.pin_dir().to_string()).collect();
     drop(decaps);
     for p in pins {
         assert!(!std::path::Path::new(&p).exists(), "{p} left behind");
@@ -310,7 +223,7 @@ fn tun_pmtu_large_transfer_through_smaller_mtu() {
     let _load = timing_exclusive();
     let topo = dr_topology();
     let _apps = start_apps(&topo);
-    let _decaps: Vec<Decap> = (1..=topo.n()).map(|i| Decap::attach(topo.rs(i), &format!("p{i}"))).collect();
+    let _decaps = Decap::attach_all(&topo, "p", Family::V4, &[]);
     // The path from the director to the real servers carries 1400 bytes; the client's and the
     // servers' own links 1500. A full-sized client segment (1500) no longer fits once
     // encapsulated (1520).
@@ -318,7 +231,7 @@ fn tun_pmtu_large_transfer_through_smaller_mtu() {
     let tmp = TempDir::new("fwd-pmtu").unwrap();
     let cfg = tmp.write("lvs.yaml", config(&topo, "tunnel")).unwrap();
     let lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
-    lvs_tests::client::echo_exact(&topo.client, vip(ECHO_PORT), 4 << 20);
+    lvs_tests::client::echo_exact(&topo.client, vip(RS_ECHO_PORT), 4 << 20);
     let c = lvsd.counters().unwrap();
     assert!(c["tx_icmp_frag_needed"] >= 1, "no ICMP fragmentation needed was sent: {c:?}");
     // The client learnt the MTU our ICMP carried: 1400 minus the 20-byte outer header.

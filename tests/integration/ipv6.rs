@@ -10,7 +10,7 @@
 //! ```
 
 use std::{
-    net::{Ipv6Addr, SocketAddr},
+    net::{IpAddr, Ipv6Addr, SocketAddr},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -19,11 +19,7 @@ use std::{
     time::Duration,
 };
 
-use lvs_tests::*;
-
-/// The client's second address, on the servers' LAN: the direct return path of DR/TUN.
-const CLIENT_LAN_IP6: &str = "2001:db8:1::100";
-const ECHO_PORT: u16 = 9000;
+use lvs_tests::{direct::RS_ECHO_PORT, *};
 
 pub(crate) fn topology() -> Topology {
     let topo = Topology::new(2).unwrap();
@@ -31,24 +27,10 @@ pub(crate) fn topology() -> Topology {
     topo
 }
 
-/// Real servers ready for DR/TUN: the IPv6 VIP on lo (a Linux host answers neighbour
-/// solicitations only for addresses of the interface they arrive on, so no sysctl is needed
-/// to keep it quiet) and a direct path back to the client that does not cross the director.
+/// Real servers ready for DR/TUN over IPv6 (the IPv6 VIP on lo) and a direct path back to the
+/// client that does not cross the director.
 pub(crate) fn dr_topology() -> Topology {
-    let topo = topology();
-    for i in 1..=topo.n() {
-        topo.rs(i).ip(&["-6", "addr", "add", &format!("{VIP6}/128"), "dev", "lo", "nodad"]).unwrap();
-    }
-    veth_pair(&topo.client, "eth1", &topo.lan, "p-client").unwrap();
-    topo.lan.ip(&["link", "set", "p-client", "master", BRIDGE]).unwrap();
-    topo.lan.link_up("p-client").unwrap();
-    topo.client.ip(&["-6", "addr", "add", &format!("{CLIENT_LAN_IP6}/64"), "dev", "eth1", "nodad"]).unwrap();
-    topo.client.link_up("eth1").unwrap();
-    topo.client.ethtool_k("eth1", &[("gro", true), ("tx", false)]).unwrap();
-    for i in 1..=topo.n() {
-        topo.rs(i).ip(&["-6", "route", "add", "2001:db8:2::/64", "via", CLIENT_LAN_IP6]).unwrap();
-    }
-    topo
+    direct::dr_topology(Family::V6).unwrap()
 }
 
 /// A UDP echo server on `bind` in `ns` answering `<name>:<payload>` (the harness's
@@ -101,7 +83,7 @@ pub(crate) fn start_apps(topo: &Topology, udp_bind: Ipv6Addr) -> Apps {
         let any: SocketAddr = (Ipv6Addr::UNSPECIFIED, RS_HTTP_PORT).into();
         a._http.push(HttpServer::start(rs, any, &rs_name(i)).unwrap());
         a._udp.push(UdpEcho6::start(rs, (udp_bind, RS_UDP_PORT).into(), &rs_name(i)));
-        a._echo.push(TcpEchoServer::start(rs, SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), ECHO_PORT)).unwrap());
+        a._echo.push(TcpEchoServer::start(rs, SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), RS_ECHO_PORT)).unwrap());
     }
     a
 }
@@ -109,43 +91,15 @@ pub(crate) fn start_apps(topo: &Topology, udp_bind: Ipv6Addr) -> Apps {
 /// Services on the IPv6 VIP: HTTP 80, echo 9000 (TCP) and 53 (UDP), rr, every real server
 /// with `forward`.
 pub(crate) fn config(topo: &Topology, forward: &str) -> String {
-    let mut servers = String::new();
-    for i in 1..=topo.n() {
-        servers.push_str(&format!("      - {{ address: '{}', forward: {forward} }}\n", rs_ip6(i)));
-    }
-    let svc = |proto: &str, port: u16| {
-        format!("  - protocol: {proto}\n    address: '{VIP6}'\n    port: {port}\n    scheduler: rr\n    real_servers:\n{servers}")
-    };
-    format!(
-        "interfaces: [{DIRECTOR_CLIENT_IF}, {DIRECTOR_SERVER_IF}]\nconnection_table_size: 4096\nservices:\n{}{}{}",
-        svc("tcp", 80),
-        svc("tcp", ECHO_PORT),
-        svc("udp", RS_UDP_PORT)
-    )
+    let servers: Vec<String> =
+        (1..=topo.n()).map(|i| format!("{{ address: '{}', forward: {forward} }}", rs_ip6(i))).collect();
+    direct::rr_config(IpAddr::V6(VIP6), &[("tcp", 80), ("tcp", RS_ECHO_PORT), ("udp", RS_UDP_PORT)], &servers)
 }
 
 /// rr over both servers, 1 MiB echoed and a 2 MiB download byte for byte, UDP both ways.
 /// Returns (director's to-servers rx packets, client's eth1 rx packets, if it has one).
 fn exercise(topo: &Topology, lan_link: bool) -> (u64, u64) {
-    let dir_rx0 = topo.director.rx_packets(DIRECTOR_SERVER_IF).unwrap();
-    let cli_rx0 = if lan_link { topo.client.rx_packets("eth1").unwrap() } else { 0 };
-    let mut seen: Vec<String> = (0..4).map(|_| topo.client.http_get(vip6(80), "/").unwrap().text()).collect();
-    assert_ne!(seen[0], seen[1], "rr alternates between the real servers");
-    assert_eq!(seen[0], seen[2]);
-    seen.sort();
-    seen.dedup();
-    assert_eq!(seen, ["rs1", "rs2"]);
-
-    lvs_tests::client::echo_exact(&topo.client, vip6(ECHO_PORT), 1 << 20);
-    const N: u64 = 2 * 1024 * 1024 + 7;
-    let r = topo.client.http_get(vip6(80), &format!("/bytes/{N}")).unwrap();
-    assert!(r.body == expected_bytes(N), "download differs from the expected pattern");
-
-    let mut names: Vec<String> = (0..2).map(|i| lvs_tests::client::udp_exact(&topo.client, vip6(RS_UDP_PORT), &vec![b'a' + i as u8; 1200])).collect();
-    names.sort();
-    assert_eq!(names, ["rs1", "rs2"]);
-    let cli_rx = if lan_link { topo.client.rx_packets("eth1").unwrap() - cli_rx0 } else { 0 };
-    (topo.director.rx_packets(DIRECTOR_SERVER_IF).unwrap() - dir_rx0, cli_rx)
+    direct::exercise_tcp_udp(topo, IpAddr::V6(VIP6), lan_link)
 }
 
 #[test]
@@ -182,9 +136,7 @@ fn nat_tcp_udp_over_ipv6() {
 
 fn assert_replies_bypass_director(dir_rx: u64, cli_rx: u64) {
     // 3 MiB went to the client in segments of at most 1428 bytes: over 2000 packets on eth1.
-    assert!(cli_rx > 2000, "the client received only {cli_rx} packets on its direct link");
-    // The director's server-side interface sees neighbour discovery and nothing of the replies.
-    assert!(dir_rx < 50, "the director's to-servers received {dir_rx} packets: replies went through it");
+    direct::assert_replies_bypass_director(dir_rx, cli_rx, 2000);
 }
 
 #[test]
@@ -221,48 +173,6 @@ fn dr_tcp_udp_over_ipv6_replies_bypass_the_director() {
     assert!(after["drop_no_neigh"] - before["drop_no_neigh"] <= 1, "more than one SYN dropped for want of a neighbour");
 }
 
-/// `lvsd decap` on a real server's `eth0` (its own pin directory); detached on drop.
-struct Decap<'a> {
-    ns: &'a Netns,
-    pin_dir: String,
-}
-
-impl<'a> Decap<'a> {
-    fn attach(ns: &'a Netns, i: usize, tag: &str) -> Decap<'a> {
-        let pin_dir = format!("/sys/fs/bpf/lvs-{}-decap6-{tag}", std::process::id());
-        let d = Decap { ns, pin_dir };
-        let out = d.run(&[]);
-        assert!(out.success(), "lvsd decap: {}", out.stderr_str());
-        // The interface's IPv6 address is decapsulated for too (link-local ones are not).
-        let want = format!("decapsulation attached to eth0 (ingress) for {}, {}\n", rs_ip(i), rs_ip6(i));
-        assert_eq!(out.stdout_str(), want);
-        d
-    }
-
-    fn run(&self, extra: &[&str]) -> CmdOutput {
-        let mut args = vec!["decap", "--interface", RS_IF, "--pin-dir", &self.pin_dir];
-        args.extend_from_slice(extra);
-        self.ns.output(lvs_bin("lvsd").to_str().unwrap(), &args).unwrap()
-    }
-
-    fn decapsulated(&self) -> u64 {
-        let out = self.run(&["--counters"]);
-        assert!(out.success(), "lvsd decap --counters: {}", out.stderr_str());
-        let text = out.stdout_str();
-        text.lines().find_map(|l| l.strip_prefix("decapsulated ")).expect("decapsulated counter").trim().parse().unwrap()
-    }
-}
-
-impl Drop for Decap<'_> {
-    fn drop(&mut self) {
-        let out = self.run(&["--detach"]);
-        let _ = std::fs::remove_dir_all(&self.pin_dir);
-        if !std::thread::panicking() {
-            assert!(out.success(), "lvsd decap --detach: {}", out.stderr_str());
-        }
-    }
-}
-
 #[test]
 fn tun_ipv6_in_ipv6_with_our_decap() {
     if !require_root() {
@@ -274,7 +184,7 @@ fn tun_ipv6_in_ipv6_with_our_decap() {
     let _apps = start_apps(&topo, VIP6);
     // This host has no ip6_tunnel module: without our program a real server drops IPv6-in-IPv6,
     // so the traffic below can only work through it.
-    let decaps: Vec<Decap> = (1..=topo.n()).map(|i| Decap::attach(topo.rs(i), i, &format!("rs{i}"))).collect();
+    let decaps = Decap::attach_all(&topo, "v6-rs", Family::V6, &[]);
     let tmp = TempDir::new("v6-tun").unwrap();
     let cfg = tmp.write("lvs.yaml", config(&topo, "tunnel")).unwrap();
     let lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
@@ -299,14 +209,14 @@ fn tun_ipv6_pmtu_packet_too_big() {
     let _load = timing_exclusive();
     let topo = dr_topology();
     let _apps = start_apps(&topo, VIP6);
-    let _decaps: Vec<Decap> = (1..=topo.n()).map(|i| Decap::attach(topo.rs(i), i, &format!("p{i}"))).collect();
+    let _decaps = Decap::attach_all(&topo, "v6-p", Family::V6, &[]);
     // 1400 bytes from the director to the real servers: a full-sized client segment (1500)
     // no longer fits once the 40-byte outer header is added.
     topo.director.set_mtu(DIRECTOR_SERVER_IF, 1400).unwrap();
     let tmp = TempDir::new("v6-pmtu").unwrap();
     let cfg = tmp.write("lvs.yaml", config(&topo, "tunnel")).unwrap();
     let lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
-    lvs_tests::client::echo_exact(&topo.client, vip6(ECHO_PORT), 4 << 20);
+    lvs_tests::client::echo_exact(&topo.client, vip6(RS_ECHO_PORT), 4 << 20);
     let c = lvsd.counters().unwrap();
     assert!(c["tx_icmp_frag_needed"] >= 1, "no ICMPv6 packet too big was sent: {c:?}");
     // The client learnt the MTU our ICMPv6 carried: 1400 minus the 40-byte outer header.

@@ -12,35 +12,12 @@
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-use lvs_tests::*;
-
-const CLIENT_LAN_IP: &str = "192.0.2.100";
-const CLIENT_LAN_IP6: &str = "2001:db8:1::100";
-const ECHO_PORT: u16 = 9000;
+use lvs_tests::{direct::RS_ECHO_PORT, *};
 
 /// Real servers ready for tunnels of both families: both VIPs on lo (no ARP for the IPv4
 /// one), IPv6 everywhere, and a direct return path to the client over a second link.
 fn topology() -> Topology {
-    let topo = Topology::new(2).unwrap();
-    topo.configure_rs_for_dr().unwrap();
-    topo.enable_ipv6().unwrap();
-    veth_pair(&topo.client, "eth1", &topo.lan, "p-client").unwrap();
-    topo.lan.ip(&["link", "set", "p-client", "master", BRIDGE]).unwrap();
-    topo.lan.link_up("p-client").unwrap();
-    topo.client.addr_add("eth1", &format!("{CLIENT_LAN_IP}/24")).unwrap();
-    topo.client.ip(&["-6", "addr", "add", &format!("{CLIENT_LAN_IP6}/64"), "dev", "eth1", "nodad"]).unwrap();
-    topo.client.link_up("eth1").unwrap();
-    topo.client.ethtool_k("eth1", &[("gro", true), ("tx", false)]).unwrap();
-    topo.client
-        .sysctls(&[("net.ipv4.conf.all.rp_filter", "0"), ("net.ipv4.conf.eth0.rp_filter", "0"), ("net.ipv4.conf.eth1.rp_filter", "0")])
-        .unwrap();
-    for i in 1..=topo.n() {
-        let rs = topo.rs(i);
-        rs.ip(&["-6", "addr", "add", &format!("{VIP6}/128"), "dev", "lo", "nodad"]).unwrap();
-        rs.ip(&["route", "add", "198.51.100.0/24", "via", CLIENT_LAN_IP]).unwrap();
-        rs.ip(&["-6", "route", "add", "2001:db8:2::/64", "via", CLIENT_LAN_IP6]).unwrap();
-    }
-    topo
+    direct::dr_topology(Family::Both).unwrap()
 }
 
 /// HTTP and TCP echo on every real server, both families.
@@ -56,99 +33,35 @@ fn start_apps(topo: &Topology) -> Apps {
         // [::] takes IPv4 too (bindv6only is 0).
         let any: SocketAddr = (Ipv6Addr::UNSPECIFIED, RS_HTTP_PORT).into();
         a._http.push(HttpServer::start(rs, any, &rs_name(i)).unwrap());
-        a._echo.push(TcpEchoServer::start(rs, SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), ECHO_PORT)).unwrap());
+        a._echo.push(TcpEchoServer::start(rs, SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), RS_ECHO_PORT)).unwrap());
     }
     a
 }
 
-/// `lvsd decap` on a real server's `eth0` (its own pin directory, GUE on `gue_ports`);
-/// detached on drop.
-struct Decap<'a> {
-    ns: &'a Netns,
-    pin_dir: String,
-}
-
-impl<'a> Decap<'a> {
-    fn attach(ns: &'a Netns, i: usize, tag: &str, gue_ports: &[&str]) -> Decap<'a> {
-        let pin_dir = format!("/sys/fs/bpf/lvs-{}-decapt-{tag}", std::process::id());
-        let d = Decap { ns, pin_dir };
-        let mut extra = Vec::new();
-        for p in gue_ports {
-            extra.extend_from_slice(&["--gue-port", p]);
-        }
-        let out = d.run(&extra);
-        assert!(out.success(), "lvsd decap: {}", out.stderr_str());
-        let gue = if gue_ports.is_empty() { String::new() } else { format!("; GUE on UDP port {}", gue_ports.join(", ")) };
-        let want = format!("decapsulation attached to eth0 (ingress) for {}, {}{gue}\n", rs_ip(i), rs_ip6(i));
-        assert_eq!(out.stdout_str(), want);
-        d
-    }
-
-    fn run(&self, extra: &[&str]) -> CmdOutput {
-        let mut args = vec!["decap", "--interface", RS_IF, "--pin-dir", &self.pin_dir];
-        args.extend_from_slice(extra);
-        self.ns.output(lvs_bin("lvsd").to_str().unwrap(), &args).unwrap()
-    }
-
-    fn counter(&self, name: &str) -> u64 {
-        let out = self.run(&["--counters"]);
-        assert!(out.success(), "lvsd decap --counters: {}", out.stderr_str());
-        let text = out.stdout_str();
-        let prefix = format!("{name} ");
-        text.lines().find_map(|l| l.strip_prefix(&prefix)).expect("counter").trim().parse().unwrap()
-    }
-}
-
-impl Drop for Decap<'_> {
-    fn drop(&mut self) {
-        let out = self.run(&["--detach"]);
-        let _ = std::fs::remove_dir_all(&self.pin_dir);
-        if !std::thread::panicking() {
-            assert!(out.success(), "lvsd decap --detach: {}", out.stderr_str());
-        }
-    }
-}
-
 /// TCP services HTTP (80) and echo (9000) on `vip`, rr, with the given real-server lines.
 fn config(vip: IpAddr, servers: &[String]) -> String {
-    let mut list = String::new();
-    for s in servers {
-        list.push_str(&format!("      - {s}\n"));
-    }
-    let svc = |port: u16| {
-        format!("  - protocol: tcp\n    address: '{vip}'\n    port: {port}\n    scheduler: rr\n    real_servers:\n{list}")
-    };
-    format!(
-        "interfaces: [{DIRECTOR_CLIENT_IF}, {DIRECTOR_SERVER_IF}]\nconnection_table_size: 4096\nservices:\n{}{}",
-        svc(80),
-        svc(ECHO_PORT)
-    )
+    direct::rr_config(vip, &[("tcp", 80), ("tcp", RS_ECHO_PORT)], servers)
 }
 
 /// rr over both servers by HTTP; 512 KiB echoed byte for byte through each real server (two
 /// connections, rr); a 1 MiB download byte for byte. Returns the client's eth1 rx packets
 /// during it (the replies' direct path) and the director's to-servers rx packets.
 fn exercise(topo: &Topology, http: SocketAddr, echo: SocketAddr) -> (u64, u64) {
-    let dir_rx0 = topo.director.rx_packets(DIRECTOR_SERVER_IF).unwrap();
-    let cli_rx0 = topo.client.rx_packets("eth1").unwrap();
-    let mut seen: Vec<String> = (0..4).map(|_| topo.client.http_get(http, "/").unwrap().text()).collect();
-    assert_ne!(seen[0], seen[1], "rr alternates between the real servers");
-    seen.sort();
-    seen.dedup();
-    assert_eq!(seen, ["rs1", "rs2"]);
+    let rx = direct::ReturnPathRx::start(topo, true);
+    direct::assert_rr_over_both(topo, http);
     for _ in 0..2 {
         lvs_tests::client::echo_exact(&topo.client, echo, 512 << 10);
     }
     const N: u64 = 1024 * 1024 + 3;
     let r = topo.client.http_get(http, &format!("/bytes/{N}")).unwrap();
     assert!(r.body == expected_bytes(N), "download differs from the expected pattern");
-    (topo.client.rx_packets("eth1").unwrap() - cli_rx0, topo.director.rx_packets(DIRECTOR_SERVER_IF).unwrap() - dir_rx0)
+    let (dir_rx, cli_rx) = rx.done(topo);
+    (cli_rx, dir_rx)
 }
 
 fn assert_direct_replies(cli_rx: u64, dir_rx: u64) {
     // Over 1.5 MiB came back to the client in segments of at most 1448 bytes.
-    assert!(cli_rx > 1000, "the client received only {cli_rx} packets on its direct link");
-    assert!(dir_rx < 50, "the director's to-servers received {dir_rx} packets: replies went through it");
+    direct::assert_replies_bypass_director(dir_rx, cli_rx, 1000);
 }
 
 #[test]
@@ -159,8 +72,7 @@ fn gue_and_gre_tunnels_with_our_decap() {
     let _load = timing_exclusive();
     let topo = topology();
     let _apps = start_apps(&topo);
-    let decaps: Vec<Decap> =
-        (1..=topo.n()).map(|i| Decap::attach(topo.rs(i), i, &format!("g{i}"), &["6080", "6081"])).collect();
+    let decaps = Decap::attach_all(&topo, "g", Family::Both, &["6080", "6081"]);
     // rs1 by GUE (port 6080, UDP checksum), rs2 by GRE (with its checksum).
     let servers = [
         format!("{{ address: {}, forward: tunnel, tun_type: gue, tun_port: 6080, tun_csum: csum }}", rs_ip(1)),
@@ -173,14 +85,14 @@ fn gue_and_gre_tunnels_with_our_decap() {
     assert!(l.contains(&format!("  -> {:<28} Tunnel  gue:6080:+c   1 ", format!("{}:80", rs_ip(1)))), "{l}");
     assert!(l.contains(&format!("  -> {:<28} Tunnel  gre:+c        1 ", format!("{}:80", rs_ip(2)))), "{l}");
     let before = lvsd.counters().unwrap();
-    let (cli_rx, dir_rx) = exercise(&topo, vip(80), vip(ECHO_PORT));
+    let (cli_rx, dir_rx) = exercise(&topo, vip(80), vip(RS_ECHO_PORT));
     assert_direct_replies(cli_rx, dir_rx);
     let dec: Vec<u64> = decaps.iter().map(|d| d.counter("decapsulated")).collect();
     assert!(dec.iter().all(|&n| n > 20), "decapsulated per real server: {dec:?}");
 
     // Both without checksums now (`ipvsadm -e` on the running director), GUE to the other
     // port the real servers listen on.
-    for port in [80u16, ECHO_PORT] {
+    for port in [80u16, RS_ECHO_PORT] {
         let svc = format!("{VIP}:{port}");
         lvsd.ipvsadm_ok(&["-e", "-t", &svc, "-r", &rs_ip(1).to_string(), "-i", "--tun-type", "gue", "--tun-port", "6081", "--tun-nocsum"]).unwrap();
         lvsd.ipvsadm_ok(&["-e", "-t", &svc, "-r", &rs_ip(2).to_string(), "-i", "--tun-type", "gre"]).unwrap();
@@ -188,7 +100,7 @@ fn gue_and_gre_tunnels_with_our_decap() {
     let s = lvsd.ipvsadm_ok(&["-S", "-n"]).unwrap();
     assert!(s.contains(&format!("-a -t {VIP}:80 -r {}:80 -i -w 1 --tun-type gue --tun-port 6081 --tun-nocsum\n", rs_ip(1))), "{s}");
     assert!(s.contains(&format!("-a -t {VIP}:80 -r {}:80 -i -w 1 --tun-type gre --tun-nocsum\n", rs_ip(2))), "{s}");
-    let (cli_rx, dir_rx) = exercise(&topo, vip(80), vip(ECHO_PORT));
+    let (cli_rx, dir_rx) = exercise(&topo, vip(80), vip(RS_ECHO_PORT));
     assert_direct_replies(cli_rx, dir_rx);
     let after = lvsd.counters().unwrap();
     assert_eq!(after["pass_no_service"] - before["pass_no_service"], 0);
@@ -212,14 +124,14 @@ fn ipv4_vip_on_ipv6_tunnel_servers() {
     let _load = timing_exclusive();
     let topo = topology();
     let _apps = start_apps(&topo);
-    let decaps: Vec<Decap> = (1..=topo.n()).map(|i| Decap::attach(topo.rs(i), i, &format!("m{i}"), &[])).collect();
+    let decaps = Decap::attach_all(&topo, "m", Family::Both, &[]);
     let servers: Vec<String> = (1..=topo.n()).map(|i| format!("{{ address: '{}', forward: tunnel }}", rs_ip6(i))).collect();
     let tmp = TempDir::new("tun-4in6").unwrap();
     let cfg = tmp.write("lvs.yaml", config(IpAddr::V4(VIP), &servers)).unwrap();
     let lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
     let l = lvsd.ipvsadm_ok(&["-L", "-n", "-t", &format!("{VIP}:80")]).unwrap();
     assert!(l.contains(&format!("  -> {:<28} Tunnel  1 ", format!("[{}]:80", rs_ip6(1)))), "{l}");
-    let (cli_rx, dir_rx) = exercise(&topo, vip(80), vip(ECHO_PORT));
+    let (cli_rx, dir_rx) = exercise(&topo, vip(80), vip(RS_ECHO_PORT));
     assert_direct_replies(cli_rx, dir_rx);
     let dec: Vec<u64> = decaps.iter().map(|d| d.counter("decapsulated")).collect();
     assert!(dec.iter().all(|&n| n > 20), "decapsulated per real server: {dec:?}");
@@ -250,14 +162,14 @@ fn ipv6_vip_on_ipv4_tunnel_servers() {
     let _load = timing_exclusive();
     let topo = topology();
     let _apps = start_apps(&topo);
-    let decaps: Vec<Decap> = (1..=topo.n()).map(|i| Decap::attach(topo.rs(i), i, &format!("s{i}"), &[])).collect();
+    let decaps = Decap::attach_all(&topo, "s", Family::Both, &[]);
     let servers: Vec<String> = (1..=topo.n()).map(|i| format!("{{ address: {}, forward: tunnel }}", rs_ip(i))).collect();
     let tmp = TempDir::new("tun-6in4").unwrap();
     let cfg = tmp.write("lvs.yaml", config(IpAddr::V6(VIP6), &servers)).unwrap();
     let lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
     let l = lvsd.ipvsadm_ok(&["-L", "-n", "--tun-info"]).unwrap();
     assert!(l.contains(&format!("  -> {:<28} Tunnel  ipip          1 ", format!("{}:80", rs_ip(1)))), "{l}");
-    let (cli_rx, dir_rx) = exercise(&topo, vip6(80), vip6(ECHO_PORT));
+    let (cli_rx, dir_rx) = exercise(&topo, vip6(80), vip6(RS_ECHO_PORT));
     assert_direct_replies(cli_rx, dir_rx);
     let dec: Vec<u64> = decaps.iter().map(|d| d.counter("decapsulated")).collect();
     assert!(dec.iter().all(|&n| n > 20), "decapsulated per real server: {dec:?}");

@@ -22,6 +22,7 @@
 //! wiring.
 
 pub mod client;
+pub mod direct;
 pub mod netns;
 pub mod oracle;
 pub mod process;
@@ -31,6 +32,7 @@ pub mod topology;
 pub mod util;
 
 pub use client::HttpResponse;
+pub use direct::{Decap, Family};
 pub use netns::{veth_pair, CmdOutput, Netns};
 pub use process::{Lvsd, Spawned};
 pub use servers::{expected_bytes, pattern_byte, HttpServer, ServerThread, TcpEchoServer, UdpEchoServer};

@@ -201,6 +201,17 @@ pub fn hex(b: &[u8]) -> String {
         .join("\n    ")
 }
 
+/// One's-complement sum of the IPv6 pseudo-header (RFC 8200 8.1) of an upper-layer packet of
+/// `len` bytes with next header `next`.
+pub fn pseudo6_sum(src: &[u8; 16], dst: &[u8; 16], len: usize, next: u8) -> u32 {
+    let mut ph = Vec::new();
+    ph.extend_from_slice(src);
+    ph.extend_from_slice(dst);
+    ph.extend_from_slice(&(len as u32).to_be_bytes());
+    ph.extend_from_slice(&[0, 0, 0, next]);
+    csum::sum_words(&ph, 0)
+}
+
 /// A whole Ethernet/IPv6/TCP frame (no extension headers, traffic class 0, flow label 0),
 /// the TCP checksum over the IPv6 pseudo-header.
 #[allow(clippy::too_many_arguments)]
@@ -222,12 +233,7 @@ pub fn tcp6_frame(
     t.extend_from_slice(&(if flags & TCP_ACK != 0 { 2000u32 } else { 0 }).to_be_bytes());
     t.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
     t.extend_from_slice(payload);
-    let mut ph = Vec::new();
-    ph.extend_from_slice(&src);
-    ph.extend_from_slice(&dst);
-    ph.extend_from_slice(&(t.len() as u32).to_be_bytes());
-    ph.extend_from_slice(&[0, 0, 0, 6]);
-    let c = !csum::fold(csum::sum_words(&t, csum::sum_words(&ph, 0)));
+    let c = !csum::fold(csum::sum_words(&t, pseudo6_sum(&src, &dst, t.len(), 6)));
     t[16..18].copy_from_slice(&c.to_ne_bytes());
     let mut f = Vec::new();
     f.extend_from_slice(&dst_mac);
