@@ -40,18 +40,26 @@ fn mark_of(daddr: u32, proto: u8, dport: u16) -> u32 {
     0
 }
 
-/// Whether a packet from `saddr` to `daddr` (network order) may concern a service at all
-/// (`lvs_common::prefilter`): false only when the filter is ready, neither address has its bit
-/// set and no classifier rule set is live. Two inlined array reads; for traffic that is none of the
-/// director's business, they replace the connection, service and DR-reply lookups.
+/// [`listed`]: the destination may be a virtual address.
+pub const DST_LISTED: u8 = 1;
+/// [`listed`]: the source may be a real server or a virtual address.
+pub const SRC_LISTED: u8 = 2;
+
+/// Which of a packet's addresses (network order) may concern a service
+/// (`lvs_common::prefilter`): [`DST_LISTED`] unless the destination's bit is clear,
+/// [`SRC_LISTED`] unless the source's is; both while the filter is not ready or a classifier
+/// rule set is live. Two inlined array reads; for traffic that is none of the director's
+/// business (0) they replace the connection, service and DR-reply lookups, and each bit alone
+/// spares one connection lookup: a client-side `CONNS` key's destination is a virtual address,
+/// a `CONNS_OUT` key's source a real server.
 #[inline(always)]
-pub fn may_concern(saddr: u32, daddr: u32) -> bool {
+pub fn listed(saddr: u32, daddr: u32) -> u8 {
     if matches!(LOOKUP_CTL.get(CTL_RULE_SET), Some(v) if *v != 0)
         || !matches!(ADDR_FILTER.get(lvs_common::prefilter::FILTER_READY), Some(v) if *v != 0)
     {
-        return true;
+        return DST_LISTED | SRC_LISTED;
     }
-    filter_has(daddr) || filter_has(saddr)
+    (filter_has(daddr) as u8) | ((filter_has(saddr) as u8) << 1)
 }
 
 #[inline(always)]

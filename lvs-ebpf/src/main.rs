@@ -208,23 +208,26 @@ fn process(ctx: &XdpContext) -> Counter {
     };
     // Neither to a virtual address nor from a real server or virtual address: nothing in
     // `decide` can match (see `lvs_common::prefilter`).
-    if !classify::may_concern(pkt.saddr, pkt.daddr) {
+    let listed = classify::listed(pkt.saddr, pkt.daddr);
+    if listed == 0 {
         return Counter::PassNoService;
     }
     // Read once per packet (a helper call) and passed down.
     let now = conntrack::now_ns();
-    match decide(ctx, &pkt, now) {
+    match decide(ctx, &pkt, now, listed) {
         Step::Done(c) => c,
         Step::Send(fwd, daddr, dport) => send(ctx, &pkt, fwd, daddr, dport, now),
     }
 }
 
 #[inline(always)]
-fn decide(ctx: &XdpContext, pkt: &Packet, now: u64) -> Step {
+fn decide(ctx: &XdpContext, pkt: &Packet, now: u64, listed: u8) -> Step {
     let key = conntrack::key_of(&pkt);
 
-    // 1. Client -> VIP on a known connection.
-    if let Some(e) = conntrack::lookup_in(&key, now) {
+    // 1. Client -> VIP on a known connection (none unless the destination may be a virtual
+    // address: a reply does not pay this lookup's miss).
+    let hit = if listed & classify::DST_LISTED != 0 { conntrack::lookup_in(&key, now) } else { None };
+    if let Some(e) = hit {
         if !conntrack::reusable(e, &pkt) {
             stats::count(Counter::ConnHit);
             match dest_state(e) {
@@ -241,8 +244,10 @@ fn decide(ctx: &XdpContext, pkt: &Packet, now: u64) -> Step {
             }
         }
     }
-    // 2. Real server -> client reply on a NAT connection.
-    if let Some(e) = conntrack::lookup_out(&key, now) {
+    // 2. Real server -> client reply on a NAT connection (none unless the source may be a
+    // real server: a new connection does not pay this lookup's miss).
+    let hit = if listed & classify::SRC_LISTED != 0 { conntrack::lookup_out(&key, now) } else { None };
+    if let Some(e) = hit {
         stats::count(Counter::ConnHit);
         // IPVS counts replies only while the real server is available (not deleted).
         if !matches!(dest_state(e), DestState::Gone) {

@@ -103,49 +103,72 @@ pub fn put(dst: u32, src_key: u32, iif: u32, p: &FibParams, mtu: u16, flags: u16
     }
 }
 
-/// IPv6 tunnelling's cache: the whole result of a successful lookup towards a real server
-/// (`BPF_FIB_LOOKUP_SRC` with an MTU check: its `src` is the route's source address, chosen by
-/// the kernel's IPv6 source address selection, which alone cost about 800 ns a packet, and
-/// its `tot_len` the route's MTU), keyed by the real server's address and the ingress
-/// interface, under the same epoch and lifetime as the IPv4 entries.
+/// The IPv6 cache: the whole result of a successful lookup (`FibParams`: egress interface,
+/// MACs, in `tot_len` the route's MTU, which the kernel returns on success whenever it checked
+/// one, and for tunnels in `src` the route's source address). Keyed as the IPv4 entries are:
+/// towards a real server by its address and the ingress interface (`src_key` all zero), towards
+/// a client (NAT replies, routed-back DR replies) also by the packet's source. Same epoch and
+/// lifetime as the IPv4 entries. Tunnelling needs the route's source address, which only a
+/// lookup with `BPF_FIB_LOOKUP_SRC` gives ([`HAS_SRC`]); the kernel's IPv6 source address
+/// selection alone cost about 800 ns a packet, a FIB lookup for NAT or DR about 250 ns.
 #[repr(C)]
 pub struct NextHop6 {
     pub expires_ns: u64,
     pub dst: [u32; 4],
+    pub src_key: [u32; 4],
     pub iif: u32,
     pub epoch: u32,
+    pub flags: u32,
+    pub _pad: u32,
     pub p: FibParams,
+    /// To 128 bytes: an entry then never straddles more cache lines than it must.
+    pub _pad2: [u32; 2],
 }
-const _: () = assert!(core::mem::size_of::<NextHop6>() == 96);
+const _: () = assert!(core::mem::size_of::<NextHop6>() == 128);
 
-const SLOTS6: u32 = 1024;
-const SLOT6_SHIFT: u32 = 32 - 10;
+/// Slots per CPU (a power of two; 128 bytes each): enough that a thousand clients' replies
+/// rarely collide.
+const SLOTS6: u32 = 4096;
+const SLOT6_SHIFT: u32 = 32 - 12;
 const _: () = assert!(1 << (32 - SLOT6_SHIFT) == SLOTS6);
 
 #[map]
 static NEXT_HOPS6: PerCpuArray<NextHop6> = PerCpuArray::with_max_entries(SLOTS6, 0);
 
 #[inline(always)]
-fn slot6(dst: &[u32; 4], iif: u32) -> u32 {
-    (dst[0] ^ dst[1] ^ dst[2] ^ dst[3] ^ iif).wrapping_mul(0x9E37_79B1) >> SLOT6_SHIFT
+fn slot6(dst: &[u32; 4], src_key: &[u32; 4], iif: u32) -> u32 {
+    (dst[0] ^ dst[1] ^ dst[2] ^ dst[3] ^ (src_key[0] ^ src_key[1] ^ src_key[2] ^ src_key[3]).rotate_left(16) ^ iif)
+        .wrapping_mul(0x9E37_79B1)
+        >> SLOT6_SHIFT
 }
 
-/// The cached lookup result towards `dst`, if live and its MTU takes `len` bytes.
+/// The cached lookup result towards `dst` (from `src_key`, all zero towards a real server),
+/// if live, its MTU takes `len` bytes (0: no check) and it has every flag in `need`.
 #[inline(always)]
-pub fn get6(dst: &[u32; 4], iif: u32, now: u64, len: u16) -> Option<&'static FibParams> {
-    let e = NEXT_HOPS6.get(slot6(dst, iif))?;
-    (e.dst == *dst && e.iif == iif && e.expires_ns > now && e.epoch == epoch() && len <= e.p.tot_len).then_some(&e.p)
+pub fn get6(dst: &[u32; 4], src_key: &[u32; 4], iif: u32, now: u64, len: u16, need: u32) -> Option<&'static FibParams> {
+    let e = NEXT_HOPS6.get(slot6(dst, src_key, iif))?;
+    (e.dst == *dst
+        && e.src_key == *src_key
+        && e.iif == iif
+        && e.expires_ns > now
+        && e.epoch == epoch()
+        && len <= e.p.tot_len
+        && e.flags & need == need)
+        .then_some(&e.p)
 }
 
-/// Records a successful lookup (made with an MTU check).
+/// Records a successful lookup; `flags`: [`HAS_SRC`] when it was made with
+/// `BPF_FIB_LOOKUP_SRC`.
 #[inline(always)]
-pub fn put6(dst: &[u32; 4], iif: u32, p: &FibParams, now: u64) {
-    let Some(e) = NEXT_HOPS6.get_ptr_mut(slot6(dst, iif)) else { return };
+pub fn put6(dst: &[u32; 4], src_key: &[u32; 4], iif: u32, p: &FibParams, flags: u32, now: u64) {
+    let Some(e) = NEXT_HOPS6.get_ptr_mut(slot6(dst, src_key, iif)) else { return };
     unsafe {
         (*e).expires_ns = now + TTL_NS;
         (*e).dst = *dst;
+        (*e).src_key = *src_key;
         (*e).iif = iif;
         (*e).epoch = epoch();
+        (*e).flags = flags;
         (*e).p.family = p.family;
         (*e).p.l4_protocol = p.l4_protocol;
         (*e).p.tot_len = p.tot_len;

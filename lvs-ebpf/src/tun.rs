@@ -45,7 +45,7 @@ use network_types::{eth::EthHdr, ip::Ipv6Hdr};
 
 use crate::{
     forward::{self, FibParams, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_SRC},
-    icmp,
+    icmp, nexthop,
     maps::{DESTS, TUN_SCRATCH},
     parse::{self, ptr_at, IPPROTO_TCP, IPPROTO_UDP},
     tunnel, v6, FWD_TUNNEL,
@@ -361,9 +361,24 @@ fn fib(ctx: &XdpContext, dest: &DestConf, proto: u8, tot_len: u16, tos: u8) -> O
 fn route(ctx: &XdpContext, inner: &Inner, dest: &DestConf, overhead: u16) -> Route {
     let proto = outer_proto(dest, inner.v6);
     let outer_len = inner.len.saturating_add(overhead);
+    // The route towards the real server from the next-hop cache (`nexthop`, keyed by the real
+    // server as IPv6 IP-in-IP's is, which makes the same lookup), if the packet fits its MTU;
+    // an entry of the other family (an IPv4 address's words could be an IPv6 address's) is
+    // not used. Anything else is the lookup's to decide.
+    let (iif, now) = (ctx.ingress_ifindex() as u32, crate::conntrack::now_ns());
+    let has_src = nexthop::HAS_SRC as u32;
+    if let Some(p) = nexthop::get6(&dest.addr, &[0; 4], iif, now, outer_len, has_src) {
+        if p.family == dest.family {
+            return Route::Go(p, false);
+        }
+    }
     let Some((rc, p)) = fib(ctx, dest, proto, outer_len, inner.tos) else { return Route::Drop(Counter::DropNoRoute) };
     match rc {
-        BPF_FIB_LKUP_RET_SUCCESS => Route::Go(p, false),
+        BPF_FIB_LKUP_RET_SUCCESS => {
+            // `tot_len` now holds the route's MTU.
+            nexthop::put6(&dest.addr, &[0; 4], iif, p, has_src, now);
+            Route::Go(p, false)
+        }
         BPF_FIB_LKUP_RET_NO_NEIGH => Route::Go(p, true),
         BPF_FIB_LKUP_RET_FRAG_NEEDED => {
             // `tot_len` now holds the route's MTU.

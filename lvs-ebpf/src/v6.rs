@@ -334,7 +334,7 @@ fn send(ctx: &XdpContext, pkt: &Packet6, how: u8, addr: &[u32; 4], port: u16) ->
             None => Counter::PassMalformed,
         },
         _ => match rewrite(ctx, pkt, true, *addr, port) {
-            Some(()) => forward(ctx, pkt),
+            Some(()) => forward_to_dest(ctx, pkt),
             None => Counter::PassMalformed,
         },
     }
@@ -706,14 +706,40 @@ fn flowinfo(pkt: &Packet6) -> u32 {
     u32::from_ne_bytes(unsafe { (*pkt.ip).vcf }) & 0x0fff_ffffu32.to_be()
 }
 
+/// `NextHop6::flags`: the entry holds the route's source address.
+const HAS_SRC32: u32 = crate::nexthop::HAS_SRC as u32;
+
 /// Forwards the (rewritten) packet towards its own destination, hop limit decremented; the
 /// kernel's stack when the neighbour is unresolved or the hop limit runs out (it sends the
-/// ICMPv6 time exceeded).
+/// ICMPv6 time exceeded). The next hop comes from the cache (`nexthop`) keyed by destination
+/// and source.
 #[inline(always)]
 pub(crate) fn forward(ctx: &XdpContext, pkt: &Packet6) -> Counter {
+    forward_keyed(ctx, pkt, false)
+}
+
+/// [`forward`] for a packet rewritten towards a real server (NAT): its next hop is cached per
+/// real server, whatever the client, as for IPv4.
+#[inline(always)]
+pub(crate) fn forward_to_dest(ctx: &XdpContext, pkt: &Packet6) -> Counter {
+    forward_keyed(ctx, pkt, true)
+}
+
+#[inline(always)]
+fn forward_keyed(ctx: &XdpContext, pkt: &Packet6, to_dest: bool) -> Counter {
     let (src, dst, hop) = unsafe {
         (load_addr(&raw const (*pkt.ip).src_addr), load_addr(&raw const (*pkt.ip).dst_addr), (*pkt.ip).hop_limit)
     };
+    let (iif, now) = (ctx.ingress_ifindex() as u32, crate::conntrack::now_ns());
+    let src_key = if to_dest { [0; 4] } else { src };
+    // A cached next hop, if the packet fits its route's MTU (else the lookup below decides).
+    if let Some(p) = crate::nexthop::get6(&dst, &src_key, iif, now, pkt.tot_len, 0) {
+        if hop <= 1 {
+            return Counter::PassTtlExceeded;
+        }
+        unsafe { (*pkt.ip).hop_limit = hop - 1 };
+        return redirect_eth(pkt.eth, p);
+    }
     let ports = unsafe { *(pkt.l4 as *const [u8; 4]) };
     let Some((rc, p)) = lookup(ctx, pkt.proto, ports, pkt.tot_len, flowinfo(pkt), src, dst, 0) else {
         return Counter::PassFibFailed;
@@ -723,6 +749,8 @@ pub(crate) fn forward(ctx: &XdpContext, pkt: &Packet6) -> Counter {
         BPF_FIB_LKUP_RET_NO_NEIGH => return Counter::PassFibFallback,
         _ => return Counter::PassFibFailed,
     }
+    // After a successful lookup (XDP's always check the MTU) `tot_len` holds the route's MTU.
+    crate::nexthop::put6(&dst, &src_key, iif, p, 0, now);
     if hop <= 1 {
         return Counter::PassTtlExceeded;
     }
@@ -732,10 +760,19 @@ pub(crate) fn forward(ctx: &XdpContext, pkt: &Packet6) -> Counter {
 
 /// Direct routing: only the MACs change (and the hop limit), towards real server `rip`. As
 /// for IPv4, nothing may go to the kernel (it would deliver to the local VIP): a missing
-/// neighbour is reported in `NEIGH_MISS` for lvsd to resolve, and the packet dropped.
+/// neighbour is reported in `NEIGH_MISS` for lvsd to resolve, and the packet dropped. The
+/// next hop is cached per real server (no MTU check: the packet does not grow).
 #[inline(always)]
 pub(crate) fn direct_route(ctx: &XdpContext, pkt: &Packet6, rip: [u32; 4]) -> Counter {
     let hop = unsafe { (*pkt.ip).hop_limit };
+    let (iif, now) = (ctx.ingress_ifindex() as u32, crate::conntrack::now_ns());
+    if let Some(p) = crate::nexthop::get6(&rip, &[0; 4], iif, now, 0, 0) {
+        if hop <= 1 {
+            return Counter::DropTtlExceeded;
+        }
+        unsafe { (*pkt.ip).hop_limit = hop - 1 };
+        return redirect_eth(pkt.eth, p);
+    }
     let ports = unsafe { *(pkt.l4 as *const [u8; 4]) };
     let Some((rc, p)) = lookup(ctx, pkt.proto, ports, 0, flowinfo(pkt), pkt.src, rip, 0) else {
         return Counter::DropNoRoute;
@@ -749,6 +786,7 @@ pub(crate) fn direct_route(ctx: &XdpContext, pkt: &Packet6, rip: [u32; 4]) -> Co
         }
         _ => return Counter::DropNoRoute,
     }
+    crate::nexthop::put6(&rip, &[0; 4], iif, p, 0, now);
     if hop <= 1 {
         return Counter::DropTtlExceeded;
     }
@@ -772,14 +810,14 @@ pub(crate) fn encapsulate(ctx: &XdpContext, pkt: &Packet6, rip: [u32; 4]) -> Cou
     let outer_len = inner_len.saturating_add(IPV6_HLEN as u16);
     // The route towards the real server, from the next-hop cache if it is there (nexthop.rs).
     let (iif, now) = (ctx.ingress_ifindex() as u32, crate::conntrack::now_ns());
-    let (rc, p) = match crate::nexthop::get6(&rip, iif, now, outer_len) {
+    let (rc, p) = match crate::nexthop::get6(&rip, &[0; 4], iif, now, outer_len, HAS_SRC32) {
         Some(p) => (BPF_FIB_LKUP_RET_SUCCESS, p),
         None => {
             let Some((rc, p)) = lookup(ctx, NEXTHDR_IPV6, [0; 4], outer_len, 0, [0; 4], rip, BPF_FIB_LOOKUP_SRC) else {
                 return Counter::DropNoRoute;
             };
             if rc == BPF_FIB_LKUP_RET_SUCCESS {
-                crate::nexthop::put6(&rip, iif, p, now);
+                crate::nexthop::put6(&rip, &[0; 4], iif, p, HAS_SRC32, now);
             }
             (rc, p)
         }

@@ -177,7 +177,11 @@ fn established_fwd_case(method: &str, conns: u32, size: &str) -> Case {
         name: format!("{method}_in_{size}"),
         what: format!(
             "established {}, client -> real server, {conns} connections in turn",
-            if method == "dr" { "DR (MACs and TTL)" } else { "TUN (IP-in-IP encapsulation)" }
+            match method {
+                "dr" => "DR (MACs and TTL)",
+                "gue" => "TUN (GUE encapsulation, in lvs_xdp_tun)",
+                _ => "TUN (IP-in-IP encapsulation)",
+            }
         ),
         frame: from_client(VIP, TCP_ACK),
         vary: rig::vary_client_src(conns - 1),
@@ -346,6 +350,15 @@ pub fn scenarios() -> Vec<Scenario> {
             }),
             fresh_per_run: false,
             cases: vec![established_fwd_case("tun", 1 << 10, "1k")],
+        },
+        Scenario {
+            name: "established GUE, 1 Ki connections".into(),
+            setup: Box::new(|rig| {
+                let key = rig.service_gue(8)?;
+                rig.fill_established_fwd(&key, 1 << 10, Forward::Tunnel)
+            }),
+            fresh_per_run: false,
+            cases: vec![established_fwd_case("gue", 1 << 10, "1k")],
         },
         Scenario {
             name: "new connections, DR, rr over 8".into(),

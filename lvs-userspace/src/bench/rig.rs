@@ -264,6 +264,20 @@ impl Rig {
         Ok(key)
     }
 
+    /// The IPv4 service, rr over `servers` tunnel real servers that take GUE (port 6080):
+    /// every packet goes through the `lvs_xdp_tun` program.
+    pub fn service_gue(&mut self, servers: usize) -> anyhow::Result<ServiceKey> {
+        let key = ServiceKey::Addr { protocol: Protocol::Tcp, addr: IpAddr::from(VIP), port: VPORT };
+        self.vs.add_service(&mut self.tables, ServiceSpec::new(key, "rr")).map_err(op)?;
+        for k in 0..servers {
+            let mut d = DestSpec::new(IpAddr::from(real_server(k)), VPORT, Forward::Tunnel, 1);
+            d.tun_type = crate::model::TunType::Gue;
+            d.tun_port = 6080;
+            self.vs.add_dest(&mut self.tables, &key, d).map_err(op)?;
+        }
+        Ok(key)
+    }
+
     /// An IPv6 service, TCP [VIP6]:80, rr over `servers` IPv6 real servers forwarding by `fwd`.
     pub fn service6(&mut self, servers: usize, fwd: Forward) -> anyhow::Result<ServiceKey> {
         let key = ServiceKey::Addr { protocol: Protocol::Tcp, addr: IpAddr::from(VIP6), port: VPORT };

@@ -23,8 +23,11 @@ use aya::maps::{Array, Map, MapData};
 use lvs_common::map_names;
 use tracing::warn;
 
-/// `RTMGRP_*` multicast groups: links, neighbours, IPv4 addresses, IPv4 routes, IPv4 rules.
-const GROUPS: u32 = 0x1 | 0x4 | 0x10 | 0x40 | 0x80;
+/// `RTMGRP_*` multicast groups: links, neighbours (both families), IPv4 addresses, routes and
+/// rules, IPv6 addresses (0x100) and routes (0x400), and IPv6 rules (`RTNLGRP_IPV6_RULE`, group
+/// 19, which has no `RTMGRP_` name: bit 18). The IPv6 ones matter as much as the IPv4 ones:
+/// IPv6 next hops are cached too.
+const GROUPS: u32 = 0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x400 | 1 << 18;
 
 /// Advances the epoch by one.
 fn advance(epoch: &mut Array<MapData, u64>) {
