@@ -93,7 +93,7 @@ fn dr_tcp_udp_replies_bypass_the_director() {
     topo.director.ip(&["neigh", "flush", "dev", DIRECTOR_SERVER_IF]).unwrap();
     // lvsd reads the kernel's neighbour events on a thread of its own and then retires the
     // dataplane's cached next hops; give it a moment (far less than the cache's 1 s backstop).
-    std::thread::sleep(EVENT_SETTLE);
+    std::thread::sleep(direct::EVENT_SETTLE);
     let before = lvsd.counters().unwrap();
     let t0 = std::time::Instant::now();
     assert!(topo.client.http_get(vip(80), "/").unwrap().text().starts_with("rs"));
@@ -102,21 +102,8 @@ fn dr_tcp_udp_replies_bypass_the_director() {
     assert!(t0.elapsed() < Duration::from_secs(3), "took {:?}: the neighbour was not resolved for the first retransmission", t0.elapsed());
 }
 
-/// Time for lvsd to read a route or neighbour event and advance the next-hop epoch.
-const EVENT_SETTLE: Duration = Duration::from_millis(100);
-
-/// The director's link-layer address for `addr` on its server-side interface.
-fn neigh_mac(topo: &Topology, addr: Ipv4Addr) -> String {
-    let out = topo.director.ip(&["neigh", "show", &addr.to_string(), "dev", DIRECTOR_SERVER_IF]).unwrap().stdout_str();
-    let mac = out.split_whitespace().skip_while(|w| *w != "lladdr").nth(1);
-    mac.unwrap_or_else(|| panic!("no neighbour entry for {addr}: {out:?}")).to_string()
-}
-
-/// The dataplane caches the next hop towards each real server instead of asking the FIB for
-/// every packet; a changed neighbour or route must still be followed by the very next packet
-/// (lvsd advances the cache's epoch on the kernel's events), not only once the cached entry
-/// ages out. rs2 holds the VIP too (DR), so a datagram that reaches rs2's MAC is answered by
-/// rs2 whichever real server the director chose: the answers show where packets went.
+/// The next hop towards a real server is cached; changed neighbours and routes are still
+/// followed at once (see `direct::assert_next_hop_follows_changes`). UDP connections here.
 #[test]
 fn dr_next_hop_cache_follows_neighbour_and_route_changes() {
     if !require_root() {
@@ -128,44 +115,13 @@ fn dr_next_hop_cache_follows_neighbour_and_route_changes() {
     let tmp = TempDir::new("fwd-nexthop").unwrap();
     let cfg = tmp.write("lvs.yaml", config(&topo, "route")).unwrap();
     let lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
-    // Four new UDP connections (rr: rs1, rs2, rs1, rs2 for the scheduler), the names sorted.
     let answers = || {
         let mut v: Vec<String> =
             (0..4).map(|i| lvs_tests::client::udp_exact(&topo.client, vip(RS_UDP_PORT), &[b'a' + i; 64])).collect();
         v.sort();
         v
     };
-    let both = ["rs1", "rs1", "rs2", "rs2"];
-    let only_rs2 = ["rs2"; 4];
-    // Warm: both next hops resolved and cached.
-    assert_eq!(answers(), both);
-    let (rs1, rs2) = (rs_ip(1), rs_ip(2));
-    let (rs1_mac, rs2_mac) = (neigh_mac(&topo, rs1), neigh_mac(&topo, rs2));
-    assert_ne!(rs1_mac, rs2_mac);
-    let set_neigh = |addr: Ipv4Addr, mac: &str| {
-        topo.director
-            .ip(&["neigh", "replace", &addr.to_string(), "lladdr", mac, "dev", DIRECTOR_SERVER_IF, "nud", "permanent"])
-            .unwrap();
-        std::thread::sleep(EVENT_SETTLE);
-    };
-
-    // rs1's address now resolves to rs2's MAC: what the scheduler sends to rs1 reaches rs2.
-    set_neigh(rs1, &rs2_mac);
-    assert_eq!(answers(), only_rs2, "the cached next hop towards rs1 outlived its neighbour entry");
-    set_neigh(rs1, &rs1_mac);
-    assert_eq!(answers(), both, "rs1's restored neighbour entry was not followed");
-
-    // A host route towards rs1 through rs2 as gateway, then removed again.
-    let host = format!("{rs1}/32");
-    topo.director.ip(&["route", "add", &host, "via", &rs2.to_string(), "dev", DIRECTOR_SERVER_IF]).unwrap();
-    std::thread::sleep(EVENT_SETTLE);
-    assert_eq!(answers(), only_rs2, "the cached next hop towards rs1 outlived a route change");
-    topo.director.ip(&["route", "del", &host]).unwrap();
-    std::thread::sleep(EVENT_SETTLE);
-    assert_eq!(answers(), both, "the removed route was still followed");
-
-    let c = lvsd.counters().unwrap();
-    assert_eq!(c["drop_no_neigh"] + c["drop_no_route"], 0, "{c:?}");
+    direct::assert_next_hop_follows_changes(&topo, &lvsd, rs_ip(1).into(), rs_ip(2).into(), answers);
 }
 
 #[test]

@@ -173,11 +173,9 @@ fn dr_tcp_udp_over_ipv6_replies_bypass_the_director() {
     assert!(after["drop_no_neigh"] - before["drop_no_neigh"] <= 1, "more than one SYN dropped for want of a neighbour");
 }
 
-/// The IPv6 next hop is cached per real server as the IPv4 one is (`nexthop.rs`); a changed
-/// neighbour or route must still be followed by the very next connection (lvsd advances the
-/// cache's epoch on the kernel's events). Both real servers hold the VIP (DR), so a connection
-/// sent to rs2's MAC is answered by rs2 whichever real server the director chose: the
-/// answers show where packets went.
+/// The IPv6 next hop is cached per real server as the IPv4 one is (`nexthop.rs`), and changed
+/// neighbours and routes are followed at once (see `direct::assert_next_hop_follows_changes`).
+/// HTTP connections here.
 #[test]
 fn dr_ipv6_next_hop_cache_follows_neighbour_and_route_changes() {
     if !require_root() {
@@ -189,7 +187,6 @@ fn dr_ipv6_next_hop_cache_follows_neighbour_and_route_changes() {
     let tmp = TempDir::new("v6-nexthop").unwrap();
     let cfg = tmp.write("lvs.yaml", config(&topo, "route")).unwrap();
     let lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
-    // Four new HTTP connections (rr: rs1, rs2, rs1, rs2 for the scheduler), the names sorted.
     let answers = || {
         let mut v: Vec<String> = (0..4)
             .map(|_| topo.client.http_get(vip6(80), "/").unwrap().text().chars().take(3).collect())
@@ -197,42 +194,7 @@ fn dr_ipv6_next_hop_cache_follows_neighbour_and_route_changes() {
         v.sort();
         v
     };
-    let both = ["rs1", "rs1", "rs2", "rs2"];
-    let only_rs2 = ["rs2"; 4];
-    assert_eq!(answers(), both);
-    let (rs1, rs2) = (rs_ip6(1).to_string(), rs_ip6(2).to_string());
-    let mac = |addr: &str| {
-        let out = topo.director.ip(&["-6", "neigh", "show", addr, "dev", DIRECTOR_SERVER_IF]).unwrap().stdout_str();
-        let m = out.split_whitespace().skip_while(|w| *w != "lladdr").nth(1);
-        m.unwrap_or_else(|| panic!("no neighbour entry for {addr}: {out:?}")).to_string()
-    };
-    let (rs1_mac, rs2_mac) = (mac(&rs1), mac(&rs2));
-    assert_ne!(rs1_mac, rs2_mac);
-    let settle = || std::thread::sleep(Duration::from_millis(100));
-    let set_neigh = |m: &str| {
-        topo.director
-            .ip(&["-6", "neigh", "replace", &rs1, "lladdr", m, "dev", DIRECTOR_SERVER_IF, "nud", "permanent"])
-            .unwrap();
-        settle();
-    };
-
-    // rs1's address now resolves to rs2's MAC: what the scheduler sends to rs1 reaches rs2.
-    set_neigh(&rs2_mac);
-    assert_eq!(answers(), only_rs2, "the cached next hop towards rs1 outlived its neighbour entry");
-    set_neigh(&rs1_mac);
-    assert_eq!(answers(), both, "rs1's restored neighbour entry was not followed");
-
-    // A host route towards rs1 through rs2 as gateway, then removed again.
-    let host = format!("{rs1}/128");
-    topo.director.ip(&["-6", "route", "add", &host, "via", &rs2, "dev", DIRECTOR_SERVER_IF]).unwrap();
-    settle();
-    assert_eq!(answers(), only_rs2, "the cached next hop towards rs1 outlived a route change");
-    topo.director.ip(&["-6", "route", "del", &host]).unwrap();
-    settle();
-    assert_eq!(answers(), both, "the removed route was still followed");
-
-    let c = lvsd.counters().unwrap();
-    assert_eq!(c["drop_no_neigh"] + c["drop_no_route"], 0, "{c:?}");
+    direct::assert_next_hop_follows_changes(&topo, &lvsd, rs_ip6(1).into(), rs_ip6(2).into(), answers);
 }
 
 #[test]

@@ -179,6 +179,69 @@ pub fn assert_replies_bypass_director(dir_rx: u64, cli_rx: u64, min_cli_rx: u64)
     assert!(dir_rx < 50, "the director's to-servers received {dir_rx} packets: replies went through it");
 }
 
+/// Time for lvsd to read a route or neighbour event and advance the next-hop epoch.
+pub const EVENT_SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The director's link-layer address for `addr` on its server-side interface.
+fn neigh_mac(topo: &Topology, addr: IpAddr) -> String {
+    let out = topo
+        .director
+        .ip(&[family_flag(addr), "neigh", "show", &addr.to_string(), "dev", DIRECTOR_SERVER_IF])
+        .unwrap()
+        .stdout_str();
+    let mac = out.split_whitespace().skip_while(|w| *w != "lladdr").nth(1);
+    mac.unwrap_or_else(|| panic!("no neighbour entry for {addr}: {out:?}")).to_string()
+}
+
+fn family_flag(addr: IpAddr) -> &'static str {
+    if addr.is_ipv6() {
+        "-6"
+    } else {
+        "-4"
+    }
+}
+
+/// The dataplane caches the next hop towards each real server instead of asking the FIB for
+/// every packet; a changed neighbour or route must still be followed by the very next
+/// connection (lvsd advances the cache's epoch on the kernel's events), not only once the
+/// cached entry ages out. Both real servers hold the VIP (DR), so a connection that reaches
+/// rs2's MAC is answered by rs2 whichever real server the director chose. `answers` makes four
+/// new connections (rr: rs1, rs2, rs1, rs2 for the scheduler) and returns the answering
+/// servers' names sorted; `rs1`/`rs2` are the real servers' addresses of the family under test.
+pub fn assert_next_hop_follows_changes(topo: &Topology, lvsd: &crate::Lvsd, rs1: IpAddr, rs2: IpAddr, answers: impl Fn() -> Vec<String>) {
+    let both = ["rs1", "rs1", "rs2", "rs2"];
+    let only_rs2 = ["rs2"; 4];
+    // Warm: both next hops resolved and cached.
+    assert_eq!(answers(), both);
+    let (rs1_mac, rs2_mac) = (neigh_mac(topo, rs1), neigh_mac(topo, rs2));
+    assert_ne!(rs1_mac, rs2_mac);
+    let f = family_flag(rs1);
+    let set_neigh = |mac: &str| {
+        topo.director
+            .ip(&[f, "neigh", "replace", &rs1.to_string(), "lladdr", mac, "dev", DIRECTOR_SERVER_IF, "nud", "permanent"])
+            .unwrap();
+        std::thread::sleep(EVENT_SETTLE);
+    };
+
+    // rs1's address now resolves to rs2's MAC: what the scheduler sends to rs1 reaches rs2.
+    set_neigh(&rs2_mac);
+    assert_eq!(answers(), only_rs2, "the cached next hop towards rs1 outlived its neighbour entry");
+    set_neigh(&rs1_mac);
+    assert_eq!(answers(), both, "rs1's restored neighbour entry was not followed");
+
+    // A host route towards rs1 through rs2 as gateway, then removed again.
+    let host = format!("{rs1}/{}", if rs1.is_ipv6() { 128 } else { 32 });
+    topo.director.ip(&[f, "route", "add", &host, "via", &rs2.to_string(), "dev", DIRECTOR_SERVER_IF]).unwrap();
+    std::thread::sleep(EVENT_SETTLE);
+    assert_eq!(answers(), only_rs2, "the cached next hop towards rs1 outlived a route change");
+    topo.director.ip(&[f, "route", "del", &host]).unwrap();
+    std::thread::sleep(EVENT_SETTLE);
+    assert_eq!(answers(), both, "the removed route was still followed");
+
+    let c = lvsd.counters().unwrap();
+    assert_eq!(c["drop_no_neigh"] + c["drop_no_route"], 0, "{c:?}");
+}
+
 static DECAP_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// `lvsd decap` attached to a real server's `eth0` with its own pin directory; detached (and
