@@ -1,7 +1,7 @@
 //! The firewall-mark classifier and IPVS's service lookup order.
 
 use lvs_common::{
-    classify::{CTL_PORT0_SERVICES, CTL_RULE_SET, MAX_CLASS_RULES},
+    classify::{ClassRule, CTL_PORT0_SERVICES, CTL_RULE_SET, MAX_CLASS_RULES},
     service::SvcKey,
     AF_INET,
 };
@@ -20,6 +20,13 @@ pub const NO_SERVICE: u32 = u32::MAX;
 /// iterations of a small body.
 #[inline(always)]
 fn mark_of(daddr: u32, proto: u8, dport: u16) -> u32 {
+    first_mark(|r| r.matches_v4(daddr, proto, dport))
+}
+
+/// The mark of the first rule of the live set that `matches`, or 0: the walk of both
+/// families' classifiers.
+#[inline(always)]
+pub fn first_mark(matches: impl Fn(&ClassRule) -> bool) -> u32 {
     // The live set is read once: a reload flips this word after writing the other set
     // completely, so the walk below never sees a half-written set.
     let live = match LOOKUP_CTL.get(CTL_RULE_SET) {
@@ -31,7 +38,7 @@ fn mark_of(daddr: u32, proto: u8, dport: u16) -> u32 {
     let mut i = 0;
     while i < MAX_CLASS_RULES && i < count {
         if let Some(r) = set.rules.get(i) {
-            if r.matches_v4(daddr, proto, dport) {
+            if matches(r) {
                 return r.mark;
             }
         }

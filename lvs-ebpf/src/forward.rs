@@ -62,17 +62,35 @@ pub fn lookup(
     dst: u32,
     flags: u32,
 ) -> Option<(i64, &'static FibParams)> {
+    fib_lookup(ctx, AF_INET, proto, ports, tot_len, tos as u32, [src, 0, 0, 0], [dst, 0, 0, 0], flags)
+}
+
+/// The FIB lookup of either family behind [`lookup`] and `v6::lookup`: `tos` is the union's
+/// IPv4 TOS or IPv6 flow information, addresses as four network-order words.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub fn fib_lookup(
+    ctx: &XdpContext,
+    family: u8,
+    proto: u8,
+    ports: [u8; 4],
+    tot_len: u16,
+    tos: u32,
+    src: [u32; 4],
+    dst: [u32; 4],
+    flags: u32,
+) -> Option<(i64, &'static FibParams)> {
     let p = FIB_SCRATCH.get_ptr_mut(0)?;
     let rc = unsafe {
-        (*p).family = AF_INET;
+        (*p).family = family;
         (*p).l4_protocol = proto;
         (*p).sport = u16::from_ne_bytes([ports[0], ports[1]]);
         (*p).dport = u16::from_ne_bytes([ports[2], ports[3]]);
         (*p).tot_len = tot_len;
         (*p).ifindex = ctx.ingress_ifindex() as u32;
-        (*p).tos = tos as u32;
-        (*p).src = [src, 0, 0, 0];
-        (*p).dst = [dst, 0, 0, 0];
+        (*p).tos = tos;
+        (*p).src = src;
+        (*p).dst = dst;
         (*p).vlan = 0;
         (*p).smac = [0; 6];
         (*p).dmac = [0; 6];

@@ -13,12 +13,12 @@
 //! commutes with the byte swap, so `u32::from_be(fold)` in the shared code is `ntohl` of it.
 
 use aya_ebpf::{
-    bindings::{bpf_fib_lookup as FibLookup, xdp_action},
-    helpers::{bpf_fib_lookup, bpf_redirect, bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
+    bindings::xdp_action,
+    helpers::{bpf_redirect, bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
     programs::XdpContext,
 };
 use lvs_common::{
-    classify::{CTL_PORT0_SERVICES, CTL_RULE_SET, MAX_CLASS_RULES},
+    classify::CTL_PORT0_SERVICES,
     counters::Counter,
     csum::{fold, replace2, replace4},
     flow::{conn_flags, ConnEntry, FlowKey},
@@ -41,7 +41,7 @@ use crate::{
         redirect_eth, FibParams, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
         BPF_FIB_LOOKUP_SRC,
     },
-    maps::{CLASSIFIER, DESTS, FIB_SCRATCH, LOOKUP_CTL, NEIGH_MISS, SERVICES, SVC_INDEX, V6_SCRATCH},
+    maps::{DESTS, LOOKUP_CTL, NEIGH_MISS, SERVICES, SVC_INDEX, V6_SCRATCH},
     parse::{ptr_at, Packet, IPPROTO_TCP, IPPROTO_UDP},
     persist, schedule, stats, DestState, FWD_MASQ, FWD_ROUTE, FWD_TUNNEL,
 };
@@ -546,22 +546,7 @@ const NO_SERVICE: u32 = u32::MAX;
 /// or 0 (`classify::mark_of` for IPv6; the same bounded walk over the live set).
 #[inline(always)]
 fn mark_of(daddr: &[u32; 4], proto: u8, dport: u16) -> u32 {
-    let live = match LOOKUP_CTL.get(CTL_RULE_SET) {
-        Some(v) if *v != 0 => *v - 1,
-        _ => return 0,
-    };
-    let Some(set) = CLASSIFIER.get(live) else { return 0 };
-    let count = set.count as usize;
-    let mut i = 0;
-    while i < MAX_CLASS_RULES && i < count {
-        if let Some(r) = set.rules.get(i) {
-            if r.matches_v6(daddr, proto, dport) {
-                return r.mark;
-            }
-        }
-        i += 1;
-    }
-    0
+    crate::classify::first_mark(|r| r.matches_v6(daddr, proto, dport))
 }
 
 /// The service of `key` (address, port, protocol; IPv6) in IPVS's order: the IPv6
@@ -680,24 +665,8 @@ pub(crate) fn lookup(
     dst: [u32; 4],
     flags: u32,
 ) -> Option<(i64, &'static FibParams)> {
-    let p = FIB_SCRATCH.get_ptr_mut(0)?;
-    let rc = unsafe {
-        (*p).family = AF_INET6;
-        (*p).l4_protocol = proto;
-        (*p).sport = u16::from_ne_bytes([ports[0], ports[1]]);
-        (*p).dport = u16::from_ne_bytes([ports[2], ports[3]]);
-        (*p).tot_len = tot_len;
-        (*p).ifindex = ctx.ingress_ifindex() as u32;
-        // The union's `flowinfo` member for AF_INET6.
-        (*p).tos = flowinfo;
-        (*p).src = src;
-        (*p).dst = dst;
-        (*p).vlan = 0;
-        (*p).smac = [0; 6];
-        (*p).dmac = [0; 6];
-        bpf_fib_lookup(ctx.ctx as *mut _, p as *mut FibLookup, core::mem::size_of::<FibParams>() as i32, flags)
-    };
-    Some((rc, unsafe { &*p }))
+    // The union's `flowinfo` member for AF_INET6.
+    crate::forward::fib_lookup(ctx, AF_INET6, proto, ports, tot_len, flowinfo, src, dst, flags)
 }
 
 /// The header's flow information (traffic class and flow label), network order.
