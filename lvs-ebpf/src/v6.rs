@@ -703,11 +703,7 @@ fn forward_keyed(ctx: &XdpContext, pkt: &Packet6, to_dest: bool) -> Counter {
     let src_key = if to_dest { [0; 4] } else { src };
     // A cached next hop, if the packet fits its route's MTU (else the lookup below decides).
     if let Some(p) = crate::nexthop::get6(&dst, &src_key, iif, now, pkt.tot_len, 0) {
-        if hop <= 1 {
-            return Counter::PassTtlExceeded;
-        }
-        unsafe { (*pkt.ip).hop_limit = hop - 1 };
-        return redirect_eth(pkt.eth, p);
+        return hop_and_redirect(pkt, hop, p, Counter::PassTtlExceeded);
     }
     let ports = unsafe { *(pkt.l4 as *const [u8; 4]) };
     let Some((rc, p)) = lookup(ctx, pkt.proto, ports, pkt.tot_len, flowinfo(pkt), src, dst, 0) else {
@@ -720,8 +716,15 @@ fn forward_keyed(ctx: &XdpContext, pkt: &Packet6, to_dest: bool) -> Counter {
     }
     // After a successful lookup (XDP's always check the MTU) `tot_len` holds the route's MTU.
     crate::nexthop::put6(&dst, &src_key, iif, p, 0, now);
+    hop_and_redirect(pkt, hop, p, Counter::PassTtlExceeded)
+}
+
+/// Sends the packet by `p` with its hop limit (`hop`, as received) decremented, or ends in
+/// `exceeded` when it would reach zero.
+#[inline(always)]
+fn hop_and_redirect(pkt: &Packet6, hop: u8, p: &FibParams, exceeded: Counter) -> Counter {
     if hop <= 1 {
-        return Counter::PassTtlExceeded;
+        return exceeded;
     }
     unsafe { (*pkt.ip).hop_limit = hop - 1 };
     redirect_eth(pkt.eth, p)
@@ -736,11 +739,7 @@ pub(crate) fn direct_route(ctx: &XdpContext, pkt: &Packet6, rip: [u32; 4]) -> Co
     let hop = unsafe { (*pkt.ip).hop_limit };
     let (iif, now) = (ctx.ingress_ifindex() as u32, crate::conntrack::now_ns());
     if let Some(p) = crate::nexthop::get6(&rip, &[0; 4], iif, now, 0, 0) {
-        if hop <= 1 {
-            return Counter::DropTtlExceeded;
-        }
-        unsafe { (*pkt.ip).hop_limit = hop - 1 };
-        return redirect_eth(pkt.eth, p);
+        return hop_and_redirect(pkt, hop, p, Counter::DropTtlExceeded);
     }
     let ports = unsafe { *(pkt.l4 as *const [u8; 4]) };
     let Some((rc, p)) = lookup(ctx, pkt.proto, ports, 0, flowinfo(pkt), pkt.src, rip, 0) else {
@@ -756,11 +755,7 @@ pub(crate) fn direct_route(ctx: &XdpContext, pkt: &Packet6, rip: [u32; 4]) -> Co
         _ => return Counter::DropNoRoute,
     }
     crate::nexthop::put6(&rip, &[0; 4], iif, p, 0, now);
-    if hop <= 1 {
-        return Counter::DropTtlExceeded;
-    }
-    unsafe { (*pkt.ip).hop_limit = hop - 1 };
-    redirect_eth(pkt.eth, p)
+    hop_and_redirect(pkt, hop, p, Counter::DropTtlExceeded)
 }
 
 /// IPv6-in-IPv6 tunnelling (`-i`), as IPVS's `ip_vs_tunnel_xmit_v6`:
