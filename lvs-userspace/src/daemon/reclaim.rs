@@ -28,7 +28,7 @@ use std::{
 
 use std::os::fd::{AsFd, AsRawFd};
 
-use aya::maps::{Array, HashMap, Map, MapData};
+use aya::maps::{Array, HashMap, MapData};
 use std::collections::HashMap as StdHashMap;
 
 use lvs_common::{
@@ -58,9 +58,7 @@ struct ConnMaps {
 }
 
 fn open(dir: &std::path::Path) -> anyhow::Result<ConnMaps> {
-    let m = |n: &str| -> anyhow::Result<Map> {
-        Ok(Map::from_map_data(MapData::from_pin(dir.join(n))?)?)
-    };
+    let m = |n: &str| crate::daemon::tables::open_pinned(dir, n);
     Ok(ConnMaps {
         conns: HashMap::try_from(m(map_names::CONNS)?)?,
         conns_raw: MapData::from_pin(dir.join(map_names::CONNS))?,

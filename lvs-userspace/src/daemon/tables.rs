@@ -59,7 +59,8 @@ pub struct Tables {
     classifier_flipped: Option<std::time::Instant>,
 }
 
-fn open(dir: &Path, name: &str) -> anyhow::Result<Map> {
+/// A pinned map of the dataplane by name (shared by every part of lvsd that opens the pins).
+pub(crate) fn open_pinned(dir: &Path, name: &str) -> anyhow::Result<Map> {
     let path = dir.join(name);
     let data =
         MapData::from_pin(&path).with_context(|| format!("opening pinned map {}", path.display()))?;
@@ -70,27 +71,27 @@ impl Tables {
     /// Opens the maps pinned in `dir` (the loader pins every map there).
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
         Ok(Tables {
-            svc_index: HashMap::try_from(open(dir, map_names::SVC_INDEX)?)?,
-            services: Array::try_from(open(dir, map_names::SERVICES)?)?,
-            sched_state: Array::try_from(open(dir, map_names::SCHED_STATE)?)?,
-            dests: Array::try_from(open(dir, map_names::DESTS)?)?,
-            conns: HashMap::try_from(open(dir, map_names::CONNS)?)?,
-            timeouts: Array::try_from(open(dir, map_names::TIMEOUTS)?)?,
-            stats: PerCpuArray::try_from(open(dir, map_names::STATS)?)?,
-            dest_counters: Array::try_from(open(dir, map_names::DEST_COUNTERS)?)?,
+            svc_index: HashMap::try_from(open_pinned(dir, map_names::SVC_INDEX)?)?,
+            services: Array::try_from(open_pinned(dir, map_names::SERVICES)?)?,
+            sched_state: Array::try_from(open_pinned(dir, map_names::SCHED_STATE)?)?,
+            dests: Array::try_from(open_pinned(dir, map_names::DESTS)?)?,
+            conns: HashMap::try_from(open_pinned(dir, map_names::CONNS)?)?,
+            timeouts: Array::try_from(open_pinned(dir, map_names::TIMEOUTS)?)?,
+            stats: PerCpuArray::try_from(open_pinned(dir, map_names::STATS)?)?,
+            dest_counters: Array::try_from(open_pinned(dir, map_names::DEST_COUNTERS)?)?,
             counter_memory: CounterMemory::map(&MapData::from_pin(dir.join(map_names::DEST_COUNTERS))?)?,
-            lblc_cache: HashMap::try_from(open(dir, map_names::LBLC_CACHE)?)?,
-            lblcr_cache: HashMap::try_from(open(dir, map_names::LBLCR_CACHE)?)?,
-            hash_tables: Array::try_from(open(dir, map_names::HASH_TABLES)?)?,
-            mh_tables: HashMap::try_from(open(dir, map_names::MH_TABLES)?)?,
-            templates: HashMap::try_from(open(dir, map_names::TEMPLATES)?)?,
-            sip_callids: HashMap::try_from(open(dir, map_names::SIP_CALLIDS)?)?,
-            sysctls: Array::try_from(open(dir, map_names::SYSCTLS)?)?,
-            ipvs_stats: PerCpuArray::try_from(open(dir, map_names::IPVS_STATS)?)?,
-            ipvs_stats_zero: Array::try_from(open(dir, map_names::IPVS_STATS_ZERO)?)?,
-            classifier: Array::try_from(open(dir, map_names::CLASSIFIER)?)?,
-            lookup_ctl: Array::try_from(open(dir, map_names::LOOKUP_CTL)?)?,
-            addr_filter: Array::try_from(open(dir, map_names::ADDR_FILTER)?)?,
+            lblc_cache: HashMap::try_from(open_pinned(dir, map_names::LBLC_CACHE)?)?,
+            lblcr_cache: HashMap::try_from(open_pinned(dir, map_names::LBLCR_CACHE)?)?,
+            hash_tables: Array::try_from(open_pinned(dir, map_names::HASH_TABLES)?)?,
+            mh_tables: HashMap::try_from(open_pinned(dir, map_names::MH_TABLES)?)?,
+            templates: HashMap::try_from(open_pinned(dir, map_names::TEMPLATES)?)?,
+            sip_callids: HashMap::try_from(open_pinned(dir, map_names::SIP_CALLIDS)?)?,
+            sysctls: Array::try_from(open_pinned(dir, map_names::SYSCTLS)?)?,
+            ipvs_stats: PerCpuArray::try_from(open_pinned(dir, map_names::IPVS_STATS)?)?,
+            ipvs_stats_zero: Array::try_from(open_pinned(dir, map_names::IPVS_STATS_ZERO)?)?,
+            classifier: Array::try_from(open_pinned(dir, map_names::CLASSIFIER)?)?,
+            lookup_ctl: Array::try_from(open_pinned(dir, map_names::LOOKUP_CTL)?)?,
+            addr_filter: Array::try_from(open_pinned(dir, map_names::ADDR_FILTER)?)?,
             classifier_flipped: None,
         })
     }

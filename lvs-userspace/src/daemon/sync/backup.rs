@@ -20,8 +20,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::Context;
-use aya::maps::{Array, HashMap, Map, MapData};
+use aya::maps::{Array, HashMap, MapData};
 use lvs_common::{
     flow::{conn_flags, ConnEntry, ConnRef, FlowKey},
     map_names,
@@ -58,9 +57,7 @@ pub struct Maps {
 }
 
 pub fn open(dir: &Path) -> anyhow::Result<Maps> {
-    let m = |n: &str| -> anyhow::Result<Map> {
-        Ok(Map::from_map_data(MapData::from_pin(dir.join(n)).with_context(|| format!("opening {n}"))?)?)
-    };
+    let m = |n: &str| crate::daemon::tables::open_pinned(dir, n);
     Ok(Maps {
         conns: HashMap::try_from(m(map_names::CONNS)?)?,
         out: HashMap::try_from(m(map_names::CONNS_OUT)?)?,
