@@ -116,9 +116,73 @@ const _: () = assert!(core::mem::size_of::<ConnEntry>() == 72);
 const _: () = assert!(core::mem::size_of::<ConnRef>() == 40);
 const _: () = assert!(core::mem::offset_of!(ConnEntry, expires_ns) == 48);
 
+/// Byte offset in a [`ConnEntry`] of the 8-byte word that holds `state` (with the ports, the
+/// forwarding method and the flags). The dataplane changes a connection's state by a
+/// compare-and-exchange of this word: IPVS changes it under the connection's lock, and without
+/// one a CPU handling the client's ACK could write back the ESTABLISHED it read while another
+/// CPU moved the connection to FIN_WAIT on the server's FIN. Values of a BPF hash map are
+/// 8-byte aligned, so the word is too.
+pub const STATE_WORD_OFFSET: usize = 32;
+const _: () = assert!(core::mem::offset_of!(ConnEntry, vport) == STATE_WORD_OFFSET);
+const _: () = assert!(core::mem::offset_of!(ConnEntry, state) == STATE_WORD_OFFSET + 5);
+const _: () = assert!(core::mem::offset_of!(ConnEntry, flags) == STATE_WORD_OFFSET + 6);
+
+/// The state held in a state word (as read from memory, native byte order).
+#[inline(always)]
+pub fn state_of_word(word: u64) -> u8 {
+    word.to_ne_bytes()[5]
+}
+
+/// The flags held in a state word.
+#[inline(always)]
+pub fn flags_of_word(word: u64) -> u16 {
+    let b = word.to_ne_bytes();
+    u16::from_ne_bytes([b[6], b[7]])
+}
+
+/// A state word with its state replaced.
+#[inline(always)]
+pub fn with_state(word: u64, state: u8) -> u64 {
+    let mut b = word.to_ne_bytes();
+    b[5] = state;
+    u64::from_ne_bytes(b)
+}
+
 #[cfg(feature = "user")]
 mod pod {
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::ConnEntry {}
     unsafe impl aya::Pod for super::ConnRef {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The word as the dataplane reads it from a map value: the entry's bytes at the offset.
+    fn word_of(e: &ConnEntry) -> u64 {
+        let bytes: [u8; 72] = unsafe { core::mem::transmute(*e) };
+        u64::from_ne_bytes(bytes[STATE_WORD_OFFSET..STATE_WORD_OFFSET + 8].try_into().unwrap())
+    }
+
+    #[test]
+    fn the_state_word_holds_the_entrys_state_and_flags() {
+        let e = ConnEntry {
+            vport: 0x5000,
+            dport: 0x1f90,
+            fwd: 3,
+            state: 7,
+            flags: conn_flags::NAT | conn_flags::SEEN_OUTPUT | conn_flags::CTL_PE_SIP,
+            ..Default::default()
+        };
+        let w = word_of(&e);
+        assert_eq!(state_of_word(w), 7);
+        assert_eq!(flags_of_word(w), e.flags);
+        // Replacing the state leaves every other field of the word as it was.
+        let w2 = with_state(w, 4);
+        let mut bytes: [u8; 72] = unsafe { core::mem::transmute(e) };
+        bytes[STATE_WORD_OFFSET..STATE_WORD_OFFSET + 8].copy_from_slice(&w2.to_ne_bytes());
+        let e2: ConnEntry = unsafe { core::mem::transmute(bytes) };
+        assert_eq!(e2, ConnEntry { state: 4, ..e });
+    }
 }

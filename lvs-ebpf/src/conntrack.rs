@@ -1,10 +1,10 @@
 //! The connection table: lookups in both directions, creation, and IPVS's state machine.
 
-use core::intrinsics::{atomic_xadd, atomic_xchg, AtomicOrdering};
+use core::intrinsics::{atomic_cxchg, atomic_xadd, atomic_xchg, AtomicOrdering};
 
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use lvs_common::{
-    flow::{conn_flags, ConnEntry, ConnRef, FlowKey},
+    flow::{self, conn_flags, ConnEntry, ConnRef, FlowKey},
     persist::{conn_dport, TemplateScope},
     service::{overload_clears, overload_sets, DestConf, DestCounters},
     tcp_state::{self, DEFAULT_TIMEOUTS, NEW_CONN_TIMEOUT},
@@ -164,23 +164,48 @@ pub fn update_with<F: FnOnce(usize) -> ([u32; 4], u16, u8)>(
 ) {
     let pkt_proto = proto;
     unsafe {
+        // The state, the flags that choose the table and the change itself go through one
+        // word (`flow::STATE_WORD_OFFSET`): see `change_state`.
+        let word_ptr = (entry as *mut u8).add(flow::STATE_WORD_OFFSET) as *mut u64;
+        let word = core::ptr::read_volatile(word_ptr);
+        // The state as a byte load of its own, not taken out of `word`: the verifier bounds a
+        // byte load (the state indexes the transition table) but not a byte shifted out of a
+        // 64-bit word. The exchange below expects `word` with this state in it, so a change in
+        // between makes it fail rather than apply a transition to a state it was not computed
+        // from.
+        let old = core::ptr::read_volatile(&raw const (*entry).state);
+        let word = flow::with_state(word, old);
         let state = if pkt_proto == IPPROTO_TCP {
             // DR/TUN connections have no output path: IPVS's INPUT_ONLY table, until a reply
             // has been seen (IPVS clears IP_VS_CONN_F_NOOUTPUT then).
             let dir = if dir == tcp_state::DIR_INPUT
-                && (*entry).flags & (conn_flags::NAT | conn_flags::SEEN_OUTPUT) == 0
+                && flow::flags_of_word(word) & (conn_flags::NAT | conn_flags::SEEN_OUTPUT) == 0
             {
                 tcp_state::DIR_INPUT_ONLY
             } else {
                 dir
             };
-            tcp_state::next_state((*entry).state, dir, tcp_flags)
+            tcp_state::next_state(old, dir, tcp_flags)
         } else {
             tcp_state::UDP
         };
+        // Packets of one connection can be handled on two CPUs at once (the client's and the
+        // server's side). A packet that leaves the state as it is writes nothing (so an ACK
+        // cannot put back the ESTABLISHED it read after the other side's FIN moved it on), and
+        // a change is made only if the word still holds the state it was computed from. The
+        // loser of a race keeps the winner's state: its own change is dropped (IPVS would have
+        // applied both in turn under the connection's lock; one retry was not worth the
+        // verifier states on every path).
+        let changed = state != old
+            && atomic_cxchg::<u64, { AtomicOrdering::Relaxed }, { AtomicOrdering::Relaxed }>(
+                word_ptr,
+                word,
+                flow::with_state(word, state),
+            )
+            .1;
         if (*entry).flags & conn_flags::CONTROLLED != 0 {
             let assured = if pkt_proto == IPPROTO_TCP {
-                state == tcp_state::ESTABLISHED && state != (*entry).state
+                changed && state == tcp_state::ESTABLISHED
             } else {
                 dir == tcp_state::DIR_OUTPUT
             };
@@ -189,9 +214,9 @@ pub fn update_with<F: FnOnce(usize) -> ([u32; 4], u16, u8)>(
                 persist::assure(entry, addr, port, pkt_proto, family);
             }
         }
-        if state != (*entry).state {
-            // Packets of one connection can be handled on two CPUs at once (the client's and
-            // the server's side). The exchange makes exactly one of them move the count.
+        if changed {
+            // The exchange makes exactly one CPU move the count (a synced or replaced entry
+            // may race the state machine here too).
             let want = tcp_state::is_active(state) as u64;
             let was = atomic_xchg::<u64, { AtomicOrdering::Relaxed }>(&raw mut (*entry).active, want);
             let dest_id = (*entry).dest_id;
@@ -203,8 +228,10 @@ pub fn update_with<F: FnOnce(usize) -> ([u32; 4], u16, u8)>(
                 counter_add(dest_id, Count::Inactive, 1);
             }
         }
-        (*entry).state = state;
-        (*entry).expires_ns = now + timeout_ns(state);
+        // The timeout of the state the entry holds now (re-read: another CPU may have moved
+        // it since this packet read it).
+        let held = if changed { state } else { core::ptr::read_volatile(&raw const (*entry).state) };
+        (*entry).expires_ns = now + timeout_ns(held);
     }
 }
 
