@@ -437,13 +437,17 @@ const TCP_WATCH: &[&str] = &[
 /// history file update: that file is shared between namespaces).
 fn tcp_counters(ns: &Netns) -> anyhow::Result<BTreeMap<String, u64>> {
     let out = run(ns.cmd("nstat").arg("-asz"))?;
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
+    Ok(parse_nstat(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// `nstat` lines (`Name value rate`; the `#kernel` header has no number) as name -> value.
+fn parse_nstat(text: &str) -> BTreeMap<String, u64> {
+    text.lines()
         .filter_map(|l| {
             let mut w = l.split_whitespace();
             Some((w.next()?.to_string(), w.next()?.parse().ok()?))
         })
-        .collect())
+        .collect()
 }
 
 /// The [`TCP_WATCH`] counters that moved, as `client TcpExtTCPSynRetrans +N, ...`.
@@ -753,4 +757,34 @@ pub fn json(o: &Outcome) -> Value {
         "elapsed_s": o.elapsed_s,
         "metrics": metrics,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nstat_counters_and_their_deltas() {
+        let before = parse_nstat(
+            "#kernel\nTcpActiveOpens                  100                0.0\n\
+             TcpExtTCPSynRetrans             7                  0.0\n\
+             TcpExtPAWSTimewait              0                  0.0\n",
+        );
+        assert_eq!(before.len(), 3, "the #kernel header is no counter: {before:?}");
+        assert_eq!(before["TcpExtTCPSynRetrans"], 7);
+        let after = parse_nstat(
+            "#kernel\nTcpActiveOpens 37554 0.0\nTcpExtTCPSynRetrans 9456 0.0\nTcpExtPAWSTimewait 9458 0.0\n",
+        );
+        assert_eq!(delta(&before, &after, "TcpExtTCPSynRetrans"), 9449);
+        assert_eq!(delta(&before, &after, "TcpExtPAWSTimewait"), 9458);
+        // A counter missing on either side counts as 0, never as a failure.
+        assert_eq!(delta(&before, &after, "TcpExtListenDrops"), 0);
+    }
+
+    #[test]
+    fn every_mode_has_a_client_address_of_its_own() {
+        let addrs: std::collections::BTreeSet<&str> = Mode::ALL.iter().map(|m| m.client_ip()).collect();
+        assert_eq!(addrs.len(), Mode::ALL.len(), "two modes would share the server's 4-tuples");
+        assert!(addrs.iter().all(|a| a.starts_with("198.51.100.") && *a != DIRECTOR_CLIENT_IP));
+    }
 }
