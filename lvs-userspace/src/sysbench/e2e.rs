@@ -183,7 +183,7 @@ impl Outcome {
 /// The three namespaces and the real server's programs.
 struct Rig {
     // Fields drop in order: processes before their namespaces.
-    _nginx: Proc,
+    nginx: Proc,
     _iperf: Proc,
     client: Netns,
     director: Netns,
@@ -254,7 +254,7 @@ fn build(o: &Options) -> anyhow::Result<Rig> {
     )?;
     wait_listen(&server, HTTP_PORT, &mut nginx)?;
     wait_listen(&server, IPERF_PORT, &mut iperf)?;
-    Ok(Rig { _nginx: nginx, _iperf: iperf, client, director, server })
+    Ok(Rig { nginx, _iperf: iperf, client, director, server })
 }
 
 /// Waits until something listens on TCP `port` in `ns`, failing early if `p` died.
@@ -471,11 +471,43 @@ fn tcp_moved(rig: &Rig, before: &[BTreeMap<String, u64>]) -> anyhow::Result<Stri
     Ok(moved.join(", "))
 }
 
+/// CPU time (user + system, µs) of this process's children that have been waited for: wrk's,
+/// once it has exited.
+fn children_cpu_us() -> u64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    us(ru.ru_utime) + us(ru.ru_stime)
+}
+
+/// CPU time (user + system, µs) of process `pid` and its children (nginx's master and worker).
+fn tree_cpu_us(pid: u32) -> u64 {
+    let ticks = |pid: &str| -> u64 {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0 };
+        // After the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+        let f: Vec<&str> =
+            stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+        f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+    };
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    let total: u64 = ticks(&pid.to_string()) + children.split_whitespace().map(ticks).sum::<u64>();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    total * 1_000_000 / hz
+}
+
 fn wrk(rig: &Rig, mode: Mode, secs: u32, close: bool) -> anyhow::Result<Figure> {
     let tcp_before = [&rig.client, &rig.director, &rig.server]
         .map(tcp_counters)
         .into_iter()
         .collect::<anyhow::Result<Vec<_>>>()?;
+    // The CPU that the client and the real server spend per request, softirq work done in
+    // their context included (the director's packets are mostly handled there: the veths
+    // deliver on the sender's CPU). Unlike the rate, this hardly moves with what else runs on
+    // the machine, so it compares modes better on a shared one. HAProxy's own CPU is not in it.
+    let (wrk_cpu0, nginx_cpu0) = (children_cpu_us(), tree_cpu_us(rig.nginx.pid()));
     let mut c = rig.client.cmd("wrk");
     c.args(["-t1", &format!("-c{WRK_CONNECTIONS}"), &format!("-d{secs}s"), "--timeout", "2s"]);
     if close {
@@ -483,6 +515,8 @@ fn wrk(rig: &Rig, mode: Mode, secs: u32, close: bool) -> anyhow::Result<Figure> 
     }
     c.arg(format!("http://{}:{HTTP_PORT}/", mode.target()));
     let out = run(&mut c)?;
+    let wrk_cpu = children_cpu_us().saturating_sub(wrk_cpu0);
+    let nginx_cpu = tree_cpu_us(rig.nginx.pid()).saturating_sub(nginx_cpu0);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let rate: f64 = text
         .lines()
@@ -505,6 +539,11 @@ fn wrk(rig: &Rig, mode: Mode, secs: u32, close: bool) -> anyhow::Result<Figure> 
             notes.push(l.to_string());
         }
     }
+    notes.push(format!(
+        "cpu per request: wrk {:.2} µs, nginx {:.2} µs",
+        wrk_cpu as f64 / requests as f64,
+        nginx_cpu as f64 / requests as f64
+    ));
     notes.push(format!("tcp: {}", tcp_moved(rig, &tcp_before)?));
     Ok(Figure {
         value: rate,
