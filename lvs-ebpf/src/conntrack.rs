@@ -262,14 +262,17 @@ pub fn lookup_out(key: &FlowKey, now: u64) -> Option<*mut ConnEntry> {
 }
 
 /// Whether a SYN may replace this entry with a fresh connection (IPVS `conn_reuse_mode` 1:
-/// an entry in TIME_WAIT or CLOSE is expired and the packet scheduled again).
+/// an uncontrolled entry in TIME_WAIT or CLOSE is expired and the packet scheduled again). A
+/// connection under a persistence template is not (`is_new_conn_expected` refuses controlled
+/// ones): the SYN goes on through the entry, to the same real server, as no new connection.
 #[inline(always)]
 pub fn reusable(entry: *const ConnEntry, pkt: &Packet) -> bool {
-    let st = unsafe { (*entry).state };
+    let (st, flags) = unsafe { ((*entry).state, (*entry).flags) };
     pkt.proto == IPPROTO_TCP
         && pkt.tcp_flags & (tcp_state::TCP_SYN | tcp_state::TCP_RST | tcp_state::TCP_ACK)
             == tcp_state::TCP_SYN
         && (st == tcp_state::TIME_WAIT || st == tcp_state::CLOSE)
+        && flags & conn_flags::CONTROLLED == 0
 }
 
 /// Expires a connection at once (`ip_vs_conn_expire_now`): it stops matching, and whoever

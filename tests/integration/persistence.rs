@@ -129,3 +129,89 @@ fn expire_nodest_conn_ends_connections_of_a_deleted_server() {
     );
     assert!(!conns.contains("192.0.2.12:80"), "the entry should be gone:\n{conns}");
 }
+
+/// A TCP connection from local `port` in `ns` to `dst` (std cannot bind before connecting).
+fn connect_from_port(ns: &Netns, port: u16, dst: std::net::SocketAddr) -> anyhow::Result<std::net::TcpStream> {
+    use std::{net::SocketAddr, os::fd::FromRawFd};
+    let SocketAddr::V4(dst) = dst else { anyhow::bail!("IPv4 only: {dst}") };
+    let sin = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(ip).to_be() },
+        sin_zero: [0; 8],
+    };
+    let (local, remote) = (sin(std::net::Ipv4Addr::UNSPECIFIED, port), sin(*dst.ip(), dst.port()));
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    let fd = ns.enter(move || -> std::io::Result<i32> {
+        // SAFETY: plain syscalls on a socket this closure owns until it returns it.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::bind(fd, (&raw const local).cast(), len) != 0
+                || libc::connect(fd, (&raw const remote).cast(), len) != 0
+            {
+                let e = std::io::Error::last_os_error();
+                libc::close(fd);
+                return Err(e);
+            }
+            Ok(fd)
+        }
+    })??;
+    // SAFETY: `fd` is a connected TCP socket that nothing else owns.
+    Ok(unsafe { std::net::TcpStream::from_raw_fd(fd) })
+}
+
+/// Two requests from the same client port, the second while the first connection's entry is in
+/// TIME_WAIT: what `ipvsadm -L -n --stats --exact` counts as the service's connections, and
+/// the `-L -n -c` listing just before the second request.
+fn conns_after_port_reuse(persistent: bool, tag: &str) -> (u64, String) {
+    let topo = Topology::builder().real_servers(2).with_servers().build().unwrap();
+    let tmp = TempDir::new(tag).unwrap();
+    let cfg = tmp.write("lvs.yaml", &config(persistent, 1, 1, "")).unwrap();
+    let lvsd = Lvsd::start(&topo.director, &cfg).unwrap();
+    // `Connection: close`, read to the end: the real server closes first, so the client holds
+    // no TIME_WAIT and may bind the same port again at once; lvs sees both FINs and keeps the
+    // entry in TIME_WAIT.
+    let get = || {
+        let s = connect_from_port(&topo.client, 40000, vip(80)).unwrap();
+        lvs_tests::client::http_get_on(s, &vip(80).to_string(), "/").unwrap()
+    };
+    assert_eq!(get().text(), "rs2");
+    let mut listing = String::new();
+    let settled = wait_for("the first connection in TIME_WAIT", Duration::from_secs(5), || {
+        listing = lvsd.ipvsadm_ok(&["-L", "-n", "-c"])?;
+        Ok(listing.contains("TIME_WAIT   198.51.100.2:40000").then_some(()))
+    });
+    assert!(settled.is_ok(), "no TIME_WAIT entry for the client's port:\n{listing}");
+    // The same 4-tuple again: the real server (which also holds it in TIME_WAIT) accepts the
+    // SYN, whose timestamp is later; a persistent client stays on rs2 either way.
+    let second = get().text();
+    if persistent {
+        assert_eq!(second, "rs2");
+    }
+    let stats = lvsd.ipvsadm_ok(&["-L", "-n", "--stats", "--exact"]).unwrap();
+    let conns = stats
+        .lines()
+        .find(|l| l.starts_with("TCP  203.0.113.10:80"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no service row in:\n{stats}"));
+    (conns, listing)
+}
+
+#[test]
+fn syn_reusing_a_time_wait_entry_is_a_new_connection_unless_persistent() {
+    if !require_root() {
+        return;
+    }
+    // conn_reuse_mode 1: the TIME_WAIT entry is expired and the SYN scheduled as a new
+    // connection (the service counts two).
+    let (conns, listing) = conns_after_port_reuse(false, "persist-reuse0");
+    assert_eq!(conns, 2, "without persistence the reused port is a new connection\n{listing}");
+    // Under a persistence template the entry is controlled and IPVS does not reuse it: the SYN
+    // goes on through the same entry, and the service counts one connection.
+    let (conns, listing) = conns_after_port_reuse(true, "persist-reuse1");
+    assert_eq!(conns, 1, "a persistent connection must not be rescheduled on reuse\n{listing}");
+}

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  [client] eth0 ------- to-clients [director] to-servers ------- eth0 [server]
-//!  198.51.100.2/24       198.51.100.1/24        192.0.2.1/24       192.0.2.11/24
+//!  198.51.100.2-4/24     198.51.100.1/24        192.0.2.1/24       192.0.2.11/24
 //!  default via .1        VIP 203.0.113.10/32 on lo                 default via 192.0.2.1
 //! ```
 //!
@@ -15,6 +15,20 @@
 //!   port, one real server each; the client talks to the VIP.
 //! - `haproxy`: HAProxy in TCP mode on the director, listening on the VIP, one backend server;
 //!   the client talks to the VIP. HAProxy does not proxy UDP: no small-packet figure.
+//!
+//! Each mode's client has an address of its own (forward .2, lvs .3, HAProxy .4; the client's
+//! default route names it as the source): a short connection of one mode must never meet the
+//! real server's TIME_WAIT of another's. The forward and lvs modes would otherwise share the
+//! server-side 4-tuples (client address and port, server address and port), but not the client's
+//! TCP timestamps, whose offset the kernel derives from the 4-tuple the client sees (server or
+//! VIP): a SYN reusing a port whose previous connection of the other mode is still in the
+//! server's TIME_WAIT (60 s) carries, about half the time, an older timestamp. The server then
+//! rejects it (PAWS, `TcpExtPAWSTimewait`) and answers with an ACK, the client resets and
+//! retransmits its SYN a second later: a 1-s stall that wrk does not report (no socket error,
+//! its latency starts after connect) and, in the lvs mode, a second new connection in the
+//! dataplane for the same request. Measured with one shared address: 9 458 PAWS rejects and SYN
+//! retransmits in 37 454 connections of the lvs mode run just after the forward one, 9 156 in
+//! the forward mode run just after lvs.
 //!
 //! The veth settings are the same in every mode (GRO on and TX checksum offload off on the
 //! client's and server's interfaces, which lvs's native XDP redirects need), so no mode gets
@@ -33,7 +47,8 @@ use serde_json::{json, Value};
 
 use super::sys::{self, median, run, veth, Netns, Proc};
 
-const CLIENT_IP: &str = "198.51.100.2";
+/// The client's address in each mode (see the module's comment): forward, lvs, HAProxy.
+const CLIENT_IPS: [&str; 3] = ["198.51.100.2", "198.51.100.3", "198.51.100.4"];
 const DIRECTOR_CLIENT_IP: &str = "198.51.100.1";
 const DIRECTOR_SERVER_IP: &str = "192.0.2.1";
 const SERVER_IP: &str = "192.0.2.11";
@@ -79,6 +94,10 @@ impl Mode {
             Mode::Lvs => "lvs",
             Mode::Haproxy => "haproxy",
         }
+    }
+    /// The client's source address in this mode.
+    fn client_ip(self) -> &'static str {
+        CLIENT_IPS[self as usize]
     }
     fn target(self) -> &'static str {
         if self == Mode::Forward {
@@ -164,7 +183,7 @@ impl Outcome {
 /// The three namespaces and the real server's programs.
 struct Rig {
     // Fields drop in order: processes before their namespaces.
-    _nginx: Proc,
+    nginx: Proc,
     _iperf: Proc,
     client: Netns,
     director: Netns,
@@ -178,8 +197,10 @@ fn build(o: &Options) -> anyhow::Result<Rig> {
     let server = Netns::new(&format!("{tag}s"))?;
     veth(&client, "eth0", CLIENT_MAC, &director, "to-clients", DIRECTOR_CLIENT_MAC)?;
     veth(&director, "to-servers", DIRECTOR_SERVER_MAC, &server, "eth0", SERVER_MAC)?;
-    client.ip(&["addr", "add", &format!("{CLIENT_IP}/24"), "dev", "eth0"])?;
-    client.ip(&["route", "add", "default", "via", DIRECTOR_CLIENT_IP])?;
+    for ip in CLIENT_IPS {
+        client.ip(&["addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
+    }
+    client.ip(&["route", "add", "default", "via", DIRECTOR_CLIENT_IP, "src", CLIENT_IPS[0]])?;
     director.ip(&["addr", "add", &format!("{DIRECTOR_CLIENT_IP}/24"), "dev", "to-clients"])?;
     director.ip(&["addr", "add", &format!("{DIRECTOR_SERVER_IP}/24"), "dev", "to-servers"])?;
     director.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
@@ -233,7 +254,7 @@ fn build(o: &Options) -> anyhow::Result<Rig> {
     )?;
     wait_listen(&server, HTTP_PORT, &mut nginx)?;
     wait_listen(&server, IPERF_PORT, &mut iperf)?;
-    Ok(Rig { _nginx: nginx, _iperf: iperf, client, director, server })
+    Ok(Rig { nginx, _iperf: iperf, client, director, server })
 }
 
 /// Waits until something listens on TCP `port` in `ns`, failing early if `p` died.
@@ -398,7 +419,95 @@ fn iperf3(rig: &Rig, mode: Mode, secs: u32) -> anyhow::Result<Figure> {
     Ok(Figure { value: bps / 1e9, note: Some(format!("{retr} retransmits")), new_connections: 0 })
 }
 
+/// TCP counters that show connections stalling instead of completing, which wrk does not report
+/// (a connect that takes a SYN retransmit is no socket error, and its latency starts after the
+/// connect): SYN retransmits and resets sent, PAWS rejects of SYNs that met a TIME_WAIT, listen
+/// queue drops and TIME_WAIT overflows. Read in all three namespaces: the director is the real
+/// server's client in the HAProxy mode.
+const TCP_WATCH: &[&str] = &[
+    "TcpExtTCPSynRetrans",
+    "TcpOutRsts",
+    "TcpExtPAWSTimewait",
+    "TcpExtListenOverflows",
+    "TcpExtListenDrops",
+    "TcpExtTCPTimeWaitOverflow",
+];
+
+/// The namespace's absolute SNMP counters (`nstat -asz`: absolute values, zeros included, and no
+/// history file update: that file is shared between namespaces).
+fn tcp_counters(ns: &Netns) -> anyhow::Result<BTreeMap<String, u64>> {
+    let out = run(ns.cmd("nstat").arg("-asz"))?;
+    Ok(parse_nstat(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// `nstat` lines (`Name value rate`; the `#kernel` header has no number) as name -> value.
+fn parse_nstat(text: &str) -> BTreeMap<String, u64> {
+    text.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some((w.next()?.to_string(), w.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The [`TCP_WATCH`] counters that moved, as `client TcpExtTCPSynRetrans +N, ...`.
+fn tcp_moved(rig: &Rig, before: &[BTreeMap<String, u64>]) -> anyhow::Result<String> {
+    let mut moved = Vec::new();
+    for ((name, ns), b) in [("client", &rig.client), ("director", &rig.director), ("server", &rig.server)]
+        .into_iter()
+        .zip(before)
+    {
+        let a = tcp_counters(ns)?;
+        for k in TCP_WATCH {
+            let d = delta(b, &a, k);
+            if d > 0 {
+                moved.push(format!("{name} {k} +{d}"));
+            }
+        }
+    }
+    if moved.is_empty() {
+        return Ok("no SYN retransmit, reset, PAWS reject or listen drop".into());
+    }
+    Ok(moved.join(", "))
+}
+
+/// CPU time (user + system, µs) of this process's children that have been waited for: wrk's,
+/// once it has exited.
+fn children_cpu_us() -> u64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    us(ru.ru_utime) + us(ru.ru_stime)
+}
+
+/// CPU time (user + system, µs) of process `pid` and its children (nginx's master and worker).
+fn tree_cpu_us(pid: u32) -> u64 {
+    let ticks = |pid: &str| -> u64 {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0 };
+        // After the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+        let f: Vec<&str> =
+            stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+        f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+    };
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    let total: u64 = ticks(&pid.to_string()) + children.split_whitespace().map(ticks).sum::<u64>();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    total * 1_000_000 / hz
+}
+
 fn wrk(rig: &Rig, mode: Mode, secs: u32, close: bool) -> anyhow::Result<Figure> {
+    let tcp_before = [&rig.client, &rig.director, &rig.server]
+        .map(tcp_counters)
+        .into_iter()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // The CPU that the client and the real server spend per request, softirq work done in
+    // their context included (the director's packets are mostly handled there: the veths
+    // deliver on the sender's CPU). Unlike the rate, this hardly moves with what else runs on
+    // the machine, so it compares modes better on a shared one. HAProxy's own CPU is not in it.
+    let (wrk_cpu0, nginx_cpu0) = (children_cpu_us(), tree_cpu_us(rig.nginx.pid()));
     let mut c = rig.client.cmd("wrk");
     c.args(["-t1", &format!("-c{WRK_CONNECTIONS}"), &format!("-d{secs}s"), "--timeout", "2s"]);
     if close {
@@ -406,6 +515,8 @@ fn wrk(rig: &Rig, mode: Mode, secs: u32, close: bool) -> anyhow::Result<Figure> 
     }
     c.arg(format!("http://{}:{HTTP_PORT}/", mode.target()));
     let out = run(&mut c)?;
+    let wrk_cpu = children_cpu_us().saturating_sub(wrk_cpu0);
+    let nginx_cpu = tree_cpu_us(rig.nginx.pid()).saturating_sub(nginx_cpu0);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let rate: f64 = text
         .lines()
@@ -428,6 +539,12 @@ fn wrk(rig: &Rig, mode: Mode, secs: u32, close: bool) -> anyhow::Result<Figure> 
             notes.push(l.to_string());
         }
     }
+    notes.push(format!(
+        "cpu per request: wrk {:.2} µs, nginx {:.2} µs",
+        wrk_cpu as f64 / requests as f64,
+        nginx_cpu as f64 / requests as f64
+    ));
+    notes.push(format!("tcp: {}", tcp_moved(rig, &tcp_before)?));
     Ok(Figure {
         value: rate,
         note: Some(notes.join("; ")),
@@ -443,8 +560,9 @@ fn trafgen(rig: &Rig, mode: Mode, secs: u32, work: &Path) -> anyhow::Result<Figu
         &cfg,
         format!(
             "{{\n  eth(da={DIRECTOR_CLIENT_MAC}, sa={CLIENT_MAC}, type=0x0800),\n  \
-             ipv4(saddr={CLIENT_IP}, daddr={}, ttl=64),\n  udp(sport=40000, dport={UDP_PORT}, csum=0),\n  \
+             ipv4(saddr={}, daddr={}, ttl=64),\n  udp(sport=40000, dport={UDP_PORT}, csum=0),\n  \
              fill(0x00, 18),\n}}\n",
+            mode.client_ip(),
             mode.target()
         ),
     )?;
@@ -494,6 +612,10 @@ pub fn run_all(o: Options) -> anyhow::Result<Outcome> {
     for round in 1..=o.rounds {
         for mode in Mode::ALL {
             eprintln!("e2e round {round}/{}: {}", o.rounds, mode.name());
+            // This mode's client address (see the module's comment): the default route's
+            // source is what wrk, iperf3 and curl bind to.
+            rig.client
+                .ip(&["route", "replace", "default", "via", DIRECTOR_CLIENT_IP, "src", mode.client_ip()])?;
             let dir = Director::start(mode, &rig, &o)
                 .with_context(|| format!("starting the {} director", mode.name()))?;
             // The real server answers through this director: a wrong path fails here, not in
@@ -502,10 +624,13 @@ pub fn run_all(o: Options) -> anyhow::Result<Outcome> {
                 "-sS",
                 "-m",
                 "5",
+                "-w",
+                "%{local_ip}",
                 &format!("http://{}:{HTTP_PORT}/", mode.target()),
             ]))
             .with_context(|| format!("a first request through the {} director", mode.name()))?;
-            if body.stdout != b"rs1\n" {
+            // The body, then the address the client sent from.
+            if body.stdout != format!("rs1\n{}", mode.client_ip()).as_bytes() {
                 bail!("{}: unexpected answer {:?}", mode.name(), String::from_utf8_lossy(&body.stdout));
             }
             for metric in Metric::ALL {
@@ -575,6 +700,11 @@ pub fn run_all(o: Options) -> anyhow::Result<Outcome> {
         "haproxy: HAProxy TCP mode on the director, listening on the VIP, one backend server".into(),
         format!("{} s per measurement, {} rounds, modes interleaved in each round; figure = median over rounds", o.seconds, o.rounds),
         "GRO on and TX checksum offload off on the client's and server's veths in every mode".into(),
+        format!(
+            "client address per mode (forward {}, lvs {}, haproxy {}): no SYN meets the real \
+             server's TIME_WAIT of another mode's connection",
+            CLIENT_IPS[0], CLIENT_IPS[1], CLIENT_IPS[2]
+        ),
     ];
     Ok(Outcome { options: o, results, facts, elapsed_s: t0.elapsed().as_secs_f64() })
 }
@@ -666,4 +796,34 @@ pub fn json(o: &Outcome) -> Value {
         "elapsed_s": o.elapsed_s,
         "metrics": metrics,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nstat_counters_and_their_deltas() {
+        let before = parse_nstat(
+            "#kernel\nTcpActiveOpens                  100                0.0\n\
+             TcpExtTCPSynRetrans             7                  0.0\n\
+             TcpExtPAWSTimewait              0                  0.0\n",
+        );
+        assert_eq!(before.len(), 3, "the #kernel header is no counter: {before:?}");
+        assert_eq!(before["TcpExtTCPSynRetrans"], 7);
+        let after = parse_nstat(
+            "#kernel\nTcpActiveOpens 37554 0.0\nTcpExtTCPSynRetrans 9456 0.0\nTcpExtPAWSTimewait 9458 0.0\n",
+        );
+        assert_eq!(delta(&before, &after, "TcpExtTCPSynRetrans"), 9449);
+        assert_eq!(delta(&before, &after, "TcpExtPAWSTimewait"), 9458);
+        // A counter missing on either side counts as 0, never as a failure.
+        assert_eq!(delta(&before, &after, "TcpExtListenDrops"), 0);
+    }
+
+    #[test]
+    fn every_mode_has_a_client_address_of_its_own() {
+        let addrs: std::collections::BTreeSet<&str> = Mode::ALL.iter().map(|m| m.client_ip()).collect();
+        assert_eq!(addrs.len(), Mode::ALL.len(), "two modes would share the server's 4-tuples");
+        assert!(addrs.iter().all(|a| a.starts_with("198.51.100.") && *a != DIRECTOR_CLIENT_IP));
+    }
 }
