@@ -226,8 +226,9 @@ pub fn lookup_in(key: &FlowKey, now: u64) -> Option<*mut ConnEntry> {
 #[inline(always)]
 pub fn lookup_out(key: &FlowKey, now: u64) -> Option<*mut ConnEntry> {
     let r: *const ConnRef = CONNS_OUT.get_ptr(key)?;
-    let in_key = unsafe { (*r).in_key };
-    let e = lookup_in(&in_key, now)?;
+    // The key is passed where it lies, in the reverse entry (a helper takes a map value as a
+    // key): a copy of its 40 bytes to the stack was 20 more loads and stores per reply.
+    let e = lookup_in(unsafe { &(*r).in_key }, now)?;
     // The client-side entry may have been replaced by a newer connection to another real
     // server while this reverse entry waits for reclaim: it must still point back at us.
     unsafe {
