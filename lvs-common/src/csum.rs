@@ -43,8 +43,8 @@ pub fn ipv4_header(tos: u8, tot_len: u16, id: [u8; 2], frag_off: u16, ttl: u8, p
     let d = dst.to_ne_bytes();
     let c = ipv4_header_check(tos, tot_len, id, frag_off, ttl, proto, src, dst);
     [
-        0x45, tos, len[0], len[1], id[0], id[1], fo[0], fo[1], ttl, proto, c[0], c[1], s[0], s[1], s[2], s[3], d[0], d[1],
-        d[2], d[3],
+        0x45, tos, len[0], len[1], id[0], id[1], fo[0], fo[1], ttl, proto, c[0], c[1], s[0], s[1], s[2], s[3],
+        d[0], d[1], d[2], d[3],
     ]
 }
 
@@ -127,7 +127,9 @@ mod tests {
         for i in 0..10_000 {
             let r = [next(), next(), next(), next()];
             let (src, dst) = if i % 2 == 0 { (r[0], r[1]) } else { (u32::MAX, u32::MAX - (i as u32)) };
-            let h = ipv4_header(r[2] as u8, (r[2] >> 8) as u16, [(r[3] >> 8) as u8, r[3] as u8], (r[3] >> 16) as u16 & 0x5fff, (r[2] >> 24) as u8, 4, src, dst);
+            let (tos, len, ttl) = (r[2] as u8, (r[2] >> 8) as u16, (r[2] >> 24) as u8);
+            let (id, frag_off) = ([(r[3] >> 8) as u8, r[3] as u8], (r[3] >> 16) as u16 & 0x5fff);
+            let h = ipv4_header(tos, len, id, frag_off, ttl, 4, src, dst);
             assert_eq!(checksum(&h), 0, "header {h:02x?}");
         }
     }

@@ -141,7 +141,17 @@ fn push_header(
 /// direct.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub fn write_ipv4_header(o: *mut [u8; 20], tos: u8, tot_len: u16, id: [u8; 2], frag_off: u16, ttl: u8, proto: u8, src: u32, dst: u32) {
+pub fn write_ipv4_header(
+    o: *mut [u8; 20],
+    tos: u8,
+    tot_len: u16,
+    id: [u8; 2],
+    frag_off: u16,
+    ttl: u8,
+    proto: u8,
+    src: u32,
+    dst: u32,
+) {
     use core::ptr::write_volatile as wr;
     let c = ipv4_header_check(tos, tot_len, id, frag_off, ttl, proto, src, dst);
     let len = tot_len.to_be_bytes();
