@@ -36,7 +36,7 @@
 use aya_ebpf::{helpers::bpf_xdp_adjust_head, programs::XdpContext};
 use lvs_common::{
     counters::Counter,
-    csum::{fold, ipv4_header},
+    csum::fold,
     fwd::IPPROTO_IPIP,
     service::{tun_type, DestConf},
     AF_INET, AF_INET6,
@@ -508,11 +508,8 @@ fn encapsulate(
         // ID 0 with DF (as `ip_select_ident` for packets without a socket); else a value from
         // the flow hash, so that the fragments of one outer packet share it.
         let id = if inner.df == 0 { (inner.hash as u16).to_ne_bytes() } else { [0, 0] };
-        let h = ipv4_header(tos, outer_len, id, inner.df, ttl, proto, p.src[0], dest.addr[0]);
-        unsafe {
-            *o = h;
-            (*eth).ether_type = 0x0800u16.to_be();
-        }
+        tunnel::write_ipv4_header(o, tos, outer_len, id, inner.df, ttl, proto, p.src[0], dest.addr[0]);
+        unsafe { (*eth).ether_type = 0x0800u16.to_be() };
         let s = p.src[0];
         let d = dest.addr[0];
         ((s & 0xffff) + (s >> 16) + (d & 0xffff) + (d >> 16), EthHdr::LEN + IPV4_HLEN as usize)
