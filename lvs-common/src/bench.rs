@@ -24,7 +24,18 @@ pub mod map_names {
     pub const HARNESS_PROGRAM: &str = "bench_harness";
     /// A bare `XDP_PASS` program: the floor, run directly and as the harness's target.
     pub const PASS_PROGRAM: &str = "bench_pass";
+    /// The insert floor: a connection key from the frame inserted into [`INSERT_TABLE`].
+    pub const INSERT_PROGRAM: &str = "bench_insert";
+    /// `HashMap<FlowKey, ConnEntry>`, preallocated like `CONNS`; its size is set at load.
+    pub const INSERT_TABLE: &str = "INSERT_TABLE";
+    /// `Array<u64>` of [`INSERT_SLOTS`](super::INSERT_SLOTS): inserts that succeeded, failed.
+    pub const INSERT_STATS: &str = "INSERT_STATS";
 }
+
+/// `INSERT_STATS` slots.
+pub const INSERT_OK: u32 = 0;
+pub const INSERT_FAILED: u32 = 1;
+pub const INSERT_SLOTS: u32 = 2;
 
 /// The frame every iteration starts from, and how to vary it (value of `BENCH_FRAME`).
 /// 280 bytes, no hidden padding.

@@ -92,7 +92,8 @@ pub struct ConnEntry {
     /// no longer matches; userspace reclaims it.
     pub expires_ns: u64,
     /// 1 while the connection counts in its real server's ActiveConn, 0 while in InActConn
-    /// (IPVS's `IP_VS_CONN_F_INACTIVE`, inverted). Created 0; the state machine changes it
+    /// (IPVS's `IP_VS_CONN_F_INACTIVE`, inverted). Created as the state its first packet moves
+    /// it to has it (1 for a TCP SYN: SYN_RECV is active); after that the state machine changes it
     /// only by atomic exchange, and moves the count only when the exchange changed it, so two
     /// CPUs handling packets of one connection at once move its count once. Whoever removes
     /// the entry takes the count away from the counter this names.

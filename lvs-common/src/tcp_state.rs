@@ -188,6 +188,22 @@ mod tests {
         assert_eq!(next_state(ESTABLISHED, DIR_INPUT, 0), CLOSE);
     }
 
+    /// The dataplane writes a new connection in the state its first packet (a SYN without
+    /// RST) moves it to, and marks no persistence template assured on the way: that holds
+    /// only while the first transition from NONE is SYN_RECV, never ESTABLISHED.
+    #[test]
+    fn first_transition_never_assures() {
+        for flags in 0..=u8::MAX {
+            if flags & (TCP_SYN | TCP_RST) != TCP_SYN {
+                continue;
+            }
+            for dir in [DIR_INPUT, DIR_INPUT_ONLY] {
+                assert_eq!(next_state(NONE, dir, flags), SYN_RECV, "flags {flags:#x} dir {dir}");
+            }
+        }
+        assert!(is_active(SYN_RECV));
+    }
+
     #[test]
     fn activity_classes() {
         let active: [u8; 4] = [ESTABLISHED, SYN_SENT, SYN_RECV, SYNACK];

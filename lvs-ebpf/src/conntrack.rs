@@ -16,7 +16,7 @@ use lvs_common::{
 };
 
 use crate::{
-    maps::{CONNS, CONNS_OUT, DESTS, DEST_COUNTERS, TIMEOUTS},
+    maps::{CONNS, CONNS_OUT, CONN_PRIOR, DESTS, DEST_COUNTERS, TIMEOUTS},
     parse::{Packet, IPPROTO_TCP},
     persist,
 };
@@ -106,11 +106,12 @@ fn uncount(active: u64, dest_id: u32) {
     }
 }
 
-/// Counts a new connection as inactive on its real server and sets OVERLOAD when that brings
-/// the server to its u-threshold (`ip_vs_bind_dest`): exactly u connections are admitted.
+/// Counts a new connection on its real server (inactive as IPVS binds it, or already active
+/// when its first packet made it so) and sets OVERLOAD when that brings the server to its
+/// u-threshold (`ip_vs_bind_dest`): exactly u connections are admitted.
 #[inline(always)]
-fn count_new(dest_id: u32, dest: &DestConf) {
-    counter_add(dest_id, Count::Inactive, 1);
+fn count_new(dest_id: u32, dest: &DestConf, active: u64) {
+    counter_add(dest_id, if active != 0 { Count::Active } else { Count::Inactive }, 1);
     if dest.u_threshold == 0 {
         return;
     }
@@ -128,7 +129,7 @@ fn count_new(dest_id: u32, dest: &DestConf) {
 /// count is 0, but the threshold marks move exactly as the kernel's do.
 #[inline(always)]
 pub fn one_packet(dest_id: u32, dest: &DestConf) {
-    count_new(dest_id, dest);
+    count_new(dest_id, dest, 0);
     counter_add(dest_id, Count::Inactive, MINUS_ONE);
     let Some(c) = DEST_COUNTERS.get_ptr_mut(dest_id) else { return };
     unsafe {
@@ -327,10 +328,58 @@ pub struct ClockCache {
 #[map]
 static CLOCK_CACHE: PerCpuArray<ClockCache> = PerCpuArray::with_max_entries(1, 0);
 
-/// Inserts a new connection in state NONE, counted as inactive as IPVS binds it; NAT ones get
-/// their reverse entry too (DR and TUN replies never come back through the director, IPVS's
-/// NOOUTPUT). The caller runs the first transition. An entry it replaces (an expired one not
-/// reclaimed yet, or a TIME_WAIT one a new SYN reuses) has its count taken away here.
+/// What the lookup of a new connection's key found in `CONNS`, for [`create`]: an entry
+/// there (live but reusable, expired now, or expired and not reclaimed yet) is replaced and
+/// its count taken away. [`PRIOR_NONE`]: nothing; [`PRIOR_UNKNOWN`]: not looked up
+/// ([`create`] looks itself); otherwise [`PRIOR_FOUND`] with the entry's active bit at bit 32
+/// and its real server in the low half. Passed in `CONN_PRIOR` (see there).
+pub const PRIOR_NONE: u64 = 0;
+pub const PRIOR_UNKNOWN: u64 = u64::MAX;
+pub const PRIOR_FOUND: u64 = 1 << 63;
+
+/// Leaves `prior` for [`create`]: every path to it writes this first, so that nothing of an
+/// earlier packet is taken for this one's.
+#[inline(always)]
+pub fn note_prior(prior: u64) {
+    if let Some(p) = CONN_PRIOR.get_ptr_mut(0) {
+        unsafe { *p = prior };
+    }
+}
+
+/// [`PRIOR_FOUND`] for `entry`.
+#[inline(always)]
+pub fn prior_of(entry: *const ConnEntry) -> u64 {
+    let (active, dest_id) = unsafe { ((*entry).active, (*entry).dest_id) };
+    PRIOR_FOUND | ((active != 0) as u64) << 32 | dest_id as u64
+}
+
+/// `CONNS`' entry for `key`, live or not, with what [`create`] needs of it noted in `prior`;
+/// `None` when the entry has expired (as [`lookup_in`]). One lookup for both: a new
+/// connection's key was looked up here before it is scheduled.
+#[inline(always)]
+pub fn lookup_in_noting(key: &FlowKey, now: u64, prior: &mut u64) -> Option<*mut ConnEntry> {
+    let e = CONNS.get_ptr_mut(key)?;
+    *prior = prior_of(e);
+    if unsafe { (*e).expires_ns } <= now {
+        return None;
+    }
+    Some(e)
+}
+
+/// Inserts a new connection, counted on its real server as IPVS binds it; NAT ones get their
+/// reverse entry too (DR and TUN replies never come back through the director, IPVS's
+/// NOOUTPUT). The entry is written in the state the packet creating it moves it to (the first
+/// transition of the state machine, its count active or inactive accordingly, its timer), so
+/// the caller needs no pointer to it and no lookup after the insert. `tcp_flags` are the
+/// creating packet's; it is a SYN without RST for TCP, so the first state is SYN_RECV and
+/// never ESTABLISHED: no persistence template is to be marked assured (see
+/// `lvs_common::tcp_state`'s `first_transition_never_assures`).
+///
+/// An entry it replaces (an expired one not reclaimed yet, or a TIME_WAIT one a new SYN
+/// reuses) has its count taken away here, once: `prior` is what the caller found under the
+/// key, left by [`note_prior`]. The insert checks it (`BPF_EXIST` when an entry was found, `BPF_NOEXIST` when none):
+/// if the reclaimer removed the entry meanwhile, or another CPU inserted one, the insert fails
+/// and the entry there now is read and replaced as before. Returns the real server's port,
 /// `Err(())` when the table is full.
 #[inline(always)]
 pub fn create<P: FnOnce() -> u32>(
@@ -341,8 +390,9 @@ pub fn create<P: FnOnce() -> u32>(
     svc_port: u16,
     ctl: Option<TemplateScope>,
     pe: P,
+    tcp_flags: u8,
     now: u64,
-) -> Result<*mut ConnEntry, ()> {
+) -> Result<u16, ()> {
     // DR and TUN connections have no reverse entry and keep the virtual port.
     let nat = dest.fwd == 0;
     let nat_flag = if nat { conn_flags::NAT } else { 0 };
@@ -367,18 +417,26 @@ pub fn create<P: FnOnce() -> u32>(
         // without port); DR and TUN cannot change the port at all.
         None => (if dest.port == 0 || !nat { key.dport } else { dest.port }, nat_flag, 0, 0),
     };
+    // `update`'s first transition from NONE: a new DR/TUN connection has seen no output yet.
+    let state = if key.proto == IPPROTO_TCP {
+        let dir = if nat { tcp_state::DIR_INPUT } else { tcp_state::DIR_INPUT_ONLY };
+        tcp_state::next_state(tcp_state::NONE, dir, tcp_flags)
+    } else {
+        tcp_state::UDP
+    };
+    let active = tcp_state::is_active(state) as u64;
     let entry = ConnEntry {
         vaddr: key.dst,
         daddr: dest.addr,
         vport: key.dport,
         dport,
         fwd: dest.fwd,
-        state: tcp_state::NONE,
+        state,
         flags,
         svc_id,
         dest_id,
-        expires_ns: now + NEW_CONN_TIMEOUT as u64 * NSEC_PER_SEC,
-        active: 0,
+        expires_ns: now + timeout_ns(state),
+        active,
         ctl_mask,
         ctl_mark,
     };
@@ -391,19 +449,38 @@ pub fn create<P: FnOnce() -> u32>(
         family: key.family,
         _pad: [0; 2],
     };
-    // Only what uncounting needs of the entry replaced: a copy of all of it cost 88 bytes of
-    // a stack frame that the IPv6 new-connection program could not spare.
-    let replaced: Option<(u64, u32)> = unsafe { CONNS.get(key) }.map(|o| (o.active, o.dest_id));
-    // BPF_ANY: an expired entry with the same key may still sit in the table until userspace
-    // reclaims it; the new connection takes its place.
-    CONNS.insert(key, &entry, 0).map_err(|_| ())?;
-    if let Some((active, dest_id)) = replaced {
-        uncount(active, dest_id);
+    const BPF_NOEXIST: u64 = 1;
+    const BPF_EXIST: u64 = 2;
+    let prior = match CONN_PRIOR.get(0) {
+        Some(p) => *p,
+        None => PRIOR_UNKNOWN,
+    };
+    let checked = if prior == PRIOR_UNKNOWN {
+        Err(())
+    } else {
+        let flags = if prior & PRIOR_FOUND != 0 { BPF_EXIST } else { BPF_NOEXIST };
+        CONNS.insert(key, &entry, flags).map_err(|_| ())
+    };
+    if checked.is_ok() {
+        if prior & PRIOR_FOUND != 0 {
+            uncount((prior >> 32) & 1, prior as u32);
+        }
+    } else {
+        // Not looked up, or the table changed under us (or is full): what is there now is
+        // what gets replaced. Only what uncounting needs of it: a copy of all of it cost 88
+        // bytes of a stack frame that the IPv6 new-connection program could not spare.
+        let replaced = unsafe { CONNS.get(key) }.map(|o| (o.active, o.dest_id));
+        // BPF_ANY: an expired entry with the same key may still sit in the table until
+        // userspace reclaims it; the new connection takes its place.
+        CONNS.insert(key, &entry, 0).map_err(|_| ())?;
+        if let Some((active, dest_id)) = replaced {
+            uncount(active, dest_id);
+        }
     }
     if nat && CONNS_OUT.insert(&out_key, &ConnRef { in_key: *key }, 0).is_err() {
         let _ = CONNS.remove(key);
         return Err(());
     }
-    count_new(dest_id, dest);
-    CONNS.get_ptr_mut(key).ok_or(())
+    count_new(dest_id, dest, active);
+    Ok(dport)
 }

@@ -226,7 +226,15 @@ fn decide(ctx: &XdpContext, pkt: &Packet, now: u64, listed: u8) -> Step {
 
     // 1. Client -> VIP on a known connection (none unless the destination may be a virtual
     // address: a reply does not pay this lookup's miss).
-    let hit = if listed & classify::DST_LISTED != 0 { conntrack::lookup_in(&key, now) } else { None };
+    // What it finds is noted for a new connection's insert (`conntrack::create`). With the
+    // destination's bit clear no entry can be there (its key's destination would be listed;
+    // and the insert checks the claim).
+    let mut prior = conntrack::PRIOR_NONE;
+    let hit = if listed & classify::DST_LISTED != 0 {
+        conntrack::lookup_in_noting(&key, now, &mut prior)
+    } else {
+        None
+    };
     if let Some(e) = hit {
         if !conntrack::reusable(e, &pkt) {
             stats::count(Counter::ConnHit);
@@ -270,6 +278,7 @@ fn decide(ctx: &XdpContext, pkt: &Packet, now: u64, listed: u8) -> Step {
     if pkt.proto == IPPROTO_TCP && pkt.tcp_flags & (TCP_SYN | TCP_RST) != TCP_SYN {
         return Counter::PassNotSyn.into();
     }
+    conntrack::note_prior(prior);
     let Some(svc) = SERVICES.get(svc_id) else { return Counter::DropServiceMissing.into() };
     // --pe sip on a persistent service: the Call-ID must be known first (sip.rs). Asked of
     // every service, so that one state (not one per kind of service) goes on from here.
@@ -318,11 +327,15 @@ fn decide(ctx: &XdpContext, pkt: &Packet, now: u64, listed: u8) -> Step {
         let dport = if dest.port == 0 { pkt.dport } else { dest.port };
         return Step::Send(fwd, dest.addr[0], dport);
     }
-    let Ok(e) = conntrack::create(&key, svc_id, dest_id, dest, svc.key.port, ctl, sip::pe_share, now) else {
-        return Counter::DropConnTableFull.into();
-    };
+    let created =
+        conntrack::create(&key, svc_id, dest_id, dest, svc.key.port, ctl, sip::pe_share, pkt.tcp_flags, now);
+    let Ok(dport) = created else { return Counter::DropConnTableFull.into() };
     stats::count(Counter::NewConn);
-    to_real_server(&pkt, e, now, 1)
+    // `to_real_server` for the new entry, which `create` wrote in its final form: the packet
+    // is counted, its state transition was made there.
+    stats::traffic(svc_id, dest_id, true, 1, pkt.tot_len as u64);
+    let fwd = if dest.fwd == FWD_TUNNEL { tun::route_v4(dest_id) } else { dest.fwd };
+    Step::Send(fwd, dest.addr[0], dport)
 }
 
 pub(crate) enum DestState {

@@ -211,6 +211,15 @@ unsafe impl Sync for V6Scratch {}
 #[map]
 pub static V6_SCRATCH: PerCpuArray<V6Scratch> = PerCpuArray::with_max_entries(1, 0);
 
+/// What the `CONNS` lookup of a packet's client-side key found (`conntrack::PRIOR_*`), for
+/// the insert if the packet starts a connection (`conntrack::create`). Per CPU, not pinned:
+/// written before the scheduler runs, read at the insert of the same packet (in `lvs_xdp6_new`
+/// after a tail call, which stays on its CPU). Through memory rather than a variable: a
+/// number the verifier knows (0 when nothing was found) kept across the scheduler splits its
+/// states, and `lvs_xdp` went past the million instructions.
+#[map]
+pub static CONN_PRIOR: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
 /// The real server of a tunnel packet on its way to `lvs_xdp_tun` (tun.rs). Per CPU, not
 /// pinned: it holds nothing between packets.
 #[map]

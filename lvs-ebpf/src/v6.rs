@@ -388,8 +388,10 @@ fn decide(pkt: &Packet6) -> Step {
         family: AF_INET6,
         _pad: [0; 2],
     };
-    // 1. Client -> VIP on a known connection.
-    if let Some(e) = conntrack::lookup_in(&key, now) {
+    // 1. Client -> VIP on a known connection (what it finds is noted for a new connection's
+    // insert in `lvs_xdp6_new`).
+    let mut prior = conntrack::PRIOR_NONE;
+    if let Some(e) = conntrack::lookup_in_noting(&key, now, &mut prior) {
         if !conntrack::reusable(e, &sched_view(pkt)) {
             stats::count(Counter::ConnHit);
             match dest_state(e) {
@@ -422,6 +424,7 @@ fn decide(pkt: &Packet6) -> Step {
     if pkt.proto == IPPROTO_TCP && pkt.tcp_flags & (TCP_SYN | TCP_RST) != TCP_SYN {
         return Counter::PassNotSyn.into();
     }
+    conntrack::note_prior(prior);
     Step::New
 }
 
@@ -500,12 +503,18 @@ fn decide_new(pkt: &Packet6) -> Step {
         Some(scope) => scope as *const TemplateScope,
         None => core::ptr::null(),
     };
-    let e = create(key, (svc_id as u64) << 32 | dest_id as u64, svc.key.port, ctl_ptr, now);
-    if e.is_null() {
+    let dport = create(key, (svc_id as u64) << 32 | dest_id as u64, svc.key.port, ctl_ptr, pkt.tcp_flags, now);
+    if dport < 0 {
         return Counter::DropConnTableFull.into();
     }
     stats::count(Counter::NewConn);
-    to_real_server(pkt, e, now, 1)
+    // `to_real_server` for the new entry, which `create` wrote in its final form.
+    let Some(dest) = DESTS.get(dest_id) else { return Counter::DropServiceMissing.into() };
+    stats::traffic(svc_id, dest_id, true, 1, pkt.tot_len as u64);
+    if dest.fwd == FWD_TUNNEL {
+        crate::tun::note_dest(dest_id);
+    }
+    Step::Send(dest.fwd, dest.addr, dport as u16)
 }
 
 /// `persist::bind`: 1 when the template was made, 0 when the table is full.
@@ -515,17 +524,18 @@ fn bind(svc_id: u32, scope: &TemplateScope, key: &FlowKey, dest_id: u32, now: u6
     persist::bind(svc, scope, key, dest_id, now, || 0).map_or(0, |()| 1)
 }
 
-/// `conntrack::create`: the new connection's entry, or null when the table is full. `ids`:
+/// `conntrack::create`: the new connection's real-server port, or -1 when the table is full
+/// (what `lvs_xdp6` found under its key passes in `CONN_PRIOR`). `ids`:
 /// service slot in the high half, real server slot in the low half; `ctl`: the persistence
 /// scope, or null. (Should this become a subprogram: no `Option` in its signature, as the
 /// kernel refuses the BTF of a Rust enum, and without BTF function information it refuses
 /// the program's tail calls.)
 #[inline(always)]
-fn create(key: &FlowKey, ids: u64, svc_port: u16, ctl: *const TemplateScope, now: u64) -> *mut ConnEntry {
+fn create(key: &FlowKey, ids: u64, svc_port: u16, ctl: *const TemplateScope, tcp_flags: u8, now: u64) -> i32 {
     let (svc_id, dest_id) = ((ids >> 32) as u32, ids as u32);
-    let Some(dest) = DESTS.get(dest_id) else { return core::ptr::null_mut() };
+    let Some(dest) = DESTS.get(dest_id) else { return -1 };
     let ctl = if ctl.is_null() { None } else { Some(unsafe { *ctl }) };
-    conntrack::create(key, svc_id, dest_id, dest, svc_port, ctl, || 0, now).unwrap_or(core::ptr::null_mut())
+    conntrack::create(key, svc_id, dest_id, dest, svc_port, ctl, || 0, tcp_flags, now).map_or(-1, |p| p as i32)
 }
 
 #[inline(always)]

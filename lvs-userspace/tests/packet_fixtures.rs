@@ -335,6 +335,75 @@ fn wrr_matches_the_reference_under_overload() {
     });
 }
 
+/// lc, wlc, sed, nq, fo and ovf in the XDP program against the host reference
+/// (`lvs_common::sched_dynamic::Chooser`, checked against the kernel's rules by its own
+/// tests) over 21 real servers: the program offers them several to a `bpf_loop` step, so the
+/// list crosses step boundaries and ends inside one. Before every SYN each server gets random
+/// counters (small ranges, so ties happen), a random weight (0 now and then) and, now and
+/// then, the OVERLOAD flag; the server chosen must be the reference's, first in kernel order
+/// on ties.
+#[test]
+fn dynamic_schedulers_match_the_reference_over_many_servers() {
+    use lvs_common::{
+        sched_dynamic::{Chooser, NONE},
+        service::{dest_flags, sched, DestCounters},
+    };
+    in_netns(Netns::Director, || {
+        let mut rig = Rig::new("dyn");
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rand = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let scheds = [("lc", sched::LC), ("wlc", sched::WLC), ("sed", sched::SED), ("nq", sched::NQ), ("fo", sched::FO), ("ovf", sched::OVF)];
+        let mut sport = 30000u16;
+        for (port, (name, s)) in (81u16..).zip(scheds) {
+            let key = ServiceKey::Addr { protocol: Protocol::Tcp, addr: IpAddr::from(VIP), port };
+            rig.vs.add_service(&mut rig.tables, ServiceSpec::new(key, name)).unwrap();
+            for last in 11..32u8 {
+                let d = DestSpec::new(IpAddr::from([192, 0, 2, last]), 80, Forward::Masq, 1);
+                rig.vs.add_dest(&mut rig.tables, &key, d).unwrap();
+            }
+            let svc_id = rig.tables.svc_index.get(&lvs_userspace::daemon::tables::svc_key(&key).unwrap(), 0).unwrap();
+            let conf = rig.tables.services.get(&svc_id, 0).unwrap();
+            assert_eq!(conf.dest_count, 21);
+            let mut far = 0;
+            for step in 0..120 {
+                let mut chooser = Chooser::new(s);
+                let mut octets = Vec::new();
+                for i in 0..conf.dest_count as usize {
+                    let slot = conf.dests[i];
+                    let mut d = rig.tables.dests.get(&slot, 0).unwrap();
+                    d.weight = if rand(10) == 0 { 0 } else { 1 + rand(20) as i32 };
+                    let ov = rand(12) == 0;
+                    d.flags = if ov { d.flags | dest_flags::OVERLOAD } else { d.flags & !dest_flags::OVERLOAD };
+                    rig.tables.dests.set(slot, d, 0).unwrap();
+                    let c = DestCounters { active: rand(10), inactive: rand(600), ..Default::default() };
+                    rig.tables.dest_counters.set(slot, c, 0).unwrap();
+                    chooser.offer(i as u32, !ov && d.flags & dest_flags::AVAILABLE != 0, d.weight, &c);
+                    octets.push(d.addr[0].to_ne_bytes()[3]);
+                }
+                let want = (chooser.found != NONE).then(|| octets[chooser.found as usize]);
+                if chooser.found != NONE && chooser.found >= 8 {
+                    far += 1;
+                }
+                sport += 1;
+                let syn = tcp_frame(DIRECTOR_IN_MAC, CLIENT_MAC, Ip::new(CLIENT, VIP), sport, port, SYN);
+                // Only .11 and .12 have neighbours here: a SYN to another real server leaves
+                // rewritten, with XDP_PASS (NO_NEIGH). No server: ICMP back to the client.
+                let (v, out) = rig.run(&syn);
+                let to_server = matches!(v, XDP_REDIRECT | XDP_PASS) && out[14 + 16..14 + 19] == [192, 0, 2];
+                let got = to_server.then(|| out[14 + 19]);
+                assert_eq!(got, want, "{name} step {step}");
+            }
+            // The walk's later steps decided often enough to matter.
+            assert!(far > 20, "{name}: only {far} of 120 choices past the first 8 servers");
+        }
+    });
+}
+
 /// `--ops`: each datagram of one flow is scheduled on its own (rr alternates), leaves no
 /// connection entry and no count; the real server's reply is not translated (IPVS never
 /// hashes one-packet connections), so it passes untouched. On a TCP service the flag is

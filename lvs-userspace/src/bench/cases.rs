@@ -261,6 +261,48 @@ fn template_hit_scenario() -> Scenario {
     }
 }
 
+/// An insert-floor case: no dataplane, only the harness and `bench_insert` over a table of
+/// `entries` (`harness::InsertFloor`), fresh for each run.
+pub struct InsertFloorCase {
+    pub case: Case,
+    pub entries: u32,
+}
+
+/// The memory floor under the new-connection cases: one insert of a 40-byte key with a 72-byte
+/// value, as `CONNS` has them, per iteration. `insert_floor_2m`: a fresh key each iteration into
+/// a table of `CONNS`' size (a run fills it about half, as a `new_*` run does `CONNS`);
+/// `insert_floor_64k`: a table of 2^16 entries and 2^15 keys in turn, so it never fills and
+/// every key after the first 2^15 replaces its earlier entry (a table that fits in the caches,
+/// for comparison). A case's check: every iteration's insert succeeded (the program's counts).
+pub fn insert_floors() -> Vec<InsertFloorCase> {
+    let floor = |name: &str, entries: u32, mask: u32, what: &str| InsertFloorCase {
+        case: Case {
+            name: name.into(),
+            what: what.into(),
+            frame: from_client(VIP, TCP_SYN),
+            vary: rig::vary_client_src(mask),
+            expect: &[],
+            verdict: XDP_PASS,
+            target_ns: None,
+        },
+        entries,
+    };
+    vec![
+        floor(
+            "insert_floor_2m",
+            TABLE_SIZE,
+            (1 << lvs_common::bench::BENCH_VARY_BITS) - 1,
+            "one insert of a new 40-byte key (72-byte value) into a preallocated hash table of 2^21, no lookups",
+        ),
+        floor(
+            "insert_floor_64k",
+            1 << 16,
+            (1 << 15) - 1,
+            "one insert into a preallocated hash table of 2^16, 2^15 keys in turn (replacing)",
+        ),
+    ]
+}
+
 pub fn scenarios() -> Vec<Scenario> {
     let mut all = vec![
         Scenario {

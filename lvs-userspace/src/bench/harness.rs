@@ -7,7 +7,9 @@ use aya::{
     programs::{ProgramFd, TestRun, TestRunOptions, Xdp},
     Ebpf, EbpfLoader,
 };
-use lvs_common::bench::{map_names, BenchFrame, BENCH_FRAME_MAX, BENCH_VARY_BITS};
+use lvs_common::bench::{
+    map_names, BenchFrame, BENCH_FRAME_MAX, BENCH_VARY_BITS, INSERT_FAILED, INSERT_OK,
+};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench-harness"));
 
@@ -44,7 +46,11 @@ impl Harness {
         if OBJECT.is_empty() {
             bail!("built without the eBPF objects (AYA_BUILD_SKIP); rebuild");
         }
-        let mut ebpf = EbpfLoader::new().load(OBJECT).context("loading the harness object")?;
+        // The insert floor's table is not this copy's (see `InsertFloor`): one entry.
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(map_names::INSERT_TABLE, 1)
+            .load(OBJECT)
+            .context("loading the harness object")?;
         for name in [map_names::HARNESS_PROGRAM, map_names::PASS_PROGRAM] {
             let prog: &mut Xdp =
                 ebpf.program_mut(name).with_context(|| format!("{name} missing"))?.try_into()?;
@@ -121,4 +127,42 @@ pub fn time(prog: &Xdp, frame: &[u8], repeat: u32) -> anyhow::Result<Timing> {
     opts.repeat = repeat;
     let r = prog.test_run(opts).context("BPF_PROG_TEST_RUN")?;
     Ok(Timing { ns: r.duration.as_nanos() as u64, verdict: r.return_value })
+}
+
+/// A copy of the harness object with `bench_insert` loaded and its table (`INSERT_TABLE`,
+/// laid out and preallocated as `CONNS`) of `entries`: the target of the insert-floor cases,
+/// a fresh one (empty table) for every run, as the new-connection cases get a fresh dataplane.
+pub struct InsertFloor {
+    ebpf: Ebpf,
+    stats: Array<MapData, u64>,
+}
+
+impl InsertFloor {
+    pub fn load(entries: u32) -> anyhow::Result<Self> {
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(map_names::INSERT_TABLE, entries)
+            .load(OBJECT)
+            .context("loading the harness object (insert floor)")?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(map_names::INSERT_PROGRAM)
+            .context("bench_insert missing")?
+            .try_into()?;
+        prog.load().context("the verifier rejected bench_insert")?;
+        let stats = Array::try_from(ebpf.take_map(map_names::INSERT_STATS).context("INSERT_STATS")?)?;
+        Ok(InsertFloor { ebpf, stats })
+    }
+
+    pub fn program_fd(&self) -> anyhow::Result<&ProgramFd> {
+        let p: &Xdp = self
+            .ebpf
+            .program(map_names::INSERT_PROGRAM)
+            .context("bench_insert missing")?
+            .try_into()?;
+        Ok(p.fd()?)
+    }
+
+    /// Inserts that succeeded and that failed so far.
+    pub fn counts(&self) -> anyhow::Result<(u64, u64)> {
+        Ok((self.stats.get(&INSERT_OK, 0)?, self.stats.get(&INSERT_FAILED, 0)?))
+    }
 }

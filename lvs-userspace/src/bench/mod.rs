@@ -95,20 +95,22 @@ pub fn run(options: Options) -> anyhow::Result<Outcome> {
     let mut harness = Harness::load()?;
 
     let mut scenarios = cases::scenarios();
+    let mut insert_floors = cases::insert_floors();
     if !options.only.is_empty() {
         for s in &mut scenarios {
             s.cases.retain(|c| options.only.contains(&c.name));
         }
         scenarios.retain(|s| !s.cases.is_empty());
-        if scenarios.is_empty() {
+        insert_floors.retain(|f| options.only.contains(&f.case.name));
+        if scenarios.is_empty() && insert_floors.is_empty() {
             bail!("no case named {:?}", options.only);
         }
     }
     // The harness copies the frame on every iteration: equal lengths keep its share the same
     // in every case, so subtracting one harness floor is fair.
-    let frame = scenarios[0].cases[0].frame.clone();
-    if let Some(c) = scenarios.iter().flat_map(|s| &s.cases).find(|c| c.frame.len() != frame.len())
-    {
+    let all_cases = || scenarios.iter().flat_map(|s| &s.cases).chain(insert_floors.iter().map(|f| &f.case));
+    let frame = all_cases().next().expect("a case is left").frame.clone();
+    if let Some(c) = all_cases().find(|c| c.frame.len() != frame.len()) {
         bail!(
             "case {} has a {}-byte frame, the others {} bytes",
             c.name,
@@ -121,6 +123,9 @@ pub fn run(options: Options) -> anyhow::Result<Outcome> {
     let mut rows = floors(&mut harness, &frame, &options)?;
     for s in &scenarios {
         rows.extend(scenario(&mut harness, s, &options)?);
+    }
+    for f in &insert_floors {
+        rows.push(insert_floor(&mut harness, f, &options)?);
     }
     eprintln!("floors again");
     let floors_after = floors(&mut harness, &frame, &options)?;
@@ -219,6 +224,59 @@ fn scenario(harness: &mut Harness, s: &Scenario, o: &Options) -> anyhow::Result<
         eprintln!("{}: {}", case.name, report::summary(row));
     }
     Ok(rows)
+}
+
+/// An insert-floor case: `runs` timed runs, each on a fresh table (`harness::InsertFloor`).
+/// Its check: every iteration's insert succeeded, and the harness ran them all.
+fn insert_floor(
+    harness: &mut Harness,
+    f: &cases::InsertFloorCase,
+    o: &Options,
+) -> anyhow::Result<Measured> {
+    let case = &f.case;
+    let mut row = Measured::new(&case.name, &case.what, Some(FLOOR_HARNESS));
+    for _ in 0..o.runs {
+        // Release the previous table before allocating the next.
+        let table = harness::InsertFloor::load(f.entries)?;
+        harness.set_target(table.program_fd()?)?;
+        let r = (|| -> anyhow::Result<()> {
+            harness.set_frame(&case.frame, case.vary)?;
+            if o.warmup > 0 {
+                harness.run(&case.frame, o.warmup)?;
+            }
+            let (ok0, failed0) = table.counts()?;
+            let t = harness.run(&case.frame, o.repeat)?;
+            let (ok, failed) = table.counts()?;
+            let iterations = harness.iterations()?;
+            if iterations != o.warmup as u64 + o.repeat as u64 {
+                bail!("the harness ran {iterations} iterations, expected {}", o.warmup as u64 + o.repeat as u64);
+            }
+            if t.verdict != case.verdict {
+                bail!("verdict {} (expected {})", t.verdict, case.verdict);
+            }
+            if ok - ok0 != o.repeat as u64 || failed != failed0 || failed0 != 0 {
+                bail!(
+                    "{} inserts succeeded and {} failed in {} iterations (warm-up: {failed0} failed)",
+                    ok - ok0,
+                    failed - failed0,
+                    o.repeat
+                );
+            }
+            row.runs.push(t);
+            Ok(())
+        })();
+        if let Err(e) = r {
+            row.error = Some(format!("{e:#}"));
+            eprintln!("{}: FAILED: {e:#}", case.name);
+            break;
+        }
+    }
+    row.notes.push(format!("table of {} entries, fresh for each run", f.entries));
+    if case.vary.mask != 0 {
+        row.notes.push(format!("iteration i inserts client number i & {:#x}", case.vary.mask));
+    }
+    eprintln!("{}: {}", case.name, report::summary(&row));
+    Ok(row)
 }
 
 /// Warm-up, then one timed run of `case` with the counter and verdict checks.
