@@ -187,7 +187,9 @@ fn established_fwd_case(method: &str, conns: u32, size: &str) -> Case {
         vary: rig::vary_client_src(conns - 1),
         expect: &[Counter::ConnHit, Counter::Redirect],
         verdict: XDP_REDIRECT,
-        target_ns: Some(110.0),
+        // The figure for an established TUN flow is 100 ns (Katran's IP-in-IP: 106
+        // here); GUE is held to it too. DR shares NAT's 110.
+        target_ns: Some(if method == "dr" { 110.0 } else { 100.0 }),
     }
 }
 

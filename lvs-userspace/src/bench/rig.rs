@@ -20,7 +20,7 @@ use lvs_common::{
 use super::harness::Vary;
 use crate::{
     daemon::{
-        dataplane::Dataplane,
+        dataplane::{Dataplane, Programs},
         state::VirtualServers,
         tables::{self, addr_words, Tables},
     },
@@ -150,8 +150,8 @@ pub struct Rig {
 }
 
 impl Rig {
-    pub fn load(table_size: u32) -> anyhow::Result<Rig> {
-        let mut ebpf = Dataplane::load_unpinned(table_size)?;
+    pub fn load(table_size: u32, programs: Programs) -> anyhow::Result<Rig> {
+        let mut ebpf = Dataplane::load_unpinned(table_size, programs)?;
         let mut tables = Tables::from_ebpf(&mut ebpf)?;
         let conns_out =
             HashMap::try_from(ebpf.take_map(map_names::CONNS_OUT).context("CONNS_OUT")?)?;

@@ -407,9 +407,13 @@ impl VirtualServers {
         // Published last: the dataplane can only find a fully written service.
         t.svc_index.insert(key, slot, 0).map_err(internal)?;
         info!(service = %svc.spec.key, scheduler = %svc.spec.scheduler, "service added");
+        let port0 = is_port0(&svc.spec.key);
         self.by_key.insert(svc.spec.key, slot);
         self.services.insert(slot, svc);
-        self.count_port0(t)
+        if port0 {
+            self.count_port0(t)?;
+        }
+        Ok(())
     }
 
     /// `ipvsadm -E`. The scheduler state is reset only when the scheduler changes, as in IPVS.
@@ -453,17 +457,19 @@ impl VirtualServers {
         t.flush_sched_cache(slot);
         let _ = t.mh_tables.remove(&slot);
         info!(service = %key, "service deleted");
-        self.count_port0(t)
+        if is_port0(key) {
+            self.count_port0(t)?;
+        }
+        Ok(())
     }
 
     /// Tells the dataplane how many port-0 address services exist: as the kernel's
     /// `nullsvc_counter`, it gates the `(protocol, address, 0)` fallback lookup.
+    /// Only after adding or deleting such a service: the count is a walk of every service,
+    /// and made after each of `ipvsadm -R`'s 10 000 service lines it was quadratic (about a
+    /// second of the restore).
     fn count_port0(&self, t: &mut Tables) -> Result<(), OpError> {
-        let n = self
-            .services
-            .values()
-            .filter(|s| matches!(s.spec.key, ServiceKey::Addr { port: 0, .. }))
-            .count();
+        let n = self.services.values().filter(|s| is_port0(&s.spec.key)).count();
         t.set_port0_services(n as u32).map_err(internal)
     }
 
@@ -761,4 +767,9 @@ fn clamp(v: u64) -> u32 {
 
 fn internal(e: impl std::fmt::Display) -> OpError {
     OpError { errno: Errno::NoMem, detail: format!("map update failed: {e}") }
+}
+
+/// A port-0 address service (the `(protocol, address, 0)` fallback of `count_port0`).
+fn is_port0(key: &ServiceKey) -> bool {
+    matches!(key, ServiceKey::Addr { port: 0, .. })
 }

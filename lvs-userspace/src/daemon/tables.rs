@@ -484,7 +484,7 @@ mod tests {
             eprintln!("skipped: loading BPF maps needs root");
             return;
         }
-        let mut ebpf = match crate::daemon::dataplane::Dataplane::load_unpinned(1024) {
+        let mut ebpf = match crate::daemon::dataplane::Dataplane::load_unpinned(1024, crate::daemon::dataplane::Programs::EntryOnly) {
             Ok(e) => e,
             Err(e) => {
                 eprintln!("skipped: {e:#}");
