@@ -377,9 +377,13 @@ pub fn lookup_in_noting(key: &FlowKey, now: u64, prior: &mut u64) -> Option<*mut
 ///
 /// An entry it replaces (an expired one not reclaimed yet, or a TIME_WAIT one a new SYN
 /// reuses) has its count taken away here, once: `prior` is what the caller found under the
-/// key, left by [`note_prior`]. The insert checks it (`BPF_EXIST` when an entry was found, `BPF_NOEXIST` when none):
-/// if the reclaimer removed the entry meanwhile, or another CPU inserted one, the insert fails
-/// and the entry there now is read and replaced as before. Returns the real server's port,
+/// key, left by [`note_prior`]. The insert checks it (`BPF_EXIST` when an entry was found,
+/// `BPF_NOEXIST` when none): if the reclaimer removed the entry meanwhile, or another CPU
+/// inserted one, the insert fails and the entry there now is read and replaced as before.
+/// What the check cannot see is another CPU replacing the found entry in between (two SYNs of
+/// one 5-tuple at once): then the found entry is uncounted twice and the other CPU's never,
+/// the totals right but split between real servers or active and inactive as the two were;
+/// the read-then-replace before it had the same window. Returns the real server's port,
 /// `Err(())` when the table is full.
 #[inline(always)]
 pub fn create<P: FnOnce() -> u32>(
