@@ -128,12 +128,6 @@ const _: () = assert!(core::mem::offset_of!(ConnEntry, vport) == STATE_WORD_OFFS
 const _: () = assert!(core::mem::offset_of!(ConnEntry, state) == STATE_WORD_OFFSET + 5);
 const _: () = assert!(core::mem::offset_of!(ConnEntry, flags) == STATE_WORD_OFFSET + 6);
 
-/// The state held in a state word (as read from memory, native byte order).
-#[inline(always)]
-pub fn state_of_word(word: u64) -> u8 {
-    word.to_ne_bytes()[5]
-}
-
 /// The flags held in a state word.
 #[inline(always)]
 pub fn flags_of_word(word: u64) -> u16 {
@@ -159,6 +153,11 @@ mod pod {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The state byte of a state word (the dataplane loads the byte itself, see `update_with`).
+    fn state_of_word(word: u64) -> u8 {
+        word.to_ne_bytes()[5]
+    }
 
     /// The word as the dataplane reads it from a map value: the entry's bytes at the offset.
     fn word_of(e: &ConnEntry) -> u64 {

@@ -170,7 +170,7 @@ pub fn update_with<F: FnOnce(usize) -> ([u32; 4], u16, u8)>(
     let pkt_proto = proto;
     unsafe {
         // The state, the flags that choose the table and the change itself go through one
-        // word (`flow::STATE_WORD_OFFSET`): see `change_state`.
+        // word (`flow::STATE_WORD_OFFSET`): see the exchange below.
         let word_ptr = (entry as *mut u8).add(flow::STATE_WORD_OFFSET) as *mut u64;
         let word = core::ptr::read_volatile(word_ptr);
         // The state as a byte load of its own, not taken out of `word`: the verifier bounds a
