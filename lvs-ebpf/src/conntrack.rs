@@ -172,42 +172,52 @@ pub fn update_with<F: FnOnce(usize) -> ([u32; 4], u16, u8)>(
         // The state, the flags that choose the table and the change itself go through one
         // word (`flow::STATE_WORD_OFFSET`): see the exchange below.
         let word_ptr = (entry as *mut u8).add(flow::STATE_WORD_OFFSET) as *mut u64;
-        let word = core::ptr::read_volatile(word_ptr);
-        // The state as a byte load of its own, not taken out of `word`: the verifier bounds a
-        // byte load (the state indexes the transition table) but not a byte shifted out of a
-        // 64-bit word. The exchange below expects `word` with this state in it, so a change in
-        // between makes it fail rather than apply a transition to a state it was not computed
-        // from.
-        let old = core::ptr::read_volatile(&raw const (*entry).state);
-        let word = flow::with_state(word, old);
-        let state = if pkt_proto == IPPROTO_TCP {
-            // DR/TUN connections have no output path: IPVS's INPUT_ONLY table, until a reply
-            // has been seen (IPVS clears IP_VS_CONN_F_NOOUTPUT then).
-            let dir = if dir == tcp_state::DIR_INPUT
-                && flow::flags_of_word(word) & (conn_flags::NAT | conn_flags::SEEN_OUTPUT) == 0
-            {
-                tcp_state::DIR_INPUT_ONLY
-            } else {
-                dir
-            };
-            tcp_state::next_state(old, dir, tcp_flags)
-        } else {
-            tcp_state::UDP
-        };
         // Packets of one connection can be handled on two CPUs at once (the client's and the
         // server's side). A packet that leaves the state as it is writes nothing (so an ACK
         // cannot put back the ESTABLISHED it read after the other side's FIN moved it on), and
         // a change is made only if the word still holds the state it was computed from. The
-        // loser of a race keeps the winner's state: its own change is dropped (IPVS would have
-        // applied both in turn under the connection's lock; one retry was not worth the
-        // verifier states on every path).
-        let changed = state != old
-            && atomic_cxchg::<u64, { AtomicOrdering::Relaxed }, { AtomicOrdering::Relaxed }>(
+        // loser of such a race computes its transition again from the winner's state and
+        // tries once more, as IPVS applies both in turn under the connection's lock: FINs
+        // crossing (the client's to CLOSE_WAIT, the server's to FIN_WAIT) must end in
+        // TIME_WAIT, not in whichever of the two was written first.
+        let mut state = 0;
+        let mut changed = false;
+        for _ in 0..2 {
+            let word = core::ptr::read_volatile(word_ptr);
+            // The state as a byte load of its own, not taken out of `word`: the verifier
+            // bounds a byte load (the state indexes the transition table) but not a byte
+            // shifted out of a 64-bit word. The exchange expects `word` with this state in
+            // it, so a change in between makes it fail rather than apply a transition to a
+            // state it was not computed from.
+            let old = core::ptr::read_volatile(&raw const (*entry).state);
+            let word = flow::with_state(word, old);
+            state = if pkt_proto == IPPROTO_TCP {
+                // DR/TUN connections have no output path: IPVS's INPUT_ONLY table, until a
+                // reply has been seen (IPVS clears IP_VS_CONN_F_NOOUTPUT then).
+                let dir = if dir == tcp_state::DIR_INPUT
+                    && flow::flags_of_word(word) & (conn_flags::NAT | conn_flags::SEEN_OUTPUT) == 0
+                {
+                    tcp_state::DIR_INPUT_ONLY
+                } else {
+                    dir
+                };
+                tcp_state::next_state(old, dir, tcp_flags)
+            } else {
+                tcp_state::UDP
+            };
+            if state == old {
+                break;
+            }
+            changed = atomic_cxchg::<u64, { AtomicOrdering::Relaxed }, { AtomicOrdering::Relaxed }>(
                 word_ptr,
                 word,
                 flow::with_state(word, state),
             )
             .1;
+            if changed {
+                break;
+            }
+        }
         if (*entry).flags & conn_flags::CONTROLLED != 0 {
             let assured = if pkt_proto == IPPROTO_TCP {
                 changed && state == tcp_state::ESTABLISHED
